@@ -1,0 +1,129 @@
+// Package storage is the protocol-neutral contract every front end (SFTP, FTP) is written against.
+//
+// An FS is one user's view: paths are virtual, slash-separated and rooted at the user's home
+// ("/" is the home). Implementations map them to backend keys and guarantee nothing escapes.
+// Errors use one vocabulary (fs.ErrNotExist, fs.ErrPermission, fs.ErrExist and the sentinels
+// below), wrapped with the operation and path; front ends match them with errors.Is.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// Sentinels beyond the io/fs ones.
+var (
+	ErrNotEmpty    = errors.New("directory not empty")
+	ErrIsDir       = errors.New("is a directory")
+	ErrNotDir      = errors.New("not a directory")
+	ErrInvalidPath = errors.New("invalid path")
+	ErrTooLarge    = errors.New("operation exceeds a configured limit")
+	ErrUnsupported = errors.New("operation not supported")
+	ErrAborted     = errors.New("upload aborted")
+)
+
+// FS is the storage contract.
+type FS interface {
+	// Stat describes a file or directory. The home ("/") always exists.
+	Stat(ctx context.Context, name string) (*Entry, error)
+	// List calls fn for each direct child of dir, streaming (never the whole listing in memory).
+	// An error returned by fn stops the listing and is returned.
+	List(ctx context.Context, dir string, fn func(*Entry) error) error
+	// Open opens a file for reading.
+	Open(ctx context.Context, name string) (Reader, error)
+	// Create starts an upload. Nothing is visible under name until Upload.Close succeeds.
+	Create(ctx context.Context, name string, opts CreateOptions) (Upload, error)
+	// Remove deletes a file (not a directory).
+	Remove(ctx context.Context, name string) error
+	// Mkdir creates a directory; fs.ErrExist if it already exists.
+	Mkdir(ctx context.Context, name string) error
+	// Rmdir removes an empty directory; ErrNotEmpty otherwise.
+	Rmdir(ctx context.Context, name string) error
+	// Rename moves a file or a whole directory. A directory rename either moves every key or
+	// fails before moving any (ErrTooLarge past the configured limit).
+	Rename(ctx context.Context, from, to string) error
+}
+
+// Setstater is implemented by stores that can record mode and times. Front ends must treat
+// a missing implementation (or an error) as success: clients fail jobs on setstat errors.
+type Setstater interface {
+	SetStat(ctx context.Context, name string, attrs Attrs) error
+}
+
+// Hasher is implemented by stores that can return a file's SHA-256 (hex), computing it if the
+// object does not carry one.
+type Hasher interface {
+	SHA256(ctx context.Context, name string) (string, error)
+}
+
+// Attrs are the settable attributes; nil fields are left alone.
+type Attrs struct {
+	Mode    *fs.FileMode
+	ModTime *time.Time
+}
+
+// CreateOptions describe who writes an object; stored as object metadata.
+type CreateOptions struct {
+	User       string
+	Protocol   string // "sftp", "ftp", "ftps"
+	ClientAddr string
+	TransferID string
+	// SizeHint is the expected size when the protocol knows it (0 = unknown); it only tunes part size.
+	SizeHint int64
+}
+
+// Reader reads a file sequentially or at arbitrary offsets (SFTP clients read in parallel).
+type Reader interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	io.Closer
+	Size() int64
+}
+
+// Upload is a streaming write. Close commits (and returns any commit failure: a failed commit is
+// a failed transfer); Abort discards everything written so no object appears. After Abort,
+// Close returns an error wrapping ErrAborted. Both are safe to call more than once.
+type Upload interface {
+	io.Writer
+	Close() error
+	Abort(cause error) error
+}
+
+// Entry describes a file or directory.
+type Entry struct {
+	Name    string // base name
+	Size    int64
+	ModTime time.Time
+	Dir     bool
+	// Mode is the stored permission bits (from setstat), or 0 when none was stored.
+	Mode   fs.FileMode
+	SHA256 string // hex, when known
+}
+
+// Info adapts an Entry to fs.FileInfo.
+func (e *Entry) Info() fs.FileInfo { return entryInfo{e} }
+
+type entryInfo struct{ e *Entry }
+
+func (i entryInfo) Name() string       { return i.e.Name }
+func (i entryInfo) Size() int64        { return i.e.Size }
+func (i entryInfo) ModTime() time.Time { return i.e.ModTime }
+func (i entryInfo) IsDir() bool        { return i.e.Dir }
+func (i entryInfo) Sys() any           { return i.e }
+func (i entryInfo) Mode() fs.FileMode {
+	perm := i.e.Mode.Perm()
+	if i.e.Dir {
+		if perm == 0 {
+			perm = 0o755
+		}
+		return fs.ModeDir | perm
+	}
+	if perm == 0 {
+		perm = 0o644
+	}
+	return perm
+}
