@@ -13,6 +13,9 @@ type User struct {
 	Name         string
 	PasswordHash string          // bcrypt; empty = no password login
 	PublicKeys   []ssh.PublicKey // parsed authorized_keys lines; empty = no key login
+	// Auth says which credentials a login needs: AuthAny (either configured method) or AuthBoth
+	// (SSH public key and then password; FTP, which has no keys, uses the password).
+	Auth string
 	// Bucket is the user's bucket; empty means the storage's default bucket.
 	Bucket string
 	// Home is the key prefix of the user's home, normalised to end with "/" (or "" for the bucket root).
@@ -21,6 +24,12 @@ type User struct {
 	AllowedCIDRs []netip.Prefix // empty = any address
 	Disabled     bool
 }
+
+// Auth modes.
+const (
+	AuthAny  = "any"
+	AuthBoth = "both"
+)
 
 // Permission names as written in the users file.
 const (
