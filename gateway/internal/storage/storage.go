@@ -127,3 +127,9 @@ func (i entryInfo) Mode() fs.FileMode {
 	}
 	return perm
 }
+
+// AttrRecorder is implemented by uploads that can record attributes set on the open file
+// (SFTP fsetstat, as `put -p` sends before close); they are stored with the object at commit.
+type AttrRecorder interface {
+	SetAttrs(Attrs)
+}
