@@ -1,0 +1,37 @@
+# Ferry: `make run` starts the system on this machine, `make test` runs every test.
+GO        ?= go
+GOBIN     := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):$(PATH)
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BUILDFLAGS := -trimpath -ldflags "$(LDFLAGS)"
+VERSITYGW_VERSION := v1.8.0
+
+.PHONY: build run test bench tools vet fmt clean
+
+## build: the one binary, bin/ferry (same flags as the Dockerfile)
+build:
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/ferry ./gateway/cmd/ferry
+
+## run: the whole system on this machine, with the dev config (see README)
+run: build
+	bin/ferry serve --config configs/dev.yaml
+
+## test: vet + every test (real S3 server, real SSH/FTP clients); `make tools` first on a new machine
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 45m ./...
+
+## bench: throughput and memory against baselines measured in the same run
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./gateway/bench/
+
+## tools: test and benchmark tools that are Go programs
+tools:
+	$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+fmt:
+	gofmt -w gateway pipeline infra
+
+clean:
+	rm -rf bin dist
