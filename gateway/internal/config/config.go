@@ -1,0 +1,181 @@
+// Package config is Ferry's typed configuration (`ferry serve --config FILE`): strict YAML with
+// ${VAR} environment references, defaults, and a Validate that reports every problem with
+// file:line.
+package config
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ferrygw/ferry/gateway/internal/config/strictyaml"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen   Listen   `yaml:"listen"`
+	Storage  Storage  `yaml:"storage"`
+	HostKeys HostKeys `yaml:"host_keys"`
+	// UsersFile is the users file (see package users); relative to the config file's folder.
+	UsersFile string `yaml:"users_file"`
+	SFTP      SFTP   `yaml:"sftp"`
+	Log       Log    `yaml:"log"`
+
+	file string               // the file it was read from, for messages
+	pos  strictyaml.Positions // line of every value written in it
+}
+
+// Listen holds the listening addresses (host:port); an empty address disables that listener.
+type Listen struct {
+	SFTP    string `yaml:"sftp"`
+	FTP     string `yaml:"ftp"`
+	Metrics string `yaml:"metrics"` // /metrics and /healthz
+}
+
+// Storage says where files go.
+type Storage struct {
+	S3 S3 `yaml:"s3"`
+}
+
+// S3 is the bucket uploads stream into.
+type S3 struct {
+	Bucket    string `yaml:"bucket"`
+	Endpoint  string `yaml:"endpoint"` // empty = AWS; e.g. http://127.0.0.1:7070
+	Region    string `yaml:"region"`
+	PathStyle bool   `yaml:"path_style"`
+	// PartSize is the multipart part size (S3 minimum 5MiB, maximum 5GiB).
+	PartSize Size `yaml:"part_size"`
+	// Concurrency is the number of parts uploaded in parallel per upload.
+	Concurrency int `yaml:"concurrency"`
+	// MaxRenameKeys bounds directory renames (S3 has no rename: each key is copied and deleted);
+	// renaming a directory with more keys is refused.
+	MaxRenameKeys int `yaml:"max_rename_keys"`
+}
+
+// HostKeys says where the SSH host keys come from (see package hostkeys).
+type HostKeys struct {
+	Paths    []string `yaml:"paths"`    // private key files; relative to the config file's folder
+	Generate bool     `yaml:"generate"` // create missing key files on first start
+	PEM      string   `yaml:"pem"`      // PEM blocks, e.g. "${FERRY_HOST_KEYS}", shared by replicas
+}
+
+// SFTP tunes the SFTP server.
+type SFTP struct {
+	IdleTimeout  time.Duration `yaml:"idle_timeout"` // 0 = never
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+	MaxSessions  int           `yaml:"max_sessions"`
+	Banner       string        `yaml:"banner"`
+	// WriteWindow bounds the out-of-order write data held per upload while waiting for the
+	// missing earlier bytes; WriteWaitTimeout is how long a write may wait for them.
+	WriteWindow      Size          `yaml:"write_window"`
+	WriteWaitTimeout time.Duration `yaml:"write_wait_timeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error
+	Format string `yaml:"format"` // text|json
+}
+
+// Default returns the configuration used for every key the file leaves out.
+func Default() *Config {
+	return &Config{
+		Listen: Listen{SFTP: "127.0.0.1:2222", Metrics: "127.0.0.1:9100"},
+		Storage: Storage{S3: S3{
+			Bucket:        "",
+			Region:        "us-east-1",
+			PartSize:      8 * MiB,
+			Concurrency:   4,
+			MaxRenameKeys: 1000,
+		}},
+		HostKeys: HostKeys{
+			Paths:    []string{"keys/ssh_host_ed25519_key", "keys/ssh_host_rsa_key"},
+			Generate: true,
+		},
+		UsersFile: "users.yaml",
+		SFTP: SFTP{
+			IdleTimeout:      15 * time.Minute,
+			LoginTimeout:     30 * time.Second,
+			MaxSessions:      256,
+			WriteWindow:      16 * MiB,
+			WriteWaitTimeout: 30 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads the configuration file at path (see Read) and validates it. The error lists every
+// problem, one per line, as "file:line: key: reason".
+func Load(path string) (*Config, error) {
+	c, err := Read(path, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Read reads and strictly decodes the file at path over the defaults, expanding ${NAME} with
+// lookup (os.LookupEnv when nil) and resolving relative paths against the file's folder, without
+// validating. Tools that only need part of a configuration (e.g. `ferry user` wanting the users
+// file) can pass a lookup that tolerates missing variables.
+func Read(path string, lookup func(string) (string, bool)) (*Config, error) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c := Default()
+	pos, err := strictyaml.Decode(path, data, c, strictyaml.Options{Lookup: lookup})
+	if err != nil {
+		return nil, err
+	}
+	c.file, c.pos = path, pos
+	dir := filepath.Dir(path)
+	c.UsersFile = resolve(dir, c.UsersFile)
+	paths := make([]string, len(c.HostKeys.Paths))
+	for i, p := range c.HostKeys.Paths {
+		paths[i] = resolve(dir, p)
+	}
+	c.HostKeys.Paths = paths
+	return c, nil
+}
+
+func resolve(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+// File returns the file the configuration was read from ("" when built in code).
+func (c *Config) File() string { return c.file }
+
+// NewLogger returns a logger writing to w at the configured level and format. Call it on a
+// validated configuration; unknown values fall back to info and text.
+func (l Log) NewLogger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.level()}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func (l Log) level() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,280 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrygw/ferry/gateway/internal/config/strictyaml"
+)
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func noEnv(string) (string, bool) { return "", false }
+
+func TestLoadFull(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "ferry.yaml", `
+listen:
+  sftp: "0.0.0.0:22"
+  ftp: ":21"
+  metrics: ""
+storage:
+  s3:
+    bucket: my-bucket
+    endpoint: http://127.0.0.1:7070
+    region: eu-west-1
+    path_style: true
+    part_size: 16 MiB
+    concurrency: 8
+    max_rename_keys: 0
+host_keys:
+  paths: [k/ed25519, /abs/rsa]
+  generate: false
+users_file: ../users.yaml
+sftp:
+  idle_timeout: 1h
+  login_timeout: 10s
+  max_sessions: 10
+  banner: "hello\n"
+  write_window: 64MiB
+  write_wait_timeout: 1m
+log:
+  level: debug
+  format: json
+`)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Listen = Listen{SFTP: "0.0.0.0:22", FTP: ":21"}
+	want.Storage.S3 = S3{Bucket: "my-bucket", Endpoint: "http://127.0.0.1:7070", Region: "eu-west-1", PathStyle: true,
+		PartSize: 16 * MiB, Concurrency: 8, MaxRenameKeys: 0}
+	want.HostKeys = HostKeys{Paths: []string{filepath.Join(dir, "k/ed25519"), "/abs/rsa"}}
+	want.UsersFile = filepath.Join(filepath.Dir(dir), "users.yaml")
+	want.SFTP = SFTP{IdleTimeout: time.Hour, LoginTimeout: 10 * time.Second, MaxSessions: 10, Banner: "hello\n",
+		WriteWindow: 64 * MiB, WriteWaitTimeout: time.Minute}
+	want.Log = Log{Level: "debug", Format: "json"}
+	want.file, want.pos = c.file, c.pos
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+	if c.File() != p {
+		t.Errorf("File() = %q", c.File())
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "ferry.yaml", "storage:\n  s3:\n    bucket: ferry\nsftp:\n  # everything commented out\n")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Storage.S3.Bucket = "ferry"
+	want.UsersFile = filepath.Join(dir, "users.yaml")
+	want.HostKeys.Paths = []string{filepath.Join(dir, "keys/ssh_host_ed25519_key"), filepath.Join(dir, "keys/ssh_host_rsa_key")}
+	want.file, want.pos = c.file, c.pos
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "ferry.yaml", `storage:
+  s3:
+    bucket: "${FERRY_TEST_BUCKET}"
+    concurrency: ${FERRY_TEST_CONC}
+host_keys:
+  pem: "${FERRY_TEST_PEM}"
+users_file: "${FERRY_TEST_DIR}/users.yaml"
+`)
+	env := map[string]string{"FERRY_TEST_BUCKET": "from-env", "FERRY_TEST_CONC": "16", "FERRY_TEST_PEM": "", "FERRY_TEST_DIR": "/etc/ferry"}
+	c, err := Read(p, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Storage.S3.Bucket != "from-env" || c.Storage.S3.Concurrency != 16 || c.UsersFile != "/etc/ferry/users.yaml" {
+		t.Errorf("expansion: %+v users_file=%q", c.Storage.S3, c.UsersFile)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+
+	// Load uses the process environment; unset variables are each named with their line.
+	t.Setenv("FERRY_TEST_BUCKET", "set-bucket")
+	_, err = Load(p)
+	for _, want := range []string{
+		p + ":4: storage.s3.concurrency: environment variable FERRY_TEST_CONC is not set",
+		p + ":6: host_keys.pem: environment variable FERRY_TEST_PEM is not set",
+		p + ":7: users_file: environment variable FERRY_TEST_DIR is not set",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\nshould contain %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "FERRY_TEST_BUCKET") {
+		t.Errorf("set variable reported missing: %v", err)
+	}
+}
+
+// A typo'd key and a bad value are both reported, each at its own line, in one error.
+func TestLoadReportsEveryProblemWithItsLine(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "ferry.yaml", `listen:
+  sftp: "127.0.0.1:2222"
+storage:
+  s3:
+    bucket: ferry
+    part_sise: 8MiB
+    concurrency: lots
+sftp:
+  idle_timeout: 15
+`)
+	_, err := Load(p)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	want := []string{
+		p + `:6: storage.s3: unknown key "part_sise" (did you mean "part_size"?)`,
+		p + `:7: storage.s3.concurrency: expected a whole number, got "lots"`,
+		p + `:9: sftp.idle_timeout: invalid duration "15" (write e.g. 30s, 15m, 1h30m)`,
+	}
+	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestValidate(t *testing.T) {
+	// Each case writes the base file plus one bad setting and expects one problem at a line.
+	base := "storage:\n  s3:\n    bucket: ferry\n" // lines 1-3
+	tests := []struct {
+		name, extra string
+		want        string // ":line: path: message prefix"
+	}{
+		{"bad sftp addr", "listen:\n  sftp: localhost\n", ":5: listen.sftp: must be host:port"},
+		{"bad port", "listen:\n  metrics: 127.0.0.1:99999\n", ":5: listen.metrics: invalid port"},
+		{"bad ftp addr", "listen:\n  ftp: \"127.0.0.1\"\n", ":5: listen.ftp: must be host:port"},
+		{"nothing to serve", "listen:\n  sftp: \"\"\n  ftp: \"\"\n", ":4: listen: no file protocol is enabled"},
+		{"same address twice", "listen:\n  ftp: 127.0.0.1:2222\n", ":5: listen.ftp: \"127.0.0.1:2222\" is also used by listen.sftp"},
+		{"bucket name", "", ""},
+		{"endpoint", "    endpoint: 127.0.0.1:9000\n", ":4: storage.s3.endpoint: must be an http:// or https:// URL"},
+		{"region", "    region: \"\"\n", ":4: storage.s3.region: required"},
+		{"part size small", "    part_size: 4MiB\n", ":4: storage.s3.part_size: must be between 5MiB and 5GiB (S3 limits), got 4MiB"},
+		{"concurrency", "    concurrency: 65\n", ":4: storage.s3.concurrency: must be between 1 and 64"},
+		{"rename keys", "    max_rename_keys: -1\n", ":4: storage.s3.max_rename_keys: must not be negative"},
+		{"no host keys", "host_keys:\n  paths: []\n", ":4: host_keys: SFTP needs host keys"},
+		{"bad pem", "host_keys:\n  pem: not a key\n", ":5: host_keys.pem: must hold PEM-encoded private keys"},
+		{"users file", "users_file: \"\"\n", ":4: users_file: required"},
+		{"login timeout", "sftp:\n  login_timeout: 0s\n", ":5: sftp.login_timeout: must be positive"},
+		{"idle timeout", "sftp:\n  idle_timeout: -1s\n", ":5: sftp.idle_timeout: must not be negative"},
+		{"sessions", "sftp:\n  max_sessions: 0\n", ":5: sftp.max_sessions: must be at least 1"},
+		{"window", "sftp:\n  write_window: 1MiB\n", ":5: sftp.write_window: must be between 2MiB and 1GiB"},
+		{"wait", "sftp:\n  write_wait_timeout: 0s\n", ":5: sftp.write_wait_timeout: must be positive"},
+		{"level", "log:\n  level: verbose\n", ":5: log.level: must be debug, info, warn or error"},
+		{"format", "log:\n  format: xml\n", ":5: log.format: must be text or json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := base + tt.extra
+			if tt.name == "bucket name" {
+				src, tt.want = "storage:\n  s3:\n    bucket: My_Bucket\n", ":3: storage.s3.bucket: bucket name \"My_Bucket\" may only hold"
+			}
+			p := writeFile(t, t.TempDir(), "ferry.yaml", src)
+			c, err := Read(p, noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Validate()
+			if err == nil {
+				t.Fatalf("no problem, want %q", tt.want)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], p+tt.want) {
+				t.Errorf("got:\n%v\nwant one problem starting %q", err, p+tt.want)
+			}
+			var prob *strictyaml.Problem
+			if !errors.As(err, &prob) {
+				t.Errorf("not a *strictyaml.Problem: %T", err)
+			}
+		})
+	}
+}
+
+func TestValidateWithoutFile(t *testing.T) {
+	c := Default()
+	err := c.Validate()
+	if err == nil || err.Error() != "storage.s3.bucket: required" {
+		t.Errorf("got %v", err)
+	}
+	c.Storage.S3.Bucket = "ferry"
+	c.HostKeys.PEM = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+	if err := c.Validate(); err != nil {
+		t.Errorf("defaults + bucket: %v", err)
+	}
+}
+
+func TestReadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Size
+		err  bool
+	}{
+		{"8MiB", 8 << 20, false},
+		{"16 MiB", 16 << 20, false},
+		{"1GiB", 1 << 30, false},
+		{"512kib", 512 << 10, false},
+		{"1.5GiB", 3 << 29, false},
+		{"5MB", 5e6, false},
+		{"1024", 1024, false},
+		{"10B", 10, false},
+		{"", 0, true},
+		{"MiB", 0, true},
+		{"8 MiBs", 0, true},
+		{"-1MiB", 0, true},
+		{"8M", 0, true},
+		{"99999999TiB", 0, true},
+	} {
+		got, err := ParseSize(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, err=%v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+	for s, want := range map[Size]string{8 * MiB: "8MiB", GiB: "1GiB", 1536 * KiB: "1536KiB", 1000: "1000B", 0: "0B"} {
+		if s.String() != want {
+			t.Errorf("%d.String() = %q, want %q", int64(s), s.String(), want)
+		}
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	l := Log{Level: "warn", Format: "json"}.NewLogger(&buf)
+	l.Info("hidden")
+	l.Warn("shown", "k", "v")
+	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"msg":"shown"`) {
+		t.Errorf("log output %q", out)
+	}
+}

@@ -1,0 +1,176 @@
+package config
+
+import (
+	"bytes"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/ferrygw/ferry/gateway/internal/config/strictyaml"
+)
+
+// Validate checks the configuration and reports every problem at once (errors.Join of
+// *strictyaml.Problem), each with the file and line of the offending key when it was read from
+// a file.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+
+	l := c.Listen
+	v.addr("listen.sftp", l.SFTP)
+	v.addr("listen.ftp", l.FTP)
+	v.addr("listen.metrics", l.Metrics)
+	if l.SFTP == "" && l.FTP == "" {
+		v.errorf("listen", "no file protocol is enabled: set listen.sftp or listen.ftp")
+	}
+	seen := map[string]string{}
+	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.metrics", l.Metrics}} {
+		if a.addr == "" || strings.HasSuffix(a.addr, ":0") {
+			continue
+		}
+		if other, dup := seen[a.addr]; dup {
+			v.errorf(a.key, "%q is also used by %s", a.addr, other)
+		}
+		seen[a.addr] = a.key
+	}
+
+	s := c.Storage.S3
+	switch {
+	case s.Bucket == "":
+		v.errorf("storage.s3.bucket", "required")
+	default:
+		if msg := bucketProblem(s.Bucket); msg != "" {
+			v.errorf("storage.s3.bucket", "%s", msg)
+		}
+	}
+	if s.Endpoint != "" {
+		u, err := url.Parse(s.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			v.errorf("storage.s3.endpoint", "must be an http:// or https:// URL such as http://127.0.0.1:7070, got %q", s.Endpoint)
+		}
+	}
+	if s.Region == "" {
+		v.errorf("storage.s3.region", "required (e.g. us-east-1)")
+	}
+	if s.PartSize < 5*MiB || s.PartSize > 5*GiB {
+		v.errorf("storage.s3.part_size", "must be between 5MiB and 5GiB (S3 limits), got %s", s.PartSize)
+	}
+	if s.Concurrency < 1 || s.Concurrency > 64 {
+		v.errorf("storage.s3.concurrency", "must be between 1 and 64, got %d", s.Concurrency)
+	}
+	if s.MaxRenameKeys < 0 {
+		v.errorf("storage.s3.max_rename_keys", "must not be negative (0 refuses every non-empty directory rename), got %d", s.MaxRenameKeys)
+	}
+
+	h := c.HostKeys
+	if l.SFTP != "" && len(h.Paths) == 0 && strings.TrimSpace(h.PEM) == "" {
+		v.errorf("host_keys", "SFTP needs host keys: set host_keys.paths or host_keys.pem")
+	}
+	for i, p := range h.Paths {
+		if strings.TrimSpace(p) == "" {
+			v.errorf(fmt.Sprintf("host_keys.paths[%d]", i), "empty path")
+		}
+	}
+	if msg := pemProblem(h.PEM); msg != "" {
+		v.errorf("host_keys.pem", "%s", msg)
+	}
+
+	if c.UsersFile == "" {
+		v.errorf("users_file", "required")
+	}
+
+	f := c.SFTP
+	if f.IdleTimeout < 0 {
+		v.errorf("sftp.idle_timeout", "must not be negative (0 = never), got %s", f.IdleTimeout)
+	}
+	if f.LoginTimeout <= 0 {
+		v.errorf("sftp.login_timeout", "must be positive, got %s", f.LoginTimeout)
+	}
+	if f.MaxSessions < 1 {
+		v.errorf("sftp.max_sessions", "must be at least 1, got %d", f.MaxSessions)
+	}
+	// OpenSSH's sftp keeps 64 requests of 32KiB in flight: a smaller window would stall it.
+	if f.WriteWindow < 2*MiB || f.WriteWindow > 1*GiB {
+		v.errorf("sftp.write_window", "must be between 2MiB and 1GiB, got %s", f.WriteWindow)
+	}
+	if f.WriteWaitTimeout <= 0 {
+		v.errorf("sftp.write_wait_timeout", "must be positive, got %s", f.WriteWaitTimeout)
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errorf("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		v.errorf("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return strictyaml.Join(v.problems)
+}
+
+type validator struct {
+	c        *Config
+	problems []error
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.problems = append(v.problems, &strictyaml.Problem{
+		File: v.c.file,
+		Line: v.c.pos.Line(path),
+		Path: path,
+		Msg:  fmt.Sprintf(format, args...),
+	})
+}
+
+// addr checks an optional host:port listening address.
+func (v *validator) addr(path, a string) {
+	if a == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		v.errorf(path, "must be host:port (e.g. 127.0.0.1:2222 or :2222), got %q", a)
+		return
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		v.errorf(path, "invalid port %q", port)
+	}
+	if strings.ContainsAny(host, " /") {
+		v.errorf(path, "invalid host %q", host)
+	}
+}
+
+// bucketProblem applies S3's bucket naming rules.
+func bucketProblem(b string) string {
+	if len(b) < 3 || len(b) > 63 {
+		return fmt.Sprintf("bucket name %q must be 3 to 63 characters", b)
+	}
+	for _, r := range b {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return fmt.Sprintf("bucket name %q may only hold lower-case letters, digits, '-' and '.'", b)
+		}
+	}
+	first, last := b[0], b[len(b)-1]
+	if first == '-' || first == '.' || last == '-' || last == '.' || strings.Contains(b, "..") {
+		return fmt.Sprintf("bucket name %q must start and end with a letter or digit, without \"..\"", b)
+	}
+	return ""
+}
+
+// pemProblem checks that text is empty or only PEM blocks. The keys inside are parsed when they
+// are loaded (package hostkeys; `ferry check` does it).
+func pemProblem(text string) string {
+	rest := bytes.TrimSpace([]byte(text))
+	for len(rest) > 0 {
+		block, r := pem.Decode(rest)
+		if block == nil {
+			return "must hold PEM-encoded private keys (-----BEGIN ... PRIVATE KEY-----)"
+		}
+		rest = bytes.TrimSpace(r)
+	}
+	return ""
+}
