@@ -1,0 +1,337 @@
+// Package ftpd is Ferry's FTP/FTPS front end: fclairamb/ftpserverlib drivers over storage.FS.
+//
+// Users, homes, permissions and object metadata are the same as for SFTP: the FS a user gets
+// from Deps.Storage is already restricted and jailed. The part that matters most is the upload
+// lifecycle. FTP's stream mode ends an upload by closing the data connection, so a client that
+// is killed mid-transfer looks exactly like one that finished. An upload is therefore committed
+// only when the transfer ended cleanly (EOF on the data connection, and on a TLS data channel the
+// client's close_notify) and the control connection is still alive afterwards; anything else
+// (ABOR, a reset, a dead control connection, a storage error) aborts it and nothing becomes visible.
+package ftpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ftpserver "github.com/fclairamb/ftpserverlib"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+// TLS modes.
+const (
+	TLSRequired = "required" // AUTH TLS before USER, PROT P for data (the default)
+	TLSOptional = "optional" // FTPS when the client asks; plaintext logins accepted
+	TLSNone     = "none"     // no TLS at all; plaintext logins only
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultIdleTimeout = 5 * time.Minute
+	DefaultCommitGrace = 50 * time.Millisecond
+	DefaultBanner      = "Ferry FTP server ready"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("ftpd: server closed")
+
+// Config is the FTP front end's configuration.
+type Config struct {
+	// ListenAddr is the control address for ListenAndServe (plain FTP and explicit FTPS), e.g. ":2121".
+	ListenAddr string
+	// PublicHost is the address put in PASV replies: an IPv4 address, or a host name resolved at
+	// each PASV (behind NAT or a load balancer). Empty: the local address of the control connection.
+	PublicHost string
+	// PassivePorts bounds the passive data ports; zero means any free port.
+	PassivePorts PortRange
+	// ActiveEnabled allows PORT/EPRT (off by default: passive works through NAT and firewalls).
+	ActiveEnabled bool
+	TLS           TLSConfig
+	// IdleTimeout closes control connections idle this long, and data connections that move no
+	// byte for this long (the transfer is then aborted). Default 5m.
+	IdleTimeout time.Duration
+	// Banner is the 220 greeting.
+	Banner string
+	// MaxClients limits simultaneous control connections; 0 means no limit.
+	MaxClients int
+	// CommitGrace is how long an upload whose data connection closed without a TLS close_notify
+	// (plain FTP) waits for a dying client's control connection to close before committing. A
+	// killed client closes both connections at once; this only covers their FINs being processed
+	// out of order. Default 50ms.
+	CommitGrace time.Duration
+}
+
+// PortRange is an inclusive range of TCP ports.
+type PortRange struct {
+	Start, End int
+}
+
+// TLSConfig configures FTPS.
+type TLSConfig struct {
+	// Mode is TLSRequired (default), TLSOptional or TLSNone.
+	Mode string
+	// CertFile and KeyFile are a PEM certificate chain and key; reloaded when the files change.
+	CertFile, KeyFile string
+	// DevSelfSigned generates a self-signed certificate in memory (development only).
+	DevSelfSigned bool
+	// ImplicitListenAddr is the implicit FTPS address for ListenAndServe (e.g. ":990"); empty = none.
+	ImplicitListenAddr string
+}
+
+// Authenticator checks a user's password; users.Store implements it.
+type Authenticator interface {
+	CheckPassword(ctx context.Context, name, password string, remote netip.Addr) (*users.User, error)
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Auth Authenticator
+	// Storage returns the user's view of storage, already restricted to their permissions and home.
+	Storage func(u *users.User) (storage.FS, error)
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Server is an FTP/FTPS server. Like net/http's Server: Serve on listeners, Shutdown to drain.
+type Server struct {
+	cfg       Config
+	deps      Deps
+	log       *slog.Logger
+	tlsConfig *tls.Config // nil when Mode is TLSNone
+	publicIP  string      // PublicHost when it is an IPv4 address
+	publicDNS string      // PublicHost when it is a name
+
+	closing atomic.Bool
+	conns   atomic.Int64 // accepted control connections not yet disconnected
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	pending   map[string]*controlConn // accepted, not yet seen by ClientConnected
+	sessions  map[*session]struct{}
+}
+
+// New validates cfg, loads or generates the TLS certificate and returns a Server.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if deps.Auth == nil || deps.Storage == nil {
+		return nil, errors.New("ftpd: Deps.Auth and Deps.Storage are required")
+	}
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		deps:      deps,
+		log:       log.With("component", "ftpd"),
+		listeners: map[net.Listener]struct{}{},
+		pending:   map[string]*controlConn{},
+		sessions:  map[*session]struct{}{},
+	}
+	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil {
+		s.publicIP = ip.Unmap().String()
+	} else {
+		s.publicDNS = cfg.PublicHost
+	}
+	if cfg.TLS.Mode != TLSNone {
+		s.tlsConfig, err = loadTLS(cfg.TLS, cfg.PublicHost, s.log)
+		if err != nil {
+			return nil, err
+		}
+	}
+	switch cfg.TLS.Mode {
+	case TLSOptional:
+		s.log.Warn("FTP TLS is optional: clients may log in with plaintext passwords")
+	case TLSNone:
+		s.log.Warn("FTP TLS is disabled: every password and file crosses the network in clear")
+	}
+	return s, nil
+}
+
+func withDefaults(cfg Config) (Config, error) {
+	var errs []error
+	if cfg.TLS.Mode == "" {
+		cfg.TLS.Mode = TLSRequired
+	}
+	switch cfg.TLS.Mode {
+	case TLSRequired, TLSOptional:
+		if !cfg.TLS.DevSelfSigned && (cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "") {
+			errs = append(errs, fmt.Errorf("tls mode %q needs cert_file and key_file (or dev_self_signed)", cfg.TLS.Mode))
+		}
+	case TLSNone:
+		if cfg.TLS.ImplicitListenAddr != "" {
+			errs = append(errs, errors.New("an implicit FTPS listener needs tls mode required or optional"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("tls mode %q: want required, optional or none", cfg.TLS.Mode))
+	}
+	if p := cfg.PassivePorts; p != (PortRange{}) && (p.Start < 1 || p.End > 65535 || p.Start > p.End) {
+		errs = append(errs, fmt.Errorf("passive ports %d-%d: want 1 <= start <= end <= 65535", p.Start, p.End))
+	}
+	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil && !ip.Unmap().Is4() {
+		errs = append(errs, fmt.Errorf("public host %s: PASV replies carry IPv4 addresses only", cfg.PublicHost))
+	}
+	if cfg.IdleTimeout < 0 || cfg.CommitGrace < 0 || cfg.MaxClients < 0 {
+		errs = append(errs, errors.New("idle timeout, commit grace and max clients must not be negative"))
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.IdleTimeout < time.Second {
+		cfg.IdleTimeout = time.Second
+	}
+	if cfg.CommitGrace == 0 {
+		cfg.CommitGrace = DefaultCommitGrace
+	}
+	if cfg.Banner == "" {
+		cfg.Banner = DefaultBanner
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, fmt.Errorf("ftpd config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Serve accepts plain FTP and explicit FTPS (AUTH TLS) control connections on l until Shutdown.
+// It always returns a non-nil error; ErrServerClosed after Shutdown.
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, false) }
+
+// ServeImplicitTLS accepts implicit FTPS control connections (TLS from the first byte) on l.
+func (s *Server) ServeImplicitTLS(l net.Listener) error {
+	if s.tlsConfig == nil {
+		return errors.New("ftpd: implicit FTPS needs TLS")
+	}
+	return s.serve(l, true)
+}
+
+// ListenAndServe listens on Config.ListenAddr (and TLS.ImplicitListenAddr when set) and serves
+// until Shutdown or a listener fails.
+func (s *Server) ListenAndServe() error {
+	addr := s.cfg.ListenAddr
+	if addr == "" {
+		addr = ":21"
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("ftpd: listen %s: %w", addr, err)
+	}
+	if s.cfg.TLS.ImplicitListenAddr == "" {
+		return s.Serve(l)
+	}
+	il, err := net.Listen("tcp", s.cfg.TLS.ImplicitListenAddr)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("ftpd: listen %s: %w", s.cfg.TLS.ImplicitListenAddr, err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.Serve(l) }()
+	go func() { errc <- s.ServeImplicitTLS(il) }()
+	err = <-errc
+	// One listener stopped: stop the other too, so the caller sees a single outcome.
+	l.Close()
+	il.Close()
+	<-errc
+	return err
+}
+
+func (s *Server) serve(l net.Listener, implicit bool) error {
+	cl := &ctlListener{Listener: l, srv: s, implicit: implicit}
+	var served net.Listener = cl
+	if implicit {
+		served = tls.NewListener(cl, s.tlsConfig)
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	mode := "explicit"
+	if implicit {
+		mode = "implicit"
+	}
+	s.log.Info("serving FTP", "addr", l.Addr().String(), "tls", s.cfg.TLS.Mode, "ftps", mode)
+	fsrv := ftpserver.NewFtpServer(&mainDriver{srv: s, implicit: implicit, listener: served})
+	fsrv.Logger = s.log.With("lib", "ftpserverlib")
+	if err := fsrv.Listen(); err != nil {
+		return fmt.Errorf("ftpd: %w", err)
+	}
+	err := fsrv.Serve()
+	if s.closing.Load() {
+		return ErrServerClosed
+	}
+	if err == nil {
+		err = errors.New("ftpd: listener closed")
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, closes idle sessions at once and waits for transfers in
+// progress to end. When ctx ends first it closes every session, which aborts unfinished uploads,
+// and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeSessions(false) == 0 && s.conns.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.closeSessions(true)
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// closeSessions closes sessions without a transfer in progress (all with force) and returns how
+// many sessions remain.
+func (s *Server) closeSessions(force bool) int {
+	s.mu.Lock()
+	var toClose []*session
+	for sess := range s.sessions {
+		if force || !sess.busy() {
+			toClose = append(toClose, sess)
+		}
+	}
+	n := len(s.sessions)
+	s.mu.Unlock()
+	for _, sess := range toClose {
+		sess.close()
+	}
+	return n
+}
+
+// Addr-independent helper for tests and logs: the number of connected control connections.
+func (s *Server) clients() int64 { return s.conns.Load() }
+
+var _ io.Closer = (*controlConn)(nil)

@@ -1,0 +1,253 @@
+package ftpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	ftpserver "github.com/fclairamb/ftpserverlib"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+// mainDriver is ftpserverlib's per-listener driver: settings, greetings, logins.
+type mainDriver struct {
+	srv      *Server
+	implicit bool
+	listener net.Listener
+}
+
+var (
+	_ ftpserver.MainDriver                        = (*mainDriver)(nil)
+	_ ftpserver.MainDriverExtensionUserVerifier   = (*mainDriver)(nil)
+	_ ftpserver.MainDriverExtensionPassiveWrapper = (*mainDriver)(nil)
+)
+
+var (
+	errTLSRequired = errors.New("TLS is required: send AUTH TLS before USER")
+	errLogin       = errors.New("invalid user name or password")
+	errUnavailable = errors.New("service unavailable, try again later")
+)
+
+func (d *mainDriver) GetSettings() (*ftpserver.Settings, error) {
+	s := d.srv
+	st := &ftpserver.Settings{
+		Listener:                d.listener,
+		Banner:                  s.cfg.Banner,
+		PublicIPResolver:        d.publicIP,
+		IdleTimeout:             int(s.cfg.IdleTimeout / time.Second),
+		ActiveTransferPortNon20: true,
+		DisableActiveMode:       !s.cfg.ActiveEnabled,
+		EnableHASH:              true,
+		DefaultTransferType:     ftpserver.TransferTypeBinary,
+		// TLS requirements are enforced by this package so refusals are 5xx, not ftpserverlib's
+		// 421 (which lftp and others retry forever).
+		TLSRequired: ftpserver.ClearOrEncrypted,
+	}
+	if d.implicit {
+		st.TLSRequired = ftpserver.ImplicitEncryption
+	}
+	if p := s.cfg.PassivePorts; p != (PortRange{}) {
+		st.PassiveTransferPortRange = ftpserver.PortRange{Start: p.Start, End: p.End}
+	}
+	return st, nil
+}
+
+// publicIP is the address for PASV replies (EPSV replies carry only a port).
+func (d *mainDriver) publicIP(cc ftpserver.ClientContext) (string, error) {
+	s := d.srv
+	switch {
+	case s.publicIP != "":
+		return s.publicIP, nil
+	case s.publicDNS != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", s.publicDNS)
+		if err != nil || len(ips) == 0 {
+			return "", fmt.Errorf("resolve public host %s: %w", s.publicDNS, err)
+		}
+		return ips[0].Unmap().String(), nil
+	}
+	if ta, ok := cc.LocalAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok && ip.Unmap().Is4() {
+			return ip.Unmap().String(), nil
+		}
+	}
+	return "", errors.New("PASV needs an IPv4 address: use EPSV")
+}
+
+func (d *mainDriver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
+	s := d.srv
+	key := connKey(cc.LocalAddr(), cc.RemoteAddr())
+	s.mu.Lock()
+	ctl := s.pending[key]
+	delete(s.pending, key)
+	s.mu.Unlock()
+	if ctl == nil {
+		// Cannot happen with our listeners; refuse rather than run without client liveness.
+		return "internal error", errors.New("ftpd: unknown control connection")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sess := &session{
+		srv:    s,
+		cc:     cc,
+		ctl:    ctl,
+		ctx:    ctx,
+		cancel: cancel,
+		log:    s.log.With("remote", cc.RemoteAddr().String(), "client_id", cc.ID()),
+	}
+	cc.SetExtra(sess)
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	if s.closing.Load() {
+		sess.close()
+	}
+	sess.log.Debug("client connected")
+	return s.cfg.Banner, nil
+}
+
+func (d *mainDriver) ClientDisconnected(cc ftpserver.ClientContext) {
+	s := d.srv
+	s.conns.Add(-1)
+	sess, _ := cc.Extra().(*session)
+	if sess == nil {
+		return
+	}
+	// Cancel first: a transfer still running sees its context end and aborts.
+	sess.cancel()
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	sess.log.Debug("client disconnected", "user", sess.userName())
+}
+
+// PreAuthUser refuses USER on a plaintext control connection when TLS is required: 530, so that
+// clients report it instead of retrying.
+func (d *mainDriver) PreAuthUser(cc ftpserver.ClientContext, user string) error {
+	if d.srv.cfg.TLS.Mode == TLSRequired && !cc.HasTLSForControl() {
+		d.srv.log.Info("plaintext login refused: TLS required", "remote", cc.RemoteAddr().String(), "user", user)
+		return errTLSRequired
+	}
+	return nil
+}
+
+func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, name, pass string) (ftpserver.ClientDriver, error) {
+	sess, _ := cc.Extra().(*session)
+	if sess == nil {
+		return nil, errUnavailable
+	}
+	if err := d.PreAuthUser(cc, name); err != nil {
+		return nil, err
+	}
+	s := d.srv
+	var remote netip.Addr
+	if ta, ok := cc.RemoteAddr().(*net.TCPAddr); ok {
+		remote, _ = netip.AddrFromSlice(ta.IP)
+		remote = remote.Unmap()
+	}
+	u, err := s.deps.Auth.CheckPassword(sess.ctx, name, pass, remote)
+	if err != nil || u == nil {
+		sess.log.Info("login failed", "user", name, "protocol", sess.protocol(), "err", err)
+		return nil, errLogin
+	}
+	fsys, err := s.deps.Storage(u)
+	if err != nil {
+		sess.log.Error("login: storage unavailable", "user", name, "err", err)
+		return nil, errUnavailable
+	}
+	sess.login(u, fsys)
+	sess.log.Info("login", "protocol", sess.protocol())
+	return &clientDriver{s: sess}, nil
+}
+
+func (d *mainDriver) GetTLSConfig() (*tls.Config, error) {
+	if d.srv.tlsConfig == nil {
+		return nil, errors.New("TLS is not enabled on this server")
+	}
+	return d.srv.tlsConfig, nil
+}
+
+func (d *mainDriver) WrapPassiveListener(l net.Listener) (net.Listener, error) {
+	return &dataListener{Listener: l, idle: d.srv.cfg.IdleTimeout}, nil
+}
+
+// session is one control connection.
+type session struct {
+	srv    *Server
+	cc     ftpserver.ClientContext
+	ctl    *controlConn
+	ctx    context.Context // cancelled when the control connection ends
+	cancel context.CancelFunc
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	user      *users.User
+	fsys      storage.FS
+	transfers int   // file transfers in progress
+	sizeHint  int64 // from ALLO, for the next STOR
+}
+
+func (s *session) login(u *users.User, fsys storage.FS) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.user, s.fsys = u, fsys
+	s.log = s.log.With("user", u.Name)
+}
+
+func (s *session) userName() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.user == nil {
+		return ""
+	}
+	return s.user.Name
+}
+
+func (s *session) protocol() string {
+	if s.cc.HasTLSForControl() {
+		return "ftps"
+	}
+	return "ftp"
+}
+
+func (s *session) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.transfers > 0
+}
+
+func (s *session) transferStarted() {
+	s.mu.Lock()
+	s.transfers++
+	s.mu.Unlock()
+}
+
+func (s *session) transferEnded() {
+	s.mu.Lock()
+	s.transfers--
+	s.mu.Unlock()
+}
+
+func (s *session) takeSizeHint() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.sizeHint
+	s.sizeHint = 0
+	return h
+}
+
+// close drops the client; a transfer in progress aborts.
+func (s *session) close() {
+	s.cancel()
+	if err := s.cc.Close(); err != nil {
+		s.log.Debug("close client", "err", err)
+	}
+}
