@@ -54,8 +54,16 @@ func (d *clientDriver) fs() storage.FS {
 func (d *clientDriver) Name() string { return "ferry" }
 
 func (d *clientDriver) Stat(name string) (os.FileInfo, error) {
+	raw := name
 	name = d.abs(name)
 	e, err := d.fs().Stat(d.s.ctx, name)
+	if err != nil && permanent(err) && path.IsAbs(raw) && d.listing() {
+		// LIST/NLST of a missing path: ftpserverlib would answer 450, which lftp retries
+		// forever. List it as an empty directory instead, as vsftpd does. (ftpserverlib also
+		// Stats the raw "-la ..." argument; that relative name keeps its error.)
+		d.s.log.Debug("listing a missing path as empty", "path", name, "err", err)
+		return (&storage.Entry{Name: path.Base(name), Dir: true, ModTime: time.Now()}).Info(), nil
+	}
 	if err != nil {
 		return nil, d.s.fail("stat", name, err)
 	}
@@ -75,10 +83,31 @@ func (d *clientDriver) ReadDir(name string) ([]os.FileInfo, error) {
 		out = append(out, e.Info())
 		return nil
 	})
+	if err != nil && permanent(err) && d.listing() {
+		// As in Stat: an empty listing rather than a 450 that clients retry forever.
+		d.s.log.Info("listing refused; sent as empty", "path", name, "err", err)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, d.s.fail("list", name, err)
 	}
 	return out, nil
+}
+
+// listing reports whether the command being served is LIST or NLST, whose failures ftpserverlib
+// reports as 450 (temporary). MLSD and MLST failures are 550 and are left alone.
+func (d *clientDriver) listing() bool {
+	switch d.s.cc.GetLastCommand() {
+	case "LIST", "NLST":
+		return true
+	}
+	return false
+}
+
+// permanent reports whether err will not go away by retrying.
+func permanent(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
+		errors.Is(err, storage.ErrNotDir) || errors.Is(err, storage.ErrInvalidPath)
 }
 
 func (d *clientDriver) Mkdir(name string, _ os.FileMode) error {

@@ -119,9 +119,9 @@ func TestListing(t *testing.T) {
 	if err := e.mem.WriteFile("/docs/sub/b.txt", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	for _, mlsd := range []bool{true, false} {
-		t.Run("mlsd="+strconv.FormatBool(mlsd), func(t *testing.T) {
-			c := e.dial(true, testUser, ftp.DialWithDisabledMLSD(!mlsd))
+	for _, mode := range []string{"MLSD", "LIST", "LIST -a"} {
+		t.Run(mode, func(t *testing.T) {
+			c := e.dial(true, testUser, ftp.DialWithDisabledMLSD(mode != "MLSD"), ftp.DialWithForceListHidden(mode == "LIST -a"))
 			entries, err := c.List("/docs")
 			if err != nil {
 				t.Fatal(err)
@@ -147,6 +147,14 @@ func TestListing(t *testing.T) {
 		})
 	}
 	c := e.dial(true, testUser)
+	// A missing directory lists as empty under LIST (a 450 would be retried forever) but is an
+	// error under MLSD, whose failures are 550.
+	if entries, err := e.dial(true, testUser, ftp.DialWithDisabledMLSD(true)).List("/missing"); err != nil || len(entries) != 0 {
+		t.Fatalf("LIST /missing = %v, %v; want empty", entries, err)
+	}
+	if _, err := c.List("/missing"); replyCode(err) != 550 {
+		t.Fatalf("MLSD /missing: %v, want 550", err)
+	}
 	en, err := c.GetEntry("/docs/a.txt")
 	if err != nil || en.Size != 5 || en.Type != ftp.EntryTypeFile {
 		t.Fatalf("MLST = %+v, %v", en, err)
