@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -142,6 +143,14 @@ func (v *validator) addr(path, a string) {
 	if strings.ContainsAny(host, " /") {
 		v.errorf(path, "invalid host %q", host)
 	}
+}
+
+// CheckBucketName reports whether name follows S3's bucket naming rules.
+func CheckBucketName(name string) error {
+	if msg := bucketProblem(name); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
 }
 
 // bucketProblem applies S3's bucket naming rules.

@@ -1,0 +1,117 @@
+package users
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func userFile(t *testing.T, names ...string) string {
+	var b strings.Builder
+	b.WriteString("# comment\nusers:\n")
+	for _, n := range names {
+		b.WriteString("  - name: " + n + "\n    password_hash: \"" + testHash(t, n, cost) + "\"\n    home: " + n + "/\n    permissions: [list]\n")
+	}
+	return b.String()
+}
+
+// eventually polls cond for up to 10 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func startWatch(t *testing.T, content string) (*Store, string, *syncBuffer) {
+	t.Helper()
+	p := tempPath(t, "users.yaml")
+	writeFile(t, p, content)
+	logs := &syncBuffer{}
+	s, err := Open(p, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.watch(ctx, func() { close(ready) }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("watch ended: %v", err)
+	}
+	return s, p, logs
+}
+
+func has(s *Store, name string) bool { _, ok := s.Lookup(name); return ok }
+
+func TestWatchInPlaceEdit(t *testing.T) {
+	s, p, _ := startWatch(t, userFile(t, "alice"))
+	writeFile(t, p, userFile(t, "alice", "bob"))
+	eventually(t, "bob to appear", func() bool { return has(s, "bob") })
+}
+
+func TestWatchRenameReplace(t *testing.T) {
+	s, p, _ := startWatch(t, userFile(t, "alice"))
+	// What editors and config managers do: write a new file beside it and rename it over.
+	tmp := filepath.Join(filepath.Dir(p), ".users.yaml.swp")
+	writeFile(t, tmp, userFile(t, "carol"))
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "carol to replace alice", func() bool { return has(s, "carol") && !has(s, "alice") })
+	// The watch survives the replacement: a second edit is seen too.
+	writeFile(t, tmp, userFile(t, "dave"))
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "dave", func() bool { return has(s, "dave") })
+}
+
+func TestWatchBadEditKeepsUsers(t *testing.T) {
+	s, p, logs := startWatch(t, userFile(t, "alice"))
+	alice, _ := s.Lookup("alice")
+	writeFile(t, p, "users:\n  - name: bob\n    home: b/\n    permissions: [list]\n    shell: /bin/sh\n")
+	eventually(t, "the refusal to be logged", func() bool { return strings.Contains(logs.String(), "users file refused") })
+	if out := logs.String(); !strings.Contains(out, p+`:5: users[0]: unknown key \"shell\"`) {
+		t.Errorf("log does not name file:line: %s", out)
+	}
+	if got, ok := s.Lookup("alice"); !ok || got != alice || has(s, "bob") {
+		t.Error("previous users not kept after a bad edit")
+	}
+	// Fixing the file applies it.
+	writeFile(t, p, userFile(t, "bob"))
+	eventually(t, "bob after the fix", func() bool { return has(s, "bob") && !has(s, "alice") })
+	if n := strings.Count(logs.String(), "users file refused"); n != 1 {
+		t.Errorf("refusal logged %d times, want once", n)
+	}
+}
