@@ -244,10 +244,13 @@ func (s *session) takeSizeHint() int64 {
 	return h
 }
 
-// close drops the client; a transfer in progress aborts.
+// close drops the client; a transfer in progress aborts. It closes the connection below
+// ftpserverlib rather than calling ClientContext.Close, which races with the session's own
+// goroutine (ftpserverlib v0.30.0 writes its connClosed flag unsynchronised): the session
+// goroutine sees the read fail and ends itself, closing any transfer.
 func (s *session) close() {
 	s.cancel()
-	if err := s.cc.Close(); err != nil {
+	if err := s.ctl.Close(); err != nil {
 		s.log.Debug("close client", "err", err)
 	}
 }
