@@ -14,7 +14,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -331,7 +330,5 @@ func (s *Server) closeSessions(force bool) int {
 	return n
 }
 
-// Addr-independent helper for tests and logs: the number of connected control connections.
+// clients is the number of connected control connections.
 func (s *Server) clients() int64 { return s.conns.Load() }
-
-var _ io.Closer = (*controlConn)(nil)
