@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/ferrygw/ferry/gateway/internal/config"
+)
+
+const defaultConfig = "ferry.yaml"
+
+// newFlags returns a flag set that reports to stderr and prints help as synopsis + options.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n", synopsis)
+		if hasFlags(fs) {
+			fmt.Fprintln(stderr, "\nOptions:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// parse parses flags and positional arguments in any order ("add NAME --home x" and
+// "add --home x NAME"), returning the positional ones. It returns the exit code to use when
+// parsing fails or help was asked for (ok false).
+func parse(fs *flag.FlagSet, args []string, wantArgs int) (positional []string, code int, ok bool) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, 0, false
+			}
+			return nil, 2, false
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	if len(positional) != wantArgs {
+		if wantArgs == 0 {
+			fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), positional[0])
+		} else {
+			fmt.Fprintf(fs.Output(), "%s: want %d argument(s), got %d\n", fs.Name(), wantArgs, len(positional))
+		}
+		fs.Usage()
+		return nil, 2, false
+	}
+	return positional, 0, true
+}
+
+// listFlag collects a repeatable flag; each value may also be a comma-separated list when split.
+type listFlag struct {
+	values []string
+	split  bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.values, ",") }
+
+func (l *listFlag) Set(v string) error {
+	if !l.split {
+		l.values = append(l.values, v)
+		return nil
+	}
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			l.values = append(l.values, p)
+		}
+	}
+	return nil
+}
+
+// usersFileFlags adds --config and --users and resolves the users file from them.
+type usersFileFlags struct{ config, users string }
+
+func (u *usersFileFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&u.config, "config", defaultConfig, "config `FILE` whose users_file to use")
+	fs.StringVar(&u.users, "users", "", "users `FILE` to use (instead of the config's users_file)")
+}
+
+func (u *usersFileFlags) path() (string, error) {
+	if u.users != "" {
+		return u.users, nil
+	}
+	// Only users_file is needed: tolerate ${VAR}s (host keys, say) that only the service's
+	// environment sets.
+	cfg, err := config.Read(u.config, func(string) (string, bool) { return "", true })
+	if err != nil {
+		return "", err
+	}
+	if cfg.UsersFile == "" {
+		return "", fmt.Errorf("%s: users_file is empty", u.config)
+	}
+	return cfg.UsersFile, nil
+}

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func ferry(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newKey(t *testing.T) (privPEM []byte, authorized string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := ssh.NewPublicKey(pub)
+	return pem.EncodeToMemory(block), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " test@host"
+}
+
+func hash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// setup writes a valid config, users file and one host key into a new folder.
+func setup(t *testing.T) (dir, cfg, usersFile string) {
+	t.Helper()
+	dir = t.TempDir()
+	keyPEM, _ := newKey(t)
+	write(t, filepath.Join(dir, "keys", "ssh_host_ed25519_key"), string(keyPEM))
+	cfg = filepath.Join(dir, "ferry.yaml")
+	write(t, cfg, "storage:\n  s3:\n    bucket: ferry\nhost_keys:\n  paths: [keys/ssh_host_ed25519_key]\n  generate: false\n")
+	usersFile = filepath.Join(dir, "users.yaml")
+	write(t, usersFile, "# our users\nusers:\n  - name: alice\n    password_hash: \""+hash(t, "pw")+"\"\n    home: alice/\n    permissions: [\"*\"]\n")
+	return dir, cfg, usersFile
+}
+
+func TestTopLevel(t *testing.T) {
+	for _, tt := range []struct {
+		args       []string
+		code       int
+		out, errIn string
+	}{
+		{nil, 2, "", "Usage:"},
+		{[]string{"help"}, 0, "ferry user add NAME", ""},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"version"}, 0, "ferry dev", ""},
+		{[]string{"user"}, 2, "", "ferry user passwd NAME"},
+		{[]string{"user", "rename"}, 2, "", `unknown command "rename"`},
+		{[]string{"check", "-h"}, 0, "", "Usage: ferry check"},
+		{[]string{"check", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{[]string{"check", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"user", "add"}, 2, "", "want 1 argument(s), got 0"},
+		{[]string{"user", "add", "bob"}, 2, "", "--home is required"},
+		{[]string{"serve", "--config", "/nonexistent/ferry.yaml"}, 1, "", "no such file"},
+	} {
+		r := ferry(t, "", tt.args...)
+		if r.code != tt.code || !strings.Contains(r.stdout, tt.out) || !strings.Contains(r.stderr, tt.errIn) {
+			t.Errorf("ferry %q = %d\nstdout: %s\nstderr: %s\nwant %d, stdout with %q, stderr with %q",
+				tt.args, r.code, r.stdout, r.stderr, tt.code, tt.out, tt.errIn)
+		}
+	}
+}
+
+func TestServeStub(t *testing.T) {
+	_, cfg, _ := setup(t)
+	r := ferry(t, "", "serve", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, "serve: not wired yet") {
+		t.Errorf("serve: %+v", r)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	t.Run("ok", func(t *testing.T) {
+		_, cfg, usersFile := setup(t)
+		r := ferry(t, "", "check", "--config", cfg)
+		want := "ok: " + cfg + ": 1 user(s) in " + usersFile + ", 1 host key(s)\n"
+		if r.code != 0 || r.stdout != want || r.stderr != "" {
+			t.Errorf("got %+v\nwant stdout %q", r, want)
+		}
+	})
+	t.Run("keys to generate", func(t *testing.T) {
+		dir, cfg, _ := setup(t)
+		write(t, cfg, "storage:\n  s3:\n    bucket: ferry\n")
+		r := ferry(t, "", "check", "--config", cfg)
+		if r.code != 0 || !strings.Contains(r.stdout, "1 host key(s), 1 to be generated on first start") {
+			t.Errorf("got %+v", r)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "keys", "ssh_host_rsa_key")); err == nil {
+			t.Error("check generated a key")
+		}
+	})
+	t.Run("every problem", func(t *testing.T) {
+		dir, cfg, usersFile := setup(t)
+		write(t, cfg, "storage:\n  s3:\n    bucket: ferry\n    part_size: 1MiB\nhost_keys:\n  paths: [keys/ssh_host_ed25519_key, keys/broken, keys/missing]\n  generate: false\n")
+		write(t, filepath.Join(dir, "keys", "broken"), "not a key\n")
+		write(t, usersFile, "users:\n  - name: alice\n    home: /abs\n    permissions: [fly]\n")
+		r := ferry(t, "", "check", "--config", cfg)
+		for _, want := range []string{
+			cfg + ":4: storage.s3.part_size: must be between 5MiB and 5GiB",
+			usersFile + ":2: users[0]: no credentials",
+			usersFile + ":3: users[0].home: \"/abs\" must not start",
+			usersFile + ":4: users[0].permissions: unknown permission \"fly\"",
+			filepath.Join(dir, "keys", "broken"),
+			filepath.Join(dir, "keys", "missing") + ": host key file does not exist",
+			"check: 6 problem(s)",
+		} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+			}
+		}
+		if r.code != 1 || r.stdout != "" {
+			t.Errorf("code %d stdout %q", r.code, r.stdout)
+		}
+	})
+	t.Run("missing env var still checks users", func(t *testing.T) {
+		_, cfg, usersFile := setup(t)
+		write(t, cfg, "storage:\n  s3:\n    bucket: \"${FERRY_CLI_TEST_UNSET}\"\nhost_keys:\n  paths: [keys/ssh_host_ed25519_key]\n")
+		write(t, usersFile, "users:\n  - name: bob\n")
+		r := ferry(t, "", "check", "--config", cfg)
+		for _, want := range []string{"environment variable FERRY_CLI_TEST_UNSET is not set", usersFile + ":2: users[0]: no credentials"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+			}
+		}
+	})
+}
+
+func TestUserCommands(t *testing.T) {
+	dir, cfg, usersFile := setup(t)
+	_, keyLine := newKey(t)
+	keyFile := filepath.Join(dir, "bob.pub")
+	write(t, keyFile, "# bob's keys\n"+keyLine+"\n")
+	steps := []struct {
+		name     string
+		stdin    string
+		args     []string
+		code     int
+		out, err string
+	}{
+		{"add with password", "s3cret\n", []string{"user", "add", "carol", "--config", cfg, "--home", "in/carol", "--password-stdin", "--perm", "list,upload"}, 0, "", "added carol"},
+		{"add key only, flags first", "", []string{"user", "add", "--users", usersFile, "--key", keyFile, "--key", keyLine, "--perm", "*", "--cidr", "127.0.0.0/8", "bob", "--home", "in/bob/"}, 0, "", "added bob"},
+		{"add duplicate", "", []string{"user", "add", "bob", "--config", cfg, "--home", "x", "--key", keyLine}, 1, "", "user already exists"},
+		{"add without credentials", "", []string{"user", "add", "dan", "--config", cfg, "--home", "x"}, 1, "", "no credentials"},
+		{"add with bad key", "", []string{"user", "add", "dan", "--config", cfg, "--home", "x", "--key", "ssh-ed25519 nope"}, 1, "", "public_keys[0]: not an SSH public key"},
+		{"add with missing key file", "", []string{"user", "add", "dan", "--config", cfg, "--home", "x", "--key", "/no/such.pub"}, 1, "", "neither a key file nor"},
+		{"add with empty password", "\n", []string{"user", "add", "dan", "--config", cfg, "--home", "x", "--password-stdin"}, 1, "", "empty password"},
+		{"list", "", []string{"user", "list", "--config", cfg}, 0, "", ""},
+		{"passwd", "newpw\n", []string{"user", "passwd", "alice", "--config", cfg}, 0, "", "password of alice set"},
+		{"passwd unknown", "x\n", []string{"user", "passwd", "zed", "--config", cfg}, 1, "", "no such user"},
+		{"del", "", []string{"user", "del", "carol", "--config", cfg}, 0, "", "removed carol"},
+		{"del unknown", "", []string{"user", "del", "carol", "--config", cfg}, 1, "", "no such user"},
+	}
+	for _, s := range steps {
+		r := ferry(t, s.stdin, s.args...)
+		if r.code != s.code || !strings.Contains(r.stdout, s.out) || !strings.Contains(r.stderr, s.err) {
+			t.Fatalf("%s: ferry %q = %d\nstdout: %s\nstderr: %s", s.name, s.args, r.code, r.stdout, r.stderr)
+		}
+		if s.name == "list" {
+			checkList(t, r.stdout)
+		}
+	}
+	list, _, err := users.Load(usersFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Name != "alice" || list[1].Name != "bob" {
+		t.Fatalf("users after the steps: %v", list)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(list[0].PasswordHash), []byte("newpw")) != nil {
+		t.Error("passwd did not set the new password")
+	}
+	if cost, _ := bcrypt.Cost([]byte(list[0].PasswordHash)); cost != users.HashCost {
+		t.Errorf("cost %d", cost)
+	}
+	bob := list[1]
+	if len(bob.PublicKeys) != 2 || bob.Home != "in/bob/" || bob.Permissions.ReadOnly() || len(bob.AllowedCIDRs) != 1 {
+		t.Errorf("bob = %+v", bob)
+	}
+	data, _ := os.ReadFile(usersFile)
+	if !strings.HasPrefix(string(data), "# our users\n") {
+		t.Errorf("comment lost:\n%s", data)
+	}
+}
+
+func checkList(t *testing.T, out string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("list:\n%s", out)
+	}
+	for _, want := range []string{"NAME", "alice", "carol", "bob"} {
+		found := false
+		for _, l := range lines {
+			found = found || strings.HasPrefix(l, want+" ")
+		}
+		if !found {
+			t.Errorf("list lacks %s:\n%s", want, out)
+		}
+	}
+	for _, want := range []string{"in/carol/", "list,upload", "password", "2 keys", "127.0.0.0/8", "enabled"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "$2a$") {
+		t.Errorf("list prints a hash:\n%s", out)
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	r := ferry(t, "correct horse\r\n", "hash-password")
+	h := strings.TrimSpace(r.stdout)
+	if r.code != 0 || bcrypt.CompareHashAndPassword([]byte(h), []byte("correct horse")) != nil {
+		t.Fatalf("got %+v", r)
+	}
+	if cost, _ := bcrypt.Cost([]byte(h)); cost != 12 {
+		t.Errorf("cost %d, want 12", cost)
+	}
+	for _, in := range []string{"", "\n", strings.Repeat("x", 73) + "\n"} {
+		if r := ferry(t, in, "hash-password"); r.code != 1 || r.stdout != "" {
+			t.Errorf("input %q: %+v", in, r)
+		}
+	}
+}

@@ -1,0 +1,18 @@
+package main
+
+const usage = `Ferry: an SFTP/FTP gateway that streams uploads into S3.
+
+Usage:
+  ferry serve [--config FILE]     run the gateway
+  ferry check [--config FILE]     check the config, the users file and the host keys
+  ferry user add NAME --home PREFIX [--password-stdin] [--key FILE|LINE]... [--perm LIST]
+  ferry user passwd NAME          set a user's password (read from stdin)
+  ferry user del NAME             remove a user
+  ferry user list                 list users (never their password hashes)
+  ferry hash-password             read a password on stdin, print its bcrypt hash
+  ferry version                   print the version
+
+--config defaults to ferry.yaml. The user commands edit the users file named by
+--users FILE, or else the users_file of --config FILE.
+Run "ferry COMMAND -h" for a command's options.
+`
