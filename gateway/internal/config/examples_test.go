@@ -1,0 +1,95 @@
+package config_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+const configsDir = "../../../configs"
+
+// Every file in configs/ loads and validates: a config as a config (with its users file when
+// that is in configs/ too), a users*.yaml as a users file, without warnings.
+func TestExampleConfigs(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(configsDir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 4 {
+		t.Fatalf("found %d files in %s, want at least the 4 examples", len(files), configsDir)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if strings.HasPrefix(filepath.Base(f), "users") {
+				list, warnings, err := users.Load(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(warnings) > 0 || len(list) == 0 {
+					t.Errorf("%d users, warnings %q", len(list), warnings)
+				}
+				return
+			}
+			c, err := config.Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if filepath.IsAbs(c.UsersFile) {
+				return // a production path such as /etc/ferry/users.yaml
+			}
+			if _, _, err := users.Load(c.UsersFile); err != nil {
+				t.Errorf("its users file: %v", err)
+			}
+		})
+	}
+}
+
+func TestDevConfig(t *testing.T) {
+	c, err := config.Load(filepath.Join(configsDir, "dev.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Storage.S3
+	if c.Listen.SFTP != "127.0.0.1:2222" || s.Endpoint != "http://127.0.0.1:9000" || s.Bucket != "ferry" || !s.PathStyle {
+		t.Errorf("dev config: listen %+v, s3 %+v", c.Listen, s)
+	}
+	if c.UsersFile != filepath.Join(configsDir, "users.dev.yaml") {
+		t.Errorf("users_file = %q", c.UsersFile)
+	}
+	for _, p := range c.HostKeys.Paths {
+		if !strings.HasPrefix(p, filepath.Join(configsDir, "..", "data")+"/") {
+			t.Errorf("dev host key %q is not under the git-ignored data/ folder", p)
+		}
+	}
+	list, _, err := users.Load(c.UsersFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := list[0]
+	if demo.Name != "demo" || demo.Home != "incoming/demo/" || demo.Permissions.ReadOnly() || len(demo.Permissions.Names()) != 7 {
+		t.Errorf("demo = %+v", demo)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(demo.PasswordHash), []byte("demo")) != nil {
+		t.Error("demo's password is not demo")
+	}
+}
+
+func TestUsersExample(t *testing.T) {
+	list, _, err := users.Load(filepath.Join(configsDir, "users.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var readOnly, keyOnly bool
+	for _, u := range list {
+		readOnly = readOnly || u.Permissions.ReadOnly() && u.Permissions.List
+		keyOnly = keyOnly || u.PasswordHash == "" && len(u.PublicKeys) > 0
+	}
+	if !readOnly || !keyOnly {
+		t.Errorf("the example should show a read-only user (%v) and a key-only user (%v)", readOnly, keyOnly)
+	}
+}
