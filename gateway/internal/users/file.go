@@ -2,7 +2,6 @@ package users
 
 import (
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -300,11 +299,4 @@ func (p Permissions) Names() []string {
 		}
 	}
 	return out
-}
-
-func discard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
 }

@@ -244,3 +244,10 @@ func checkAccount(u *User, remote netip.Addr) (*User, error) {
 	}
 	return u, nil
 }
+
+func discard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}

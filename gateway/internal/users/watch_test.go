@@ -115,3 +115,12 @@ func TestWatchBadEditKeepsUsers(t *testing.T) {
 		t.Errorf("refusal logged %d times, want once", n)
 	}
 }
+
+// `ferry user add` on a running server: the atomic rewrite is picked up.
+func TestWatchSeesAdminEdit(t *testing.T) {
+	s, p, _ := startWatch(t, userFile(t, "alice"))
+	if err := Add(p, Entry{Name: "erin", PasswordHash: testHash(t, "e", cost), Home: "e/", Permissions: []string{"list"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "erin", func() bool { return has(s, "erin") && has(s, "alice") })
+}
