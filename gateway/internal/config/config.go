@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/config/strictyaml"
@@ -22,6 +24,7 @@ type Config struct {
 	// UsersFile is the users file (see package users); relative to the config file's folder.
 	UsersFile string `yaml:"users_file"`
 	SFTP      SFTP   `yaml:"sftp"`
+	FTP       FTP    `yaml:"ftp"`
 	Log       Log    `yaml:"log"`
 
 	file string               // the file it was read from, for messages
@@ -30,9 +33,11 @@ type Config struct {
 
 // Listen holds the listening addresses (host:port); an empty address disables that listener.
 type Listen struct {
-	SFTP    string `yaml:"sftp"`
-	FTP     string `yaml:"ftp"`
-	Metrics string `yaml:"metrics"` // /metrics and /healthz
+	SFTP string `yaml:"sftp"`
+	FTP  string `yaml:"ftp"`
+	// FTPSImplicit is an implicit-TLS FTPS listener (TLS from the first byte, port 990 by tradition).
+	FTPSImplicit string `yaml:"ftps_implicit"`
+	Metrics      string `yaml:"metrics"` // /metrics and /healthz
 }
 
 // Storage says where files go.
@@ -74,6 +79,49 @@ type SFTP struct {
 	WriteWaitTimeout time.Duration `yaml:"write_wait_timeout"`
 }
 
+// FTP tunes the FTP/FTPS server.
+type FTP struct {
+	// PublicHost is the address announced in PASV replies (behind NAT or a load balancer the
+	// listen address is not what clients must dial); empty = the control connection's local address.
+	PublicHost string `yaml:"public_host"`
+	// PassivePorts is the passive data port range, "first-last"; empty = any free port.
+	PassivePorts string `yaml:"passive_ports"`
+	// Active allows PORT/EPRT data connections (off by default).
+	Active      bool          `yaml:"active"`
+	TLS         FTPTLS        `yaml:"tls"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	Banner      string        `yaml:"banner"`
+	MaxClients  int           `yaml:"max_clients"`
+}
+
+// FTPTLS configures FTPS.
+type FTPTLS struct {
+	// Mode: required (AUTH TLS before login, the default), optional (plaintext logins accepted:
+	// legacy clients only) or none.
+	Mode     string `yaml:"mode"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// DevSelfSigned generates a self-signed certificate at start when no files are configured.
+	DevSelfSigned bool `yaml:"dev_self_signed"`
+}
+
+// PassiveRange parses PassivePorts; (0, 0) when empty. Validate reports a malformed range.
+func (f FTP) PassiveRange() (first, last int, err error) {
+	if f.PassivePorts == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(f.PassivePorts, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("want first-last, e.g. 50000-50099, got %q", f.PassivePorts)
+	}
+	first, err1 := strconv.Atoi(strings.TrimSpace(a))
+	last, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || first < 1024 || last > 65535 || first > last {
+		return 0, 0, fmt.Errorf("want first-last between 1024 and 65535, e.g. 50000-50099, got %q", f.PassivePorts)
+	}
+	return first, last, nil
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug|info|warn|error
@@ -102,6 +150,12 @@ func Default() *Config {
 			MaxSessions:      256,
 			WriteWindow:      16 * MiB,
 			WriteWaitTimeout: 30 * time.Second,
+		},
+		FTP: FTP{
+			PassivePorts: "50000-50099",
+			TLS:          FTPTLS{Mode: "required"},
+			IdleTimeout:  5 * time.Minute,
+			MaxClients:   256,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -145,6 +199,8 @@ func Read(path string, lookup func(string) (string, bool)) (*Config, error) {
 		paths[i] = resolve(dir, p)
 	}
 	c.HostKeys.Paths = paths
+	c.FTP.TLS.CertFile = resolve(dir, c.FTP.TLS.CertFile)
+	c.FTP.TLS.KeyFile = resolve(dir, c.FTP.TLS.KeyFile)
 	return c, nil
 }
 

@@ -51,6 +51,17 @@ sftp:
   banner: "hello\n"
   write_window: 64MiB
   write_wait_timeout: 1m
+ftp:
+  public_host: 203.0.113.10
+  passive_ports: 30000-30009
+  active: true
+  tls:
+    mode: optional
+    cert_file: tls/cert.pem
+    key_file: tls/key.pem
+  idle_timeout: 2m
+  banner: hi
+  max_clients: 5
 log:
   level: debug
   format: json
@@ -67,6 +78,9 @@ log:
 	want.UsersFile = filepath.Join(filepath.Dir(dir), "users.yaml")
 	want.SFTP = SFTP{IdleTimeout: time.Hour, LoginTimeout: 10 * time.Second, MaxSessions: 10, Banner: "hello\n",
 		WriteWindow: 64 * MiB, WriteWaitTimeout: time.Minute}
+	want.FTP = FTP{PublicHost: "203.0.113.10", PassivePorts: "30000-30009", Active: true,
+		TLS:         FTPTLS{Mode: "optional", CertFile: filepath.Join(dir, "tls/cert.pem"), KeyFile: filepath.Join(dir, "tls/key.pem")},
+		IdleTimeout: 2 * time.Minute, Banner: "hi", MaxClients: 5}
 	want.Log = Log{Level: "debug", Format: "json"}
 	want.file, want.pos = c.file, c.pos
 	if !reflect.DeepEqual(c, want) {
@@ -169,9 +183,12 @@ func TestValidate(t *testing.T) {
 	}{
 		{"bad sftp addr", "listen:\n  sftp: localhost\n", ":5: listen.sftp: must be host:port"},
 		{"bad port", "listen:\n  metrics: 127.0.0.1:99999\n", ":5: listen.metrics: invalid port"},
-		{"bad ftp addr", "listen:\n  ftp: \"127.0.0.1\"\n", ":5: listen.ftp: must be host:port"},
+		{"bad ftp addr", "listen:\n  ftp: \"127.0.0.1\"\nftp:\n  tls:\n    mode: none\n", ":5: listen.ftp: must be host:port"},
+		{"ftps without a certificate", "listen:\n  ftp: 127.0.0.1:2121\nftp:\n  tls:\n    mode: required\n", ":7: ftp.tls: FTPS needs cert_file and key_file"},
+		{"bad passive range", "ftp:\n  passive_ports: 60000-50000\n", ":5: ftp.passive_ports: want first-last"},
+		{"bad tls mode", "ftp:\n  tls:\n    mode: maybe\n", ":6: ftp.tls.mode: must be required, optional or none"},
 		{"nothing to serve", "listen:\n  sftp: \"\"\n  ftp: \"\"\n", ":4: listen: no file protocol is enabled"},
-		{"same address twice", "listen:\n  ftp: 127.0.0.1:2222\n", ":5: listen.ftp: \"127.0.0.1:2222\" is also used by listen.sftp"},
+		{"same address twice", "listen:\n  ftp: 127.0.0.1:2222\nftp:\n  tls:\n    dev_self_signed: true\n", ":5: listen.ftp: \"127.0.0.1:2222\" is also used by listen.sftp"},
 		{"bucket name", "", ""},
 		{"endpoint", "    endpoint: 127.0.0.1:9000\n", ":4: storage.s3.endpoint: must be an http:// or https:// URL"},
 		{"region", "    region: \"\"\n", ":4: storage.s3.region: required"},

@@ -22,12 +22,13 @@ func (c *Config) Validate() error {
 	l := c.Listen
 	v.addr("listen.sftp", l.SFTP)
 	v.addr("listen.ftp", l.FTP)
+	v.addr("listen.ftps_implicit", l.FTPSImplicit)
 	v.addr("listen.metrics", l.Metrics)
-	if l.SFTP == "" && l.FTP == "" {
-		v.errorf("listen", "no file protocol is enabled: set listen.sftp or listen.ftp")
+	if l.SFTP == "" && l.FTP == "" && l.FTPSImplicit == "" {
+		v.errorf("listen", "no file protocol is enabled: set listen.sftp, listen.ftp or listen.ftps_implicit")
 	}
 	seen := map[string]string{}
-	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.metrics", l.Metrics}} {
+	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.ftps_implicit", l.FTPSImplicit}, {"listen.metrics", l.Metrics}} {
 		if a.addr == "" || strings.HasSuffix(a.addr, ":0") {
 			continue
 		}
@@ -100,6 +101,8 @@ func (c *Config) Validate() error {
 		v.errorf("sftp.write_wait_timeout", "must be positive, got %s", f.WriteWaitTimeout)
 	}
 
+	v.ftp()
+
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -111,6 +114,37 @@ func (c *Config) Validate() error {
 		v.errorf("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	return strictyaml.Join(v.problems)
+}
+
+func (v *validator) ftp() {
+	f, l := v.c.FTP, v.c.Listen
+	if _, _, err := f.PassiveRange(); err != nil {
+		v.errorf("ftp.passive_ports", "%v", err)
+	}
+	if f.IdleTimeout < 0 {
+		v.errorf("ftp.idle_timeout", "must not be negative (0 = the default, 5m), got %s", f.IdleTimeout)
+	}
+	if f.MaxClients < 0 {
+		v.errorf("ftp.max_clients", "must not be negative (0 = no limit), got %d", f.MaxClients)
+	}
+	t := f.TLS
+	switch t.Mode {
+	case "required", "optional", "none":
+	default:
+		v.errorf("ftp.tls.mode", "must be required, optional or none, got %q", t.Mode)
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.errorf("ftp.tls", "cert_file and key_file go together")
+	}
+	if l.FTP == "" && l.FTPSImplicit == "" {
+		return
+	}
+	if t.Mode != "none" && t.CertFile == "" && !t.DevSelfSigned {
+		v.errorf("ftp.tls", "FTPS needs cert_file and key_file (or dev_self_signed: true for development only)")
+	}
+	if l.FTPSImplicit != "" && t.Mode == "none" {
+		v.errorf("listen.ftps_implicit", "implicit FTPS needs ftp.tls.mode required or optional")
+	}
 }
 
 type validator struct {
