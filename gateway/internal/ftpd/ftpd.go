@@ -216,33 +216,46 @@ func (s *Server) ServeImplicitTLS(l net.Listener) error {
 	return s.serve(l, true)
 }
 
-// ListenAndServe listens on Config.ListenAddr (and TLS.ImplicitListenAddr when set) and serves
-// until Shutdown or a listener fails.
+// ListenAndServe listens on Config.ListenAddr and/or TLS.ImplicitListenAddr (at least one must
+// be set) and serves until Shutdown or a listener fails.
 func (s *Server) ListenAndServe() error {
-	addr := s.cfg.ListenAddr
-	if addr == "" {
-		addr = ":21"
+	type srv struct {
+		addr  string
+		serve func(net.Listener) error
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("ftpd: listen %s: %w", addr, err)
+	var todo []srv
+	if s.cfg.ListenAddr != "" {
+		todo = append(todo, srv{s.cfg.ListenAddr, s.Serve})
 	}
-	if s.cfg.TLS.ImplicitListenAddr == "" {
-		return s.Serve(l)
+	if s.cfg.TLS.ImplicitListenAddr != "" {
+		todo = append(todo, srv{s.cfg.TLS.ImplicitListenAddr, s.ServeImplicitTLS})
 	}
-	il, err := net.Listen("tcp", s.cfg.TLS.ImplicitListenAddr)
-	if err != nil {
+	if len(todo) == 0 {
+		return errors.New("ftpd: no listen address")
+	}
+	var ls []net.Listener
+	for _, t := range todo {
+		l, err := net.Listen("tcp", t.addr)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return fmt.Errorf("ftpd: listen %s: %w", t.addr, err)
+		}
+		ls = append(ls, l)
+	}
+	errc := make(chan error, len(ls))
+	for i, t := range todo {
+		go func() { errc <- t.serve(ls[i]) }()
+	}
+	err := <-errc
+	// One listener stopped: stop the others too, so the caller sees a single outcome.
+	for _, l := range ls {
 		l.Close()
-		return fmt.Errorf("ftpd: listen %s: %w", s.cfg.TLS.ImplicitListenAddr, err)
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- s.Serve(l) }()
-	go func() { errc <- s.ServeImplicitTLS(il) }()
-	err = <-errc
-	// One listener stopped: stop the other too, so the caller sees a single outcome.
-	l.Close()
-	il.Close()
-	<-errc
+	for range len(ls) - 1 {
+		<-errc
+	}
 	return err
 }
 
