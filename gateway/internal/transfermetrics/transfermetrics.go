@@ -1,0 +1,153 @@
+// Package transfermetrics counts uploads and downloads for Prometheus by wrapping a user's
+// storage view, so every protocol is measured the same way without instrumenting each one.
+package transfermetrics
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+)
+
+// Metrics are the transfer counters, registered once per process.
+type Metrics struct {
+	uploads       *prometheus.CounterVec // protocol, result (committed|aborted|failed)
+	uploadBytes   *prometheus.CounterVec // protocol
+	downloadBytes *prometheus.CounterVec // protocol
+	active        *prometheus.GaugeVec   // protocol
+}
+
+// New creates the counters and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_uploads_total", Help: "Uploads by protocol and result (committed, aborted, failed).",
+		}, []string{"protocol", "result"}),
+		uploadBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_upload_bytes_total", Help: "Bytes received from clients in uploads, committed or not.",
+		}, []string{"protocol"}),
+		downloadBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_download_bytes_total", Help: "Bytes read from storage for downloads.",
+		}, []string{"protocol"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_uploads_in_progress", Help: "Uploads currently open.",
+		}, []string{"protocol"}),
+	}
+	reg.MustRegister(m.uploads, m.uploadBytes, m.downloadBytes, m.active)
+	return m
+}
+
+// Wrap returns fsys with its transfers counted under protocol. Optional abilities of fsys
+// (Setstater, Hasher) stay visible.
+func (m *Metrics) Wrap(fsys storage.FS, protocol string) storage.FS {
+	return &counted{FS: fsys, m: m, protocol: protocol}
+}
+
+type counted struct {
+	storage.FS
+	m        *Metrics
+	protocol string
+}
+
+func (c *counted) Create(ctx context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
+	up, err := c.FS.Create(ctx, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	protocol := opts.Protocol
+	if protocol == "" {
+		protocol = c.protocol
+	}
+	c.m.active.WithLabelValues(protocol).Inc()
+	return &upload{Upload: up, m: c.m, protocol: protocol, bytes: c.m.uploadBytes.WithLabelValues(protocol)}, nil
+}
+
+func (c *counted) Open(ctx context.Context, name string) (storage.Reader, error) {
+	r, err := c.FS.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &reader{Reader: r, bytes: c.m.downloadBytes.WithLabelValues(c.protocol)}, nil
+}
+
+func (c *counted) SetStat(ctx context.Context, name string, attrs storage.Attrs) error {
+	if s, ok := c.FS.(storage.Setstater); ok {
+		return s.SetStat(ctx, name, attrs)
+	}
+	return storage.ErrUnsupported
+}
+
+func (c *counted) SHA256(ctx context.Context, name string) (string, error) {
+	if h, ok := c.FS.(storage.Hasher); ok {
+		return h.SHA256(ctx, name)
+	}
+	return "", storage.ErrUnsupported
+}
+
+type upload struct {
+	storage.Upload
+	m        *Metrics
+	protocol string
+	bytes    prometheus.Counter
+	once     sync.Once
+}
+
+func (u *upload) Write(p []byte) (int, error) {
+	n, err := u.Upload.Write(p)
+	u.bytes.Add(float64(n))
+	return n, err
+}
+
+func (u *upload) Close() error {
+	err := u.Upload.Close()
+	switch {
+	case err == nil:
+		u.finish("committed")
+	case errors.Is(err, storage.ErrAborted):
+		u.finish("aborted")
+	default:
+		u.finish("failed")
+	}
+	return err
+}
+
+func (u *upload) Abort(cause error) error {
+	err := u.Upload.Abort(cause)
+	u.finish("aborted")
+	return err
+}
+
+// SetAttrs keeps fsetstat working through the wrapper.
+func (u *upload) SetAttrs(a storage.Attrs) {
+	if r, ok := u.Upload.(storage.AttrRecorder); ok {
+		r.SetAttrs(a)
+	}
+}
+
+// finish counts the first outcome only: Close after Abort (or the reverse) is one upload.
+func (u *upload) finish(result string) {
+	u.once.Do(func() {
+		u.m.uploads.WithLabelValues(u.protocol, result).Inc()
+		u.m.active.WithLabelValues(u.protocol).Dec()
+	})
+}
+
+type reader struct {
+	storage.Reader
+	bytes prometheus.Counter
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	r.bytes.Add(float64(n))
+	return n, err
+}
+
+func (r *reader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.Reader.ReadAt(p, off)
+	r.bytes.Add(float64(n))
+	return n, err
+}
