@@ -53,6 +53,9 @@ type controlConn struct {
 	tcp      *net.TCPConn // nil when the listener does not give TCP connections
 	dead     chan struct{}
 	deadOnce sync.Once
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func newControlConn(c net.Conn) *controlConn {
@@ -68,9 +71,12 @@ func (c *controlConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close is idempotent: Shutdown closes the connection under ftpserverlib, which then closes it
+// again on its way out and would log the second close's error.
 func (c *controlConn) Close() error {
 	c.markDead()
-	return c.Conn.Close()
+	c.closeOnce.Do(func() { c.closeErr = c.Conn.Close() })
+	return c.closeErr
 }
 
 func (c *controlConn) markDead() { c.deadOnce.Do(func() { close(c.dead) }) }
