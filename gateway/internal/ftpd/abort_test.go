@@ -93,8 +93,12 @@ func TestAbortedUploadsLeaveNothing(t *testing.T) {
 			r, raw, data := startUpload(t, e, tc.tls, "/partial.bin")
 			tc.abort(t, r, raw, data)
 			if tc.reply != 0 {
-				if code, msg := r.read(); code != tc.reply {
+				code, msg := r.read()
+				if code != tc.reply {
 					t.Fatalf("final reply %d %s, want %d", code, msg, tc.reply)
+				}
+				if strings.Contains(tc.name, "close_notify") && !strings.Contains(msg, "close_notify") {
+					t.Errorf("reply %q does not say why the upload was not stored", msg)
 				}
 				r.expect(200, "NOOP") // the session survives
 			}

@@ -182,10 +182,11 @@ func (u *upload) Close() error {
 	}
 	u.mu.Unlock()
 
-	err := u.verdict()
-	if err != nil {
-		u.abort(err)
-		err = fmt.Errorf("%w: %w", storage.ErrAborted, err)
+	verr := u.verdict()
+	var err error
+	if verr != nil {
+		u.abort(verr)
+		err = fmt.Errorf("%w: %w", storage.ErrAborted, verr)
 	} else {
 		err = u.up.Close()
 	}
@@ -193,7 +194,10 @@ func (u *upload) Close() error {
 	u.mu.Lock()
 	u.closed = true
 	n := u.n
-	if err != nil {
+	switch {
+	case errors.Is(verr, errNoCloseNotify), errors.Is(verr, errIncomplete):
+		u.closeErr = &replyError{msg: "Upload not stored: " + verr.Error(), kind: storage.ErrAborted}
+	case err != nil:
 		u.closeErr, _ = toReply(err)
 	}
 	result := u.closeErr
