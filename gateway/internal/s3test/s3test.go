@@ -90,7 +90,7 @@ func start(t testing.TB, dir string, useSidecar bool) *Server {
 // run starts versitygw on addr and waits until it answers S3 requests.
 func (s *Server) run(t testing.TB, bin, addr, sidecar string) error {
 	args := []string{"--access", s.AccessKey, "--secret", s.Secret, "--region", s.Region,
-		"--port", addr, "posix"}
+		"--port", addr, "--quiet", "posix"}
 	if sidecar != "" {
 		args = append(args, "--sidecar", sidecar)
 	}
@@ -236,7 +236,7 @@ type lockedBuffer struct {
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 { // keep the head; a runaway log must not eat memory
+	if b.buf.Len() > 64<<10 { // keep the head; a runaway log must not eat memory
 		return len(p), nil
 	}
 	return b.buf.Write(p)

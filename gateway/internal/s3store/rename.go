@@ -1,0 +1,228 @@
+package s3store
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/vpath"
+)
+
+// Rename moves a file (copy, then delete; an existing file at to is replaced) or a directory
+// (every key under it copied, then all deleted; refused with ErrTooLarge past MaxRenameKeys
+// before anything moves, and copies already made are removed again if one copy fails).
+// The parent of to must exist; to may not be an existing directory.
+func (h *homeFS) Rename(ctx context.Context, from, to string) error {
+	src, err := h.resolve("rename", from)
+	if err != nil {
+		return err
+	}
+	dst, err := h.resolve("rename", to)
+	if err != nil {
+		return err
+	}
+	if src.root() || dst.root() {
+		return pathErr("rename", src.name, fs.ErrPermission)
+	}
+	e, head, err := h.lookup(ctx, src)
+	if err != nil {
+		return pathErr("rename", src.name, err)
+	}
+	if src.name == dst.name {
+		return nil
+	}
+	if e.Dir && strings.HasPrefix(dst.name, src.name+"/") {
+		return pathErr("rename", src.name, fmt.Errorf("%w: cannot move a directory into itself", storage.ErrInvalidPath))
+	}
+	p, err := h.parent("rename", dst)
+	if err != nil {
+		return err
+	}
+	if err := h.requireDir(ctx, p); err != nil {
+		return pathErr("rename", dst.name, err)
+	}
+	existing, _, err := h.lookup(ctx, dst)
+	switch {
+	case err == nil && existing.Dir:
+		return pathErr("rename", dst.name, fs.ErrExist)
+	case err == nil && e.Dir:
+		return pathErr("rename", dst.name, fs.ErrExist)
+	case err != nil && !isNotFound(err):
+		return pathErr("rename", dst.name, err)
+	}
+	if !e.Dir {
+		if err := h.copyObject(ctx, src.key, dst.key, e.Size, aws.ToString(head.ETag)); err != nil {
+			return pathErr("rename", src.name, err)
+		}
+		_, err := h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &src.key})
+		return pathErr("rename", src.name, err)
+	}
+	return pathErr("rename", src.name, h.renameDir(ctx, src, dst))
+}
+
+func (h *homeFS) renameDir(ctx context.Context, src, dst target) error {
+	objs, err := h.listAll(ctx, src.dirKey, h.s.cfg.MaxRenameKeys)
+	if err != nil {
+		return err
+	}
+	dstKeys := make([]string, len(objs))
+	for i, o := range objs {
+		dstKeys[i] = dst.dirKey + strings.TrimPrefix(aws.ToString(o.Key), src.dirKey)
+		if len(dstKeys[i]) > vpath.MaxKeyLen {
+			return fmt.Errorf("%w: %q would be longer than %d bytes", storage.ErrInvalidPath, dstKeys[i], vpath.MaxKeyLen)
+		}
+	}
+	copied := make([]bool, len(objs))
+	err = h.s.each(ctx, len(objs), func(ctx context.Context, i int) error {
+		o := objs[i]
+		if err := h.copyObject(ctx, aws.ToString(o.Key), dstKeys[i], aws.ToInt64(o.Size), aws.ToString(o.ETag)); err != nil {
+			return err
+		}
+		copied[i] = true
+		return nil
+	})
+	if err != nil {
+		// Undo: the move happens whole or not at all.
+		var undo []string
+		for i, ok := range copied {
+			if ok {
+				undo = append(undo, dstKeys[i])
+			}
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if uerr := h.deleteKeys(cctx, undo); uerr != nil {
+			h.s.log.WarnContext(ctx, "remove partial directory copy", "path", dst.name, "err", uerr)
+		}
+		return err
+	}
+	// Files first, then markers deepest first, so a server that prunes empty directories
+	// never sees a marker vanish under remaining keys.
+	srcKeys := make([]string, len(objs))
+	for i, o := range objs {
+		srcKeys[i] = aws.ToString(o.Key)
+	}
+	slices.SortStableFunc(srcKeys, func(a, b string) int {
+		am, bm := strings.HasSuffix(a, "/"), strings.HasSuffix(b, "/")
+		switch {
+		case am != bm && am:
+			return 1
+		case am != bm:
+			return -1
+		case am:
+			return strings.Compare(b, a)
+		}
+		return 0
+	})
+	files := slices.IndexFunc(srcKeys, func(k string) bool { return strings.HasSuffix(k, "/") })
+	if files < 0 {
+		files = len(srcKeys)
+	}
+	if err := h.deleteKeys(ctx, srcKeys[:files]); err != nil {
+		return err
+	}
+	for _, k := range srcKeys[files:] { // markers, one by one in order
+		if _, err := h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &k}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyObject copies one object with its metadata and tags: CopyObject up to 5 GiB, a
+// multipart copy (UploadPartCopy ranges) above. The source is pinned to etag.
+func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int64, etag string) error {
+	if strings.HasSuffix(srcKey, "/") && size == 0 {
+		// A directory marker: write a new one (some servers refuse to copy directory objects).
+		_, err := h.s.api.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &h.bucket, Key: &dstKey, Body: strings.NewReader(""), ContentLength: aws.Int64(0),
+		})
+		return err
+	}
+	source := copySource(h.bucket, srcKey)
+	var ifMatch *string
+	if etag != "" {
+		ifMatch = &etag
+	}
+	if size <= h.s.copyLimit {
+		_, err := h.s.api.CopyObject(ctx, &s3.CopyObjectInput{
+			Bucket: &h.bucket, Key: &dstKey, CopySource: &source, CopySourceIfMatch: ifMatch,
+			MetadataDirective: types.MetadataDirectiveCopy, TaggingDirective: types.TaggingDirectiveCopy,
+		})
+		return err
+	}
+	head, err := h.head(ctx, srcKey)
+	if err != nil {
+		return err
+	}
+	var tagging *string
+	if aws.ToInt32(head.TagCount) > 0 {
+		tags, err := h.tags(ctx, srcKey)
+		if err != nil {
+			return err
+		}
+		q := url.Values{}
+		for k, v := range tags {
+			q.Set(k, v)
+		}
+		tagging = aws.String(q.Encode())
+	}
+	mp, err := h.s.api.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &h.bucket, Key: &dstKey, Metadata: head.Metadata, ContentType: head.ContentType,
+		Tagging: tagging,
+	})
+	if err != nil {
+		return err
+	}
+	partSize := max(h.s.copyPart, (size+maxParts-1)/maxParts)
+	n := int((size + partSize - 1) / partSize)
+	parts := make([]types.CompletedPart, n)
+	err = h.s.each(ctx, n, func(ctx context.Context, i int) error {
+		first := int64(i) * partSize
+		last := min(first+partSize, size) - 1
+		out, err := h.s.api.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
+			Bucket: &h.bucket, Key: &dstKey, UploadId: mp.UploadId, PartNumber: aws.Int32(int32(i + 1)),
+			CopySource: &source, CopySourceIfMatch: ifMatch,
+			CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", first, last)),
+		})
+		if err != nil {
+			return err
+		}
+		parts[i] = types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(int32(i + 1))}
+		return nil
+	})
+	if err == nil {
+		_, err = h.s.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+			Bucket: &h.bucket, Key: &dstKey, UploadId: mp.UploadId,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		})
+	}
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if _, aerr := h.s.api.AbortMultipartUpload(cctx, &s3.AbortMultipartUploadInput{
+			Bucket: &h.bucket, Key: &dstKey, UploadId: mp.UploadId,
+		}); aerr != nil && !isNotFound(aerr) {
+			h.s.log.WarnContext(ctx, "abort multipart copy", "key", dstKey, "err", aerr)
+		}
+	}
+	return err
+}
+
+// copySource is the x-amz-copy-source value: bucket/key, each segment URL-escaped.
+func copySource(bucket, key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		// Some servers read a "+" in the copy source as a space.
+		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
+	}
+	return bucket + "/" + strings.Join(segs, "/")
+}

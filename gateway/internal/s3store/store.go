@@ -1,0 +1,458 @@
+// Package s3store implements the storage contract over S3.
+//
+// Each user's view is a Home: a bucket and a key prefix. Every client path goes through
+// vpath, so no operation reaches a key outside the home. Directories are key prefixes; an
+// empty directory is a zero-byte "dir/" marker object. Nothing is cached: every call asks S3,
+// so several gateway replicas over one bucket agree.
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/vpath"
+)
+
+// Limits from S3.
+const (
+	minPartSize  = 5 << 20
+	maxPartSize  = 5 << 30
+	maxParts     = 10000
+	maxCopySize  = 5 << 30 // largest object CopyObject copies in one call
+	copyPartSize = 512 << 20
+)
+
+// Config tunes a Store. Zero values take the defaults.
+type Config struct {
+	Bucket string // default bucket, for homes that name none
+	// PartSize is the multipart part size and the largest object written with one PutObject
+	// (default 8 MiB, at least 5 MiB). An upload holds at most (Concurrency+1)*PartSize.
+	PartSize    int64
+	Concurrency int // parts in flight per upload and keys copied at once per rename (default 4)
+	// MaxRenameKeys is the most keys a directory rename moves (default 1000); a bigger
+	// directory is refused with storage.ErrTooLarge before anything moves.
+	MaxRenameKeys int
+	// ReadBuffer is how many recently read bytes an open file keeps so reads that arrive
+	// slightly out of order need no new request (default 4 MiB).
+	ReadBuffer int
+	// ListPageSize is the keys asked for per ListObjectsV2 page (default and maximum 1000).
+	ListPageSize int32
+	Logger       *slog.Logger // default discards
+}
+
+// Store is the S3 storage for all homes of one gateway.
+type Store struct {
+	api API
+	cfg Config
+	log *slog.Logger
+
+	bufPool sync.Pool // *[]byte of cap cfg.PartSize
+
+	// copyLimit and copyPart are maxCopySize and copyPartSize; tests lower them.
+	copyLimit, copyPart int64
+}
+
+// New returns a Store over api.
+func New(api API, cfg Config) (*Store, error) {
+	if api == nil {
+		return nil, errors.New("s3store: nil S3 client")
+	}
+	var errs []error
+	if cfg.Bucket == "" {
+		errs = append(errs, errors.New("s3store: no default bucket"))
+	}
+	if cfg.PartSize == 0 {
+		cfg.PartSize = 8 << 20
+	}
+	if cfg.PartSize < minPartSize || cfg.PartSize > maxPartSize {
+		errs = append(errs, fmt.Errorf("s3store: part size %d outside S3's limits [5 MiB, 5 GiB]", cfg.PartSize))
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.MaxRenameKeys == 0 {
+		cfg.MaxRenameKeys = 1000
+	}
+	if cfg.ReadBuffer == 0 {
+		cfg.ReadBuffer = 4 << 20
+	}
+	if cfg.ListPageSize == 0 {
+		cfg.ListPageSize = 1000
+	}
+	if cfg.Concurrency < 0 || cfg.MaxRenameKeys < 0 || cfg.ReadBuffer < 0 ||
+		cfg.ListPageSize < 0 || cfg.ListPageSize > 1000 {
+		errs = append(errs, errors.New("s3store: negative limit or list page size over 1000"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{api: api, cfg: cfg, log: log.With("component", "s3store"),
+		copyLimit: maxCopySize, copyPart: copyPartSize}, nil
+}
+
+// Home returns the view of one home: bucket ("" = the default) and key prefix ("" = the bucket
+// root). An invalid prefix gives a view whose every call fails with storage.ErrInvalidPath.
+func (s *Store) Home(bucket, prefix string) storage.FS {
+	if bucket == "" {
+		bucket = s.cfg.Bucket
+	}
+	home, err := vpath.Home(prefix)
+	return &homeFS{s: s, bucket: bucket, home: home, err: err}
+}
+
+// homeFS is one home. It also implements storage.Setstater and storage.Hasher.
+type homeFS struct {
+	s      *Store
+	bucket string
+	home   string
+	err    error
+}
+
+var (
+	_ storage.FS        = (*homeFS)(nil)
+	_ storage.Setstater = (*homeFS)(nil)
+	_ storage.Hasher    = (*homeFS)(nil)
+)
+
+// PartSize is the configured part size (the storage contract suite sizes its files by it).
+func (h *homeFS) PartSize() int64 { return h.s.cfg.PartSize }
+
+// MaxRenameKeys is the directory rename limit.
+func (h *homeFS) MaxRenameKeys() int { return h.s.cfg.MaxRenameKeys }
+
+// HomePrefix is the home's key prefix.
+func (h *homeFS) HomePrefix() string { return h.home }
+
+// target is a client path resolved in the home.
+type target struct {
+	name   string // clean virtual path
+	key    string // object key of a file
+	dirKey string // prefix of a directory (and its marker's key)
+}
+
+func (t target) root() bool   { return t.name == "/" }
+func (t target) base() string { return path.Base(t.name) }
+
+func (h *homeFS) resolve(op, name string) (target, error) {
+	if h.err != nil {
+		return target{}, &fs.PathError{Op: op, Path: name, Err: h.err}
+	}
+	clean, err := vpath.Clean(name)
+	if err != nil {
+		return target{}, &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	key, err := vpath.Key(h.home, clean)
+	if err != nil {
+		return target{}, &fs.PathError{Op: op, Path: clean, Err: err}
+	}
+	dirKey, err := vpath.DirKey(h.home, clean)
+	if err != nil {
+		return target{}, &fs.PathError{Op: op, Path: clean, Err: err}
+	}
+	return target{name: clean, key: key, dirKey: dirKey}, nil
+}
+
+func (h *homeFS) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
+	return h.s.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &h.bucket, Key: &key})
+}
+
+// dirExists reports whether anything (a marker or any key) lives under the prefix, and the
+// time of the first key found.
+func (h *homeFS) dirExists(ctx context.Context, t target) (bool, time.Time, error) {
+	if t.root() {
+		return true, time.Time{}, nil
+	}
+	out, err := h.s.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+		Bucket: &h.bucket, Prefix: &t.dirKey, MaxKeys: aws.Int32(1),
+	})
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	if len(out.Contents) == 0 {
+		return false, time.Time{}, nil
+	}
+	return true, aws.ToTime(out.Contents[0].LastModified), nil
+}
+
+// Stat describes a file (HEAD) or a directory (marker or any key under its prefix).
+func (h *homeFS) Stat(ctx context.Context, name string) (*storage.Entry, error) {
+	t, err := h.resolve("stat", name)
+	if err != nil {
+		return nil, err
+	}
+	e, _, err := h.lookup(ctx, t)
+	return e, pathErr("stat", t.name, err)
+}
+
+// lookup stats t, returning the HEAD output too for files.
+func (h *homeFS) lookup(ctx context.Context, t target) (*storage.Entry, *s3.HeadObjectOutput, error) {
+	if t.root() {
+		return &storage.Entry{Name: "/", Dir: true}, nil, nil
+	}
+	out, err := h.head(ctx, t.key)
+	if err == nil {
+		attrs := h.objectAttrs(ctx, t.key, out)
+		return attrs.entry(t.base(), out), out, nil
+	}
+	if !isNotFound(err) {
+		return nil, nil, err
+	}
+	ok, mtime, derr := h.dirExists(ctx, t)
+	if derr != nil {
+		return nil, nil, derr
+	}
+	if !ok {
+		return nil, nil, err // the HEAD's not-found
+	}
+	return &storage.Entry{Name: t.base(), Dir: true, ModTime: mtime}, nil, nil
+}
+
+// requireDir checks that t is an existing directory.
+func (h *homeFS) requireDir(ctx context.Context, t target) error {
+	ok, _, err := h.dirExists(ctx, t)
+	if err != nil || ok {
+		return err
+	}
+	if _, herr := h.head(ctx, t.key); herr == nil {
+		return storage.ErrNotDir
+	} else if !isNotFound(herr) {
+		return herr
+	}
+	return fs.ErrNotExist
+}
+
+func (h *homeFS) parent(op string, t target) (target, error) {
+	return h.resolve(op, path.Dir(t.name))
+}
+
+// List streams dir's children page by page, merging each page's files and sub-directories in
+// key order. File entries carry S3's size and LastModified only (no per-entry HEAD).
+func (h *homeFS) List(ctx context.Context, dir string, fn func(*storage.Entry) error) error {
+	t, err := h.resolve("list", dir)
+	if err != nil {
+		return err
+	}
+	prefix := t.dirKey
+	pages := s3.NewListObjectsV2Paginator(h.s.api, &s3.ListObjectsV2Input{
+		Bucket: &h.bucket, Prefix: &prefix, Delimiter: aws.String("/"),
+		MaxKeys: aws.Int32(h.s.cfg.ListPageSize),
+	})
+	found := t.root()
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return pathErr("list", t.name, err)
+		}
+		if len(page.Contents) > 0 || len(page.CommonPrefixes) > 0 {
+			found = true
+		}
+		if err := emitPage(prefix, page, fn); err != nil {
+			return err
+		}
+	}
+	if found {
+		return nil
+	}
+	if _, err := h.head(ctx, t.key); err == nil {
+		return pathErr("list", t.name, storage.ErrNotDir)
+	} else if !isNotFound(err) {
+		return pathErr("list", t.name, err)
+	}
+	return pathErr("list", t.name, fs.ErrNotExist)
+}
+
+func emitPage(prefix string, page *s3.ListObjectsV2Output, fn func(*storage.Entry) error) error {
+	objs, dirs := page.Contents, page.CommonPrefixes
+	for len(objs) > 0 || len(dirs) > 0 {
+		var e *storage.Entry
+		if len(dirs) == 0 || (len(objs) > 0 && aws.ToString(objs[0].Key) < aws.ToString(dirs[0].Prefix)) {
+			o := objs[0]
+			objs = objs[1:]
+			e = &storage.Entry{
+				Name:    strings.TrimPrefix(aws.ToString(o.Key), prefix),
+				Size:    aws.ToInt64(o.Size),
+				ModTime: aws.ToTime(o.LastModified),
+			}
+		} else {
+			d := dirs[0]
+			dirs = dirs[1:]
+			e = &storage.Entry{
+				Name: strings.TrimSuffix(strings.TrimPrefix(aws.ToString(d.Prefix), prefix), "/"),
+				Dir:  true,
+			}
+		}
+		// The directory's own marker, and names no client can address ("a//b" keys).
+		if e.Name == "" || e.Name == "." || e.Name == ".." {
+			continue
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Mkdir writes the directory's marker. The parent must exist.
+func (h *homeFS) Mkdir(ctx context.Context, name string) error {
+	t, err := h.resolve("mkdir", name)
+	if err != nil {
+		return err
+	}
+	if t.root() {
+		return pathErr("mkdir", t.name, fs.ErrExist)
+	}
+	p, err := h.parent("mkdir", t)
+	if err != nil {
+		return err
+	}
+	if err := h.requireDir(ctx, p); err != nil {
+		return pathErr("mkdir", t.name, err)
+	}
+	if _, _, err := h.lookup(ctx, t); err == nil {
+		return pathErr("mkdir", t.name, fs.ErrExist)
+	} else if !isNotFound(err) {
+		return pathErr("mkdir", t.name, err)
+	}
+	_, err = h.s.api.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &h.bucket, Key: &t.dirKey, Body: strings.NewReader(""), ContentLength: aws.Int64(0),
+	})
+	return pathErr("mkdir", t.name, err)
+}
+
+// Rmdir removes an empty directory's marker.
+func (h *homeFS) Rmdir(ctx context.Context, name string) error {
+	t, err := h.resolve("rmdir", name)
+	if err != nil {
+		return err
+	}
+	if t.root() {
+		return pathErr("rmdir", t.name, fs.ErrPermission)
+	}
+	out, err := h.s.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+		Bucket: &h.bucket, Prefix: &t.dirKey, MaxKeys: aws.Int32(2),
+	})
+	if err != nil {
+		return pathErr("rmdir", t.name, err)
+	}
+	if len(out.Contents) == 0 {
+		if _, err := h.head(ctx, t.key); err == nil {
+			return pathErr("rmdir", t.name, storage.ErrNotDir)
+		}
+		return pathErr("rmdir", t.name, fs.ErrNotExist)
+	}
+	for _, o := range out.Contents {
+		if aws.ToString(o.Key) != t.dirKey {
+			return pathErr("rmdir", t.name, storage.ErrNotEmpty)
+		}
+	}
+	_, err = h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &t.dirKey})
+	return pathErr("rmdir", t.name, err)
+}
+
+// Remove deletes a file.
+func (h *homeFS) Remove(ctx context.Context, name string) error {
+	t, err := h.resolve("remove", name)
+	if err != nil {
+		return err
+	}
+	if err := h.requireFile(ctx, t); err != nil {
+		return pathErr("remove", t.name, err)
+	}
+	_, err = h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &t.key})
+	return pathErr("remove", t.name, err)
+}
+
+// requireFile checks that t is an existing file: ErrIsDir for a directory, else not-found.
+func (h *homeFS) requireFile(ctx context.Context, t target) error {
+	if t.root() {
+		return storage.ErrIsDir
+	}
+	_, err := h.head(ctx, t.key)
+	if err == nil || !isNotFound(err) {
+		return err
+	}
+	if ok, _, derr := h.dirExists(ctx, t); derr != nil {
+		return derr
+	} else if ok {
+		return storage.ErrIsDir
+	}
+	return err
+}
+
+// deleteKeys deletes keys with at most Concurrency calls in flight; the first error is returned
+// after all calls end.
+func (h *homeFS) deleteKeys(ctx context.Context, keys []string) error {
+	return h.s.each(ctx, len(keys), func(ctx context.Context, i int) error {
+		_, err := h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &keys[i]})
+		return err
+	})
+}
+
+// each runs fn(0..n-1) with at most Concurrency at once and returns the first error; after an
+// error no new call starts.
+func (s *Store) each(ctx context.Context, n int, fn func(context.Context, int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, s.cfg.Concurrency)
+	)
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return first != nil }
+	for i := range n {
+		if failed() || ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := fn(ctx, i); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+// listAll returns every object under prefix, or ErrTooLarge past limit keys.
+func (h *homeFS) listAll(ctx context.Context, prefix string, limit int) ([]types.Object, error) {
+	var objs []types.Object
+	pages := s3.NewListObjectsV2Paginator(h.s.api, &s3.ListObjectsV2Input{
+		Bucket: &h.bucket, Prefix: &prefix, MaxKeys: aws.Int32(h.s.cfg.ListPageSize),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, page.Contents...)
+		if len(objs) > limit {
+			return nil, fmt.Errorf("%w: more than %d keys", storage.ErrTooLarge, limit)
+		}
+	}
+	return objs, nil
+}

@@ -1,0 +1,412 @@
+package s3store
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"maps"
+	"mime"
+	"path"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+)
+
+const (
+	// partsPerStep parts are uploaded at each part size before it doubles, so even the
+	// minimum part size reaches S3's 5 TiB object limit within its 10,000 parts.
+	partsPerStep = 1000
+	// cleanupTimeout bounds AbortMultipartUpload after the upload's context is gone.
+	cleanupTimeout = 30 * time.Second
+	firstBuffer    = 64 << 10
+)
+
+type uploadState int
+
+const (
+	stateOpen uploadState = iota
+	stateCommitted
+	stateFailed
+	stateAborted
+)
+
+// Create starts a streaming upload of name. The parent directory must exist and name must
+// not be a directory. Nothing is visible until Close succeeds.
+func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
+	t, err := h.resolve("create", name)
+	if err != nil {
+		return nil, err
+	}
+	if t.root() {
+		return nil, pathErr("create", t.name, storage.ErrIsDir)
+	}
+	if ok, _, err := h.dirExists(ctx, t); err != nil {
+		return nil, pathErr("create", t.name, err)
+	} else if ok {
+		return nil, pathErr("create", t.name, storage.ErrIsDir)
+	}
+	p, err := h.parent("create", t)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.requireDir(ctx, p); err != nil {
+		return nil, pathErr("create", t.name, err)
+	}
+	u := &upload{
+		h: h, name: t.name, key: t.key, opts: opts, parent: ctx,
+		sum: sha256.New(), sem: make(chan struct{}, h.s.cfg.Concurrency),
+	}
+	u.ctx, u.cancel = context.WithCancelCause(ctx)
+	// A cancelled request or connection aborts: a dropped client never commits a partial file.
+	u.stopWatch = context.AfterFunc(ctx, func() { _ = u.Abort(context.Cause(ctx)) })
+	return u, nil
+}
+
+// upload streams into S3: the first PartSize bytes are buffered; if Close comes first they go
+// up with one PutObject, otherwise as a multipart upload with at most Concurrency parts in
+// flight, from pooled buffers, so an upload holds at most (Concurrency+1)*PartSize bytes.
+type upload struct {
+	h         *homeFS
+	name, key string
+	opts      storage.CreateOptions
+	parent    context.Context // Create's
+	ctx       context.Context // parent's child, cancelled by Abort or a failed part
+	cancel    context.CancelCauseFunc
+	stopWatch func() bool
+
+	writeMu  sync.Mutex // serialises Write, Close and Abort; guards the fields below
+	state    uploadState
+	result   error // what Close returns once the upload has ended
+	buf      []byte
+	parts    int32 // parts handed out
+	uploadID string
+	sum      hash.Hash
+	size     int64
+
+	wg   sync.WaitGroup // parts in flight
+	sem  chan struct{}
+	mu   sync.Mutex // guards done, err, attrs
+	done []types.CompletedPart
+	err  error // first part failure
+	attr storage.Attrs
+}
+
+var (
+	_ storage.Upload       = (*upload)(nil)
+	_ storage.AttrRecorder = (*upload)(nil)
+)
+
+// partSize is the size of part number n (1-based): PartSize, doubled every partsPerStep parts.
+func (u *upload) partSize(n int32) int64 {
+	size := u.h.s.cfg.PartSize
+	for step := (n - 1) / partsPerStep; step > 0 && size < maxPartSize; step-- {
+		size *= 2
+	}
+	return min(size, maxPartSize)
+}
+
+func (u *upload) Write(p []byte) (int, error) {
+	u.writeMu.Lock()
+	defer u.writeMu.Unlock()
+	if err := u.usable(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for n < len(p) {
+		if len(u.buf) == cap(u.buf) {
+			if err := u.grow(); err != nil {
+				return n, err
+			}
+		}
+		c := copy(u.buf[len(u.buf):cap(u.buf)], p[n:])
+		u.buf = u.buf[:len(u.buf)+c]
+		u.sum.Write(p[n : n+c])
+		n += c
+	}
+	u.size += int64(n)
+	return n, nil
+}
+
+// grow makes room in buf: the first part's buffer grows with the data (small files stay
+// small); a full part is sent and a fresh buffer taken.
+func (u *upload) grow() error {
+	next := u.partSize(u.parts + 1)
+	if u.parts == 0 && int64(cap(u.buf)) < next {
+		size := int64(firstBuffer)
+		if hint := u.opts.SizeHint; hint > 0 && cap(u.buf) == 0 {
+			size = hint
+		}
+		size = min(max(size, 2*int64(cap(u.buf))), next)
+		var b []byte
+		if size == next {
+			b = u.h.s.getBuf(size)
+		} else {
+			b = make([]byte, 0, size)
+		}
+		u.buf = append(b, u.buf...)
+		return nil
+	}
+	if err := u.flush(); err != nil {
+		return err
+	}
+	u.buf = u.h.s.getBuf(u.partSize(u.parts + 1))
+	return nil
+}
+
+// flush hands buf to a part upload, starting the multipart upload first if needed and waiting
+// while Concurrency parts are in flight.
+func (u *upload) flush() error {
+	if u.uploadID == "" {
+		out, err := u.h.s.api.CreateMultipartUpload(u.ctx, &s3.CreateMultipartUploadInput{
+			Bucket: &u.h.bucket, Key: &u.key, Metadata: u.identity(), ContentType: contentType(u.name),
+		})
+		if err != nil {
+			return u.setErr(pathErr("write", u.name, err))
+		}
+		u.uploadID = aws.ToString(out.UploadId)
+	}
+	select {
+	case u.sem <- struct{}{}:
+	case <-u.ctx.Done():
+		return u.usable()
+	}
+	if err := u.failure(); err != nil {
+		<-u.sem
+		return err
+	}
+	u.parts++
+	num, buf := u.parts, u.buf
+	u.buf = nil
+	u.wg.Add(1)
+	go u.sendPart(num, buf)
+	return nil
+}
+
+func (u *upload) sendPart(num int32, buf []byte) {
+	defer u.wg.Done()
+	defer func() { <-u.sem }()
+	out, err := u.h.s.api.UploadPart(u.ctx, &s3.UploadPartInput{
+		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID, PartNumber: aws.Int32(num),
+		Body: bytes.NewReader(buf), ContentLength: aws.Int64(int64(len(buf))),
+	})
+	if err != nil {
+		// The buffer is not reused: the HTTP transport may still be reading it.
+		u.setErr(pathErr("write", u.name, fmt.Errorf("part %d: %w", num, err)))
+		return
+	}
+	u.h.s.putBuf(buf)
+	u.mu.Lock()
+	u.done = append(u.done, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+	u.mu.Unlock()
+}
+
+// setErr records the first failure and cancels the parts still in flight.
+func (u *upload) setErr(err error) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err == nil {
+		u.err = err
+		u.cancel(err)
+	}
+	return u.err
+}
+
+func (u *upload) failure() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+// usable returns why the upload cannot take more data, or nil.
+func (u *upload) usable() error {
+	switch u.state {
+	case stateCommitted:
+		return &fs.PathError{Op: "write", Path: u.name, Err: fs.ErrClosed}
+	case stateFailed, stateAborted:
+		return u.result
+	}
+	if err := u.failure(); err != nil {
+		return err
+	}
+	if err := context.Cause(u.ctx); err != nil {
+		return pathErr("write", u.name, err)
+	}
+	return nil
+}
+
+// SetAttrs records attributes set on the open file; they are stored at commit.
+func (u *upload) SetAttrs(a storage.Attrs) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if a.Mode != nil {
+		u.attr.Mode = a.Mode
+	}
+	if a.ModTime != nil {
+		u.attr.ModTime = a.ModTime
+	}
+}
+
+// Close commits: one PutObject, or the last part and CompleteMultipartUpload followed by the
+// tags only known at the end. Any failure aborts and is returned.
+func (u *upload) Close() error {
+	u.writeMu.Lock()
+	defer u.writeMu.Unlock()
+	if u.state != stateOpen {
+		return u.result
+	}
+	u.stopWatch()
+	if err := u.commit(); err != nil {
+		u.state, u.result = stateFailed, err
+		if aerr := u.cleanup(err); aerr != nil {
+			u.h.s.log.WarnContext(u.parent, "abort failed upload", "path", u.name,
+				"transfer_id", u.opts.TransferID, "err", aerr)
+		}
+		return err
+	}
+	u.state = stateCommitted
+	return nil
+}
+
+func (u *upload) commit() error {
+	if err := u.usable(); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	attrs := attrValues(u.attr)
+	u.mu.Unlock()
+	sum := hex.EncodeToString(u.sum.Sum(nil))
+	if u.uploadID == "" {
+		meta := u.identity()
+		meta[attrSHA256] = sum
+		maps.Copy(meta, attrs)
+		_, err := u.h.s.api.PutObject(u.ctx, &s3.PutObjectInput{
+			Bucket: &u.h.bucket, Key: &u.key, Body: bytes.NewReader(u.buf),
+			ContentLength: aws.Int64(int64(len(u.buf))), Metadata: meta, ContentType: contentType(u.name),
+		})
+		if err != nil {
+			return pathErr("close", u.name, err)
+		}
+		u.h.s.putBuf(u.buf)
+		u.buf = nil
+		return nil
+	}
+	if len(u.buf) > 0 {
+		if err := u.flush(); err != nil {
+			return err
+		}
+	}
+	u.wg.Wait()
+	if err := u.usable(); err != nil {
+		return err
+	}
+	parts := slices.SortedFunc(slices.Values(u.done), func(a, b types.CompletedPart) int {
+		return cmp.Compare(aws.ToInt32(a.PartNumber), aws.ToInt32(b.PartNumber))
+	})
+	_, err := u.h.s.api.CompleteMultipartUpload(u.ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	})
+	if err != nil {
+		return pathErr("close", u.name, err)
+	}
+	u.uploadID = "" // completed: nothing left to abort
+	tags := maps.Clone(attrs)
+	tags[attrSHA256] = sum
+	if _, err := u.h.s.api.PutObjectTagging(u.ctx, &s3.PutObjectTaggingInput{
+		Bucket: &u.h.bucket, Key: &u.key, Tagging: &types.Tagging{TagSet: tagSet(tags)},
+	}); err != nil {
+		// The object is complete and correct; SHA256() recomputes a missing sum.
+		u.h.s.log.WarnContext(u.parent, "tag uploaded object", "path", u.name,
+			"transfer_id", u.opts.TransferID, "bytes", u.size, "err", err)
+	}
+	return nil
+}
+
+// Abort discards the upload. Abort after a successful Close does nothing.
+func (u *upload) Abort(cause error) error {
+	err := storage.ErrAborted
+	if cause != nil && !errors.Is(cause, storage.ErrAborted) {
+		err = fmt.Errorf("%w: %w", storage.ErrAborted, cause)
+	}
+	u.cancel(err) // stops parts in flight and a Write waiting for a slot
+	u.writeMu.Lock()
+	defer u.writeMu.Unlock()
+	if u.state != stateOpen {
+		return nil
+	}
+	u.stopWatch()
+	u.state, u.result = stateAborted, &fs.PathError{Op: "close", Path: u.name, Err: err}
+	return pathErr("abort", u.name, u.cleanup(err))
+}
+
+// cleanup stops the parts in flight, releases buffers and aborts the multipart upload, with a
+// context that outlives a cancelled request so no pending upload is left behind.
+func (u *upload) cleanup(cause error) error {
+	u.cancel(cause)
+	u.wg.Wait()
+	if u.buf != nil {
+		u.h.s.putBuf(u.buf)
+		u.buf = nil
+	}
+	if u.uploadID == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
+	defer cancel()
+	_, err := u.h.s.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID,
+	})
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	u.uploadID = ""
+	return nil
+}
+
+// identity is the metadata naming who wrote the object.
+func (u *upload) identity() map[string]string {
+	m := map[string]string{}
+	for k, v := range map[string]string{
+		attrUser: u.opts.User, attrProtocol: u.opts.Protocol,
+		attrClient: u.opts.ClientAddr, attrTransferID: u.opts.TransferID,
+	} {
+		if v != "" {
+			m[k] = encodeMeta(v)
+		}
+	}
+	return m
+}
+
+func contentType(name string) *string {
+	if t := mime.TypeByExtension(path.Ext(name)); t != "" {
+		return &t
+	}
+	return nil
+}
+
+func (s *Store) getBuf(size int64) []byte {
+	if size == s.cfg.PartSize {
+		if b, ok := s.bufPool.Get().(*[]byte); ok {
+			return (*b)[:0]
+		}
+	}
+	return make([]byte, 0, size)
+}
+
+func (s *Store) putBuf(b []byte) {
+	if int64(cap(b)) == s.cfg.PartSize {
+		s.bufPool.Put(&b)
+	}
+}
