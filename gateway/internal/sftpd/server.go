@@ -1,0 +1,416 @@
+// Package sftpd is Ferry's SFTP front end: an SSH server whose only service is the SFTP
+// subsystem, served by pkg/sftp's request server over each user's storage.FS.
+//
+// The shape follows net/http: New, Serve(listener), Shutdown(ctx). Uploads stream to storage
+// in order (see reorderWriter), are committed by the client's close and aborted by a
+// disconnect, so a killed client never leaves a partial object.
+package sftpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultLoginTimeout     = 30 * time.Second
+	DefaultWriteWindow      = 16 << 20
+	DefaultWriteWaitTimeout = 30 * time.Second
+	minWriteWindow          = 1 << 20 // a few of OpenSSH's largest writes
+)
+
+// ErrServerClosed is returned by Serve after Shutdown. It wraps net.ErrClosed.
+var ErrServerClosed = fmt.Errorf("sftpd: server closed: %w", net.ErrClosed)
+
+// Config tunes the server.
+type Config struct {
+	HostKeys     []ssh.Signer
+	IdleTimeout  time.Duration // close a connection after this long without traffic; 0 = never
+	LoginTimeout time.Duration // the SSH handshake and login must finish within it (default 30s)
+	MaxSessions  int           // concurrent connections; more are refused; 0 = no limit
+	Banner       string        // sent before login when set
+	// WriteWindow bounds out-of-order upload data buffered per open file (default 16 MiB);
+	// WriteWaitTimeout is how long a write beyond it waits without progress (default 30s).
+	WriteWindow      int64
+	WriteWaitTimeout time.Duration
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Auth Authenticator
+	// Storage returns the user's view: already restricted to their permissions and jailed
+	// to their home.
+	Storage func(u *users.User) (storage.FS, error)
+	Logger  *slog.Logger
+}
+
+// Server is an SFTP server.
+type Server struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	base       context.Context // parent of every connection; cancelled when Shutdown gives up
+	cancelBase context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*connState]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+// New checks cfg and returns a server ready to Serve.
+func New(cfg Config, deps Deps) (*Server, error) {
+	var errs []error
+	if len(cfg.HostKeys) == 0 {
+		errs = append(errs, errors.New("no host keys"))
+	}
+	if deps.Auth == nil {
+		errs = append(errs, errors.New("no authenticator"))
+	}
+	if deps.Storage == nil {
+		errs = append(errs, errors.New("no storage"))
+	}
+	if cfg.IdleTimeout < 0 || cfg.LoginTimeout < 0 || cfg.WriteWaitTimeout < 0 || cfg.MaxSessions < 0 || cfg.WriteWindow < 0 {
+		errs = append(errs, errors.New("negative timeout, limit or window"))
+	}
+	if cfg.WriteWindow != 0 && cfg.WriteWindow < minWriteWindow {
+		errs = append(errs, fmt.Errorf("write window %d is below %d bytes", cfg.WriteWindow, minWriteWindow))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("sftpd: %w", errors.Join(errs...))
+	}
+	if cfg.LoginTimeout == 0 {
+		cfg.LoginTimeout = DefaultLoginTimeout
+	}
+	if cfg.WriteWindow == 0 {
+		cfg.WriteWindow = DefaultWriteWindow
+	}
+	if cfg.WriteWaitTimeout == 0 {
+		cfg.WriteWaitTimeout = DefaultWriteWaitTimeout
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger,
+		listeners: map[net.Listener]struct{}{}, conns: map[*connState]struct{}{}}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Serve accepts connections on l until l fails or Shutdown is called (then ErrServerClosed).
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, retrying", "error", err.Error(), "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("sftpd: accept: %w", err)
+		}
+		delay = 0
+		c := &connState{nc: nc}
+		c.touch()
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		if s.cfg.MaxSessions > 0 && len(s.conns) >= s.cfg.MaxSessions {
+			s.mu.Unlock()
+			s.log.Warn("connection refused: too many sessions", "remote", nc.RemoteAddr().String(), "max_sessions", s.cfg.MaxSessions)
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Shutdown stops accepting, closes connections as soon as they have no open file, and waits
+// for them. When ctx ends first, it closes the rest (aborting their uploads) and returns
+// ctx's error once they are gone.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for c := range s.conns {
+			if c.active.Load() == 0 && c.busy.Load() == 0 {
+				c.close()
+			}
+		}
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			s.wg.Wait()
+			s.cancelBase()
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			s.mu.Lock()
+			for c := range s.conns {
+				c.close()
+			}
+			s.mu.Unlock()
+			s.cancelBase()
+			s.wg.Wait()
+			return ctx.Err()
+		}
+	}
+}
+
+// connState is one TCP connection.
+type connState struct {
+	nc     net.Conn
+	active atomic.Int64 // open files (uploads and downloads)
+	busy   atomic.Int64 // handlers running: the connection is not idle
+	lastIO atomic.Int64 // unix nanoseconds of the last read or write
+	once   sync.Once
+}
+
+func (c *connState) touch()       { c.lastIO.Store(time.Now().UnixNano()) }
+func (c *connState) close()       { c.once.Do(func() { c.nc.Close() }) }
+func (c *connState) idle() time.Duration {
+	return time.Since(time.Unix(0, c.lastIO.Load()))
+}
+
+// activityConn records traffic for the idle timeout.
+type activityConn struct {
+	net.Conn
+	c *connState
+}
+
+func (a activityConn) Read(p []byte) (int, error) {
+	n, err := a.Conn.Read(p)
+	if n > 0 {
+		a.c.touch()
+	}
+	return n, err
+}
+
+func (a activityConn) Write(p []byte) (int, error) {
+	n, err := a.Conn.Write(p)
+	if n > 0 {
+		a.c.touch()
+	}
+	return n, err
+}
+
+func remoteAddr(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func (s *Server) serveConn(c *connState) {
+	defer s.wg.Done()
+	defer func() {
+		c.close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	remote := remoteAddr(c.nc.RemoteAddr())
+	log := s.log.With("remote", c.nc.RemoteAddr().String())
+
+	ctx, cancel := context.WithCancelCause(s.base)
+	defer cancel(errors.New("connection closed"))
+	// The handshake, including every login callback, must finish within LoginTimeout.
+	loginCtx, loginCancel := context.WithTimeout(ctx, s.cfg.LoginTimeout)
+	c.nc.SetDeadline(time.Now().Add(s.cfg.LoginTimeout))
+	var accepted logins
+	sconn, chans, reqs, err := ssh.NewServerConn(activityConn{c.nc, c}, s.sshConfig(loginCtx, remote, log, &accepted))
+	loginCancel()
+	if err != nil {
+		log.Debug("ssh handshake failed", "error", err.Error())
+		return
+	}
+	defer sconn.Close()
+	c.nc.SetDeadline(time.Time{})
+	u := accepted.get(sconn.Permissions)
+	if u == nil { // cannot happen: every accepting callback records its user
+		log.Error("login accepted without a user")
+		return
+	}
+	log = log.With("user", u.Name)
+	fsys, err := s.deps.Storage(u)
+	if err != nil {
+		log.Error("user storage unavailable", "error", err.Error())
+		return
+	}
+	log.Info("login", "method", sconn.Permissions.Extensions[methodExtension])
+	start := time.Now()
+	go ssh.DiscardRequests(reqs)
+
+	if s.cfg.IdleTimeout > 0 {
+		stop := s.watchIdle(c, log)
+		defer stop()
+	}
+	// The connection context also ends when the TCP connection does, even while handlers
+	// still run (their waits must end too).
+	go func() {
+		sconn.Wait()
+		cancel(errors.New("connection closed"))
+	}()
+
+	var sessions sync.WaitGroup
+	for nch := range chans {
+		if nch.ChannelType() != "session" {
+			nch.Reject(ssh.UnknownChannelType, "only SFTP sessions are served")
+			log.Info("channel refused", "type", nch.ChannelType())
+			continue
+		}
+		ch, chReqs, err := nch.Accept()
+		if err != nil {
+			log.Debug("accept channel", "error", err.Error())
+			continue
+		}
+		sessions.Add(1)
+		go func() {
+			defer sessions.Done()
+			s.serveChannel(ctx, c, u, fsys, remote, log, ch, chReqs)
+		}()
+	}
+	sessions.Wait()
+	log.Info("logout", "duration", time.Since(start))
+}
+
+// watchIdle closes c after IdleTimeout without traffic while no handler runs.
+func (s *Server) watchIdle(c *connState, log *slog.Logger) (stop func()) {
+	idle := s.cfg.IdleTimeout
+	var t *time.Timer
+	t = time.AfterFunc(idle, func() {
+		since := c.idle()
+		if c.busy.Load() == 0 && since >= idle {
+			log.Info("idle timeout", "idle", since.Round(time.Millisecond))
+			c.close()
+			return
+		}
+		t.Reset(max(idle-since, idle/10, time.Millisecond))
+	})
+	return func() { t.Stop() }
+}
+
+// serveChannel answers a session channel's requests: "subsystem sftp" starts the SFTP server;
+// shells, commands and port forwarding are refused.
+func (s *Server) serveChannel(ctx context.Context, c *connState, u *users.User, fsys storage.FS, remote netip.Addr, log *slog.Logger, ch ssh.Channel, reqs <-chan *ssh.Request) {
+	defer ch.Close()
+	var running sync.WaitGroup
+	defer running.Wait() // the connection ends only after its SFTP server finished (uploads aborted)
+	started := false
+	for req := range reqs {
+		ok := false
+		if req.Type == "subsystem" && !started {
+			var sub struct{ Name string }
+			if err := ssh.Unmarshal(req.Payload, &sub); err == nil && sub.Name == "sftp" {
+				ok = true
+			}
+		}
+		if req.WantReply {
+			req.Reply(ok, nil)
+		}
+		if !ok {
+			if req.Type != "env" {
+				log.Debug("channel request refused", "type", req.Type)
+			}
+			continue
+		}
+		started = true
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			s.runSFTP(ctx, c, u, fsys, remote, log, ch)
+			ch.Close() // ends the request loop
+		}()
+	}
+}
+
+func (s *Server) runSFTP(ctx context.Context, c *connState, u *users.User, fsys storage.FS, remote netip.Addr, log *slog.Logger, ch ssh.Channel) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(errors.New("sftp session ended"))
+	sess := &session{
+		srv: s, conn: c, user: u, fs: fsys, remote: remote.String(), log: log, ctx: sctx,
+		uploads: map[string]*upload{},
+	}
+	rs := sftp.NewRequestServer(channelRW{ch, cancel}, sess.handlers(), sftp.WithStartDirectory("/"))
+	err := rs.Serve()
+	if err != nil && !errors.Is(err, io.EOF) {
+		log.Debug("sftp session ended", "error", err.Error())
+	}
+}
+
+// channelRW cancels the session as soon as the channel can no longer be read: pkg/sftp's Serve
+// only returns (and aborts open uploads) after every running handler returned, so handlers
+// blocked on the session context must learn about the disconnect first.
+type channelRW struct {
+	ssh.Channel
+	cancel context.CancelCauseFunc
+}
+
+func (c channelRW) Read(p []byte) (int, error) {
+	n, err := c.Channel.Read(p)
+	if err != nil {
+		c.cancel(fmt.Errorf("client gone: %w", err))
+	}
+	return n, err
+}
