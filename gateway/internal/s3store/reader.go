@@ -36,12 +36,13 @@ func (h *homeFS) Open(ctx context.Context, name string) (storage.Reader, error) 
 	return &reader{h: h, ctx: ctx, name: t.name, key: t.key, etag: aws.ToString(out.ETag), size: e.Size}, nil
 }
 
-// reader serves reads at any offset from one ranged GET kept open at the current position.
-// Bytes it has passed stay in a ring of the last ReadBuffer bytes, so a read slightly behind is
-// served from memory and one slightly ahead skips forward on the same body: SFTP servers hand
-// reads to several workers and their offsets arrive a little out of order. Anything further
-// away opens a new GET at that offset. Every GET is pinned to the ETag seen at Open, so a file
-// replaced mid-read fails instead of mixing two versions.
+// reader serves reads at any offset from ranged GETs kept open ("streams"). Bytes a stream
+// has passed stay in its ring of the last ReadBuffer bytes, so a read slightly behind is served
+// from memory and one slightly ahead skips forward on the same body: SFTP servers hand reads to
+// several workers and their offsets arrive out of order. A read further ahead moves the main
+// stream there. A read further behind (a straggler, or a client going back) uses a second
+// stream, so the main one keeps its place. Every GET is pinned to the ETag seen at Open, so a
+// file replaced mid-read fails instead of mixing two versions.
 type reader struct {
 	h    *homeFS
 	ctx  context.Context
@@ -50,14 +51,26 @@ type reader struct {
 	etag string
 	size int64
 
-	mu     sync.Mutex
+	mu         sync.Mutex
+	main, back stream
+	off        int64 // for Read and Seek
+	closed     bool
+	gets       int // GETs made, for tests
+}
+
+// stream is one open GET and the bytes it yielded last.
+type stream struct {
 	body   io.ReadCloser
 	pos    int64  // offset of the next byte body yields
 	ring   []byte // the byte at offset x (pos-filled <= x < pos) is ring[x%len(ring)]
 	filled int
-	off    int64 // for Read and Seek
-	closed bool
-	gets   int // GETs made, for tests
+}
+
+func (s *stream) holds(off int64) bool { return off < s.pos && off >= s.pos-int64(s.filled) }
+
+// reaches reports whether off is at most a ring's length ahead of the open body.
+func (s *stream) reaches(off int64) bool {
+	return s.body != nil && off >= s.pos && off-s.pos <= int64(len(s.ring))
 }
 
 func (r *reader) Size() int64 { return r.size }
@@ -102,8 +115,9 @@ func (r *reader) Close() error {
 		return nil
 	}
 	r.closed = true
-	r.ring = nil
-	r.dropBody()
+	r.main.drop()
+	r.back.drop()
+	r.main.ring, r.back.ring = nil, nil
 	return nil
 }
 
@@ -124,36 +138,41 @@ func (r *reader) readAt(p []byte, off int64) (int, error) {
 	n, reopens := 0, 0
 	for n < len(want) {
 		cur := off + int64(n)
-		if r.body != nil && cur < r.pos && cur >= r.pos-int64(r.filled) {
-			n += r.fromRing(want[n:], cur)
+		if s := r.holding(cur); s != nil {
+			n += s.fromRing(want[n:], cur)
 			continue
 		}
-		if r.body == nil || cur < r.pos || cur-r.pos > int64(len(r.ring)) {
-			if err := r.open(cur); err != nil {
+		s := r.reaching(cur)
+		if s == nil {
+			s = &r.main
+			if r.main.body != nil && cur < r.main.pos {
+				s = &r.back
+			}
+			if err := r.open(s, cur); err != nil {
 				return n, err
 			}
 		}
 		var err error
-		if cur > r.pos {
-			err = r.skip(cur - r.pos)
+		if cur > s.pos {
+			err = s.skip(cur - s.pos)
 		} else {
 			var m int
-			m, err = r.body.Read(want[n:])
-			r.remember(want[n : n+m])
+			m, err = s.body.Read(want[n:])
+			s.remember(want[n : n+m])
 			n += m
 		}
-		if err == nil || (err == io.EOF && r.pos == r.size) {
+		if err == nil || (err == io.EOF && s.pos == r.size) {
 			continue
 		}
 		// The body ended early or broke: start a new GET where we are, a few times.
-		r.dropBody()
+		s.drop()
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		if reopens++; reopens > maxReopen || r.ctx.Err() != nil {
 			return n, &fs.PathError{Op: "read", Path: r.name, Err: err}
 		}
-		r.h.s.log.DebugContext(r.ctx, "read failed, reopening", "path", r.name, "offset", r.pos, "err", err)
+		r.h.s.log.DebugContext(r.ctx, "read failed, reopening", "path", r.name, "offset", s.pos, "err", err)
 	}
 	if len(want) < len(p) {
 		return n, io.EOF
@@ -161,11 +180,31 @@ func (r *reader) readAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// open starts a GET from off to the end.
-func (r *reader) open(off int64) error {
-	r.dropBody()
-	if r.ring == nil {
-		r.ring = make([]byte, min(int64(r.h.s.cfg.ReadBuffer), r.size))
+func (r *reader) holding(off int64) *stream {
+	for _, s := range []*stream{&r.main, &r.back} {
+		if s.holds(off) {
+			return s
+		}
+	}
+	return nil
+}
+
+// reaching returns the stream that gets to off by skipping the fewest bytes, or nil.
+func (r *reader) reaching(off int64) *stream {
+	var best *stream
+	for _, s := range []*stream{&r.main, &r.back} {
+		if s.reaches(off) && (best == nil || s.pos > best.pos) {
+			best = s
+		}
+	}
+	return best
+}
+
+// open starts s's GET from off to the end.
+func (r *reader) open(s *stream, off int64) error {
+	s.drop()
+	if s.ring == nil {
+		s.ring = make([]byte, min(int64(r.h.s.cfg.ReadBuffer), r.size))
 	}
 	r.gets++
 	out, err := r.h.s.api.GetObject(r.ctx, &s3.GetObjectInput{
@@ -179,19 +218,19 @@ func (r *reader) open(off int64) error {
 		}
 		return pathErr("read", r.name, err)
 	}
-	r.body, r.pos, r.filled = out.Body, off, 0
+	s.body, s.pos = out.Body, off
 	return nil
 }
 
 // skip reads and remembers n bytes from the body.
-func (r *reader) skip(n int64) error {
+func (s *stream) skip(n int64) error {
 	for n > 0 {
 		// Read straight into the ring's free space at pos.
-		i := int(r.pos % int64(len(r.ring)))
-		chunk := r.ring[i:min(len(r.ring), i+int(min(n, int64(len(r.ring)))))]
-		m, err := r.body.Read(chunk)
-		r.pos += int64(m)
-		r.filled = min(len(r.ring), r.filled+m)
+		i := int(s.pos % int64(len(s.ring)))
+		chunk := s.ring[i:min(len(s.ring), i+int(min(n, int64(len(s.ring)))))]
+		m, err := s.body.Read(chunk)
+		s.pos += int64(m)
+		s.filled = min(len(s.ring), s.filled+m)
 		n -= int64(m)
 		if err != nil {
 			return err
@@ -201,40 +240,40 @@ func (r *reader) skip(n int64) error {
 }
 
 // remember records bytes just read from the body in the ring and advances pos.
-func (r *reader) remember(b []byte) {
-	r.pos += int64(len(b))
-	size := len(r.ring)
+func (s *stream) remember(b []byte) {
+	s.pos += int64(len(b))
+	size := len(s.ring)
 	if size == 0 || len(b) == 0 {
 		return
 	}
-	r.filled = min(size, r.filled+len(b))
+	s.filled = min(size, s.filled+len(b))
 	if len(b) > size {
 		b = b[len(b)-size:]
 	}
-	at := r.pos - int64(len(b))
+	at := s.pos - int64(len(b))
 	for len(b) > 0 {
-		c := copy(r.ring[int(at%int64(size)):], b)
+		c := copy(s.ring[int(at%int64(size)):], b)
 		b, at = b[c:], at+int64(c)
 	}
 }
 
 // fromRing copies bytes from offset cur (inside the ring) into p.
-func (r *reader) fromRing(p []byte, cur int64) int {
+func (s *stream) fromRing(p []byte, cur int64) int {
 	n := 0
-	for n < len(p) && cur < r.pos {
-		i := int(cur % int64(len(r.ring)))
-		end := min(len(r.ring), i+int(r.pos-cur))
-		c := copy(p[n:], r.ring[i:end])
+	for n < len(p) && cur < s.pos {
+		i := int(cur % int64(len(s.ring)))
+		end := min(len(s.ring), i+int(s.pos-cur))
+		c := copy(p[n:], s.ring[i:end])
 		n += c
 		cur += int64(c)
 	}
 	return n
 }
 
-func (r *reader) dropBody() {
-	if r.body != nil {
-		_ = r.body.Close()
-		r.body = nil
+func (s *stream) drop() {
+	if s.body != nil {
+		_ = s.body.Close()
+		s.body = nil
 	}
-	r.filled = 0
+	s.filled = 0
 }

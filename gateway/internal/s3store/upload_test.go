@@ -1,0 +1,261 @@
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+)
+
+// TestUploadLeavesNothing covers every way an upload can end without committing: no object,
+// not even an empty one, and no pending multipart upload.
+func TestUploadLeavesNothing(t *testing.T) {
+	e := newEnv(t, Config{Concurrency: 2})
+	injected := errors.New("injected part failure")
+	tests := []struct {
+		name  string
+		size  int
+		setup func()
+		end   func(u storage.Upload, cancel context.CancelFunc) error
+	}{
+		{name: "abort-single", size: 100, end: func(u storage.Upload, _ context.CancelFunc) error {
+			_ = u.Abort(errors.New("client error"))
+			return u.Close()
+		}},
+		{name: "abort-multipart", size: 3*testPartSize + 1, end: func(u storage.Upload, _ context.CancelFunc) error {
+			_ = u.Abort(nil)
+			return u.Close()
+		}},
+		{name: "cancel-multipart", size: 2*testPartSize + 1, end: func(u storage.Upload, cancel context.CancelFunc) error {
+			cancel()
+			return u.Close()
+		}},
+		{name: "cancel-without-close", size: 2*testPartSize + 1, end: func(u storage.Upload, cancel context.CancelFunc) error {
+			cancel() // the front end never calls Close or Abort: the store aborts by itself
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				out, err := e.raw.ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: &e.srv.Bucket})
+				if err == nil && len(out.Uploads) == 0 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			return u.Close()
+		}},
+		{name: "part-fails", size: 4*testPartSize + 1,
+			setup: func() {
+				e.spy.failPart = func(n int32) error {
+					if n == 2 {
+						return injected
+					}
+					return nil
+				}
+			},
+			end: func(u storage.Upload, _ context.CancelFunc) error { return u.Close() }},
+		{name: "complete-fails", size: 2*testPartSize + 1,
+			setup: func() { e.spy.failComplete = injected },
+			end:   func(u storage.Upload, _ context.CancelFunc) error { return u.Close() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.spy.failPart, e.spy.failComplete = nil, nil
+			if tt.setup != nil {
+				tt.setup()
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			name := "/" + tt.name
+			u, err := e.fs.Create(ctx, name, storage.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := randBytes(t, tt.size)
+			for off := 0; off < len(data); off += 256 << 10 {
+				if _, err := u.Write(data[off:min(len(data), off+256<<10)]); err != nil {
+					break // a failed part shows up here or at Close
+				}
+			}
+			if err := tt.end(u, cancel); err == nil {
+				t.Fatal("close succeeded")
+			}
+			e.noLeftovers(t, "home"+name)
+			if _, err := e.fs.Stat(t.Context(), name); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("stat after failure: %v", err)
+			}
+		})
+	}
+	e.spy.failPart, e.spy.failComplete = nil, nil
+}
+
+// TestWriteAfterPartFailure checks that a failed part stops the upload quickly: Write returns
+// the error instead of buffering the rest of the file.
+func TestWriteAfterPartFailure(t *testing.T) {
+	e := newEnv(t, Config{Concurrency: 2})
+	injected := errors.New("injected part failure")
+	e.spy.failPart = func(int32) error { return injected }
+	u, err := e.fs.Create(t.Context(), "/f", storage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 256<<10)
+	written := 0
+	var werr error
+	for written < 100*testPartSize {
+		var n int
+		n, werr = u.Write(chunk)
+		written += n
+		if werr != nil {
+			break
+		}
+	}
+	if !errors.Is(werr, injected) {
+		t.Fatalf("write error %v, want the part's", werr)
+	}
+	if written > 5*testPartSize {
+		t.Errorf("accepted %d bytes after the first part failed", written)
+	}
+	start := time.Now()
+	if _, err := u.Write(chunk); !errors.Is(err, injected) {
+		t.Errorf("next write: %v", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("write after failure took %v", d)
+	}
+	if err := u.Close(); !errors.Is(err, injected) {
+		t.Errorf("close: %v", err)
+	}
+	e.noLeftovers(t, "home/f")
+}
+
+// TestUploadConcurrencyBound checks the memory bound: never more than Concurrency parts in
+// flight, and a big upload still assembles correctly from out-of-order part completions.
+func TestUploadConcurrencyBound(t *testing.T) {
+	e := newEnv(t, Config{Concurrency: 3})
+	data := randBytes(t, 9*testPartSize+123)
+	put(t, e.fs, "/big", data)
+	if e.spy.maxParts > 3 || e.spy.maxParts < 2 {
+		t.Errorf("max parts in flight %d, want 2..3", e.spy.maxParts)
+	}
+	if got := e.spy.n("UploadPart"); got != 10 {
+		t.Errorf("%d parts, want 10", got)
+	}
+	mustEqual(t, "big", get(t, e.fs, "/big"), data)
+}
+
+// TestObjectAttributes checks where the attributes end up on the S3 object: metadata for a
+// single PutObject, identity metadata plus tags for multipart, as S3 readers will see them.
+func TestObjectAttributes(t *testing.T) {
+	e := newEnv(t, Config{})
+	opts := storage.CreateOptions{User: "dïana", Protocol: "sftp", ClientAddr: "10.0.0.1:22", TransferID: "tx-1"}
+	mode := fs.FileMode(0o600)
+	mtime := time.Date(2022, 2, 2, 2, 2, 2, 2, time.UTC)
+	for _, size := range []int{10, 2*testPartSize + 10} {
+		name := fmt.Sprintf("/obj-%d.json", size)
+		data := randBytes(t, size)
+		u, err := e.fs.Create(t.Context(), name, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		u.(storage.AttrRecorder).SetAttrs(storage.Attrs{Mode: &mode, ModTime: &mtime})
+		if err := u.Close(); err != nil {
+			t.Fatal(err)
+		}
+		key := "home" + name
+		head, err := e.raw.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &e.srv.Bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags, err := e.raw.GetObjectTagging(t.Context(), &s3.GetObjectTaggingInput{Bucket: &e.srv.Bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tagMap := map[string]string{}
+		for _, tg := range tags.TagSet {
+			tagMap[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		if decodeMeta(head.Metadata[attrUser]) != opts.User || head.Metadata[attrTransferID] != "tx-1" ||
+			head.Metadata[attrClient] != opts.ClientAddr || head.Metadata[attrProtocol] != "sftp" {
+			t.Errorf("%s: identity metadata %v", name, head.Metadata)
+		}
+		if ct := aws.ToString(head.ContentType); ct != "application/json" {
+			t.Errorf("%s: content type %q", name, ct)
+		}
+		where := head.Metadata
+		if size > testPartSize {
+			where = tagMap
+			if len(head.Metadata[attrSHA256]) != 0 {
+				t.Errorf("%s: multipart object has sha256 metadata", name)
+			}
+		} else if len(tagMap) != 0 {
+			t.Errorf("%s: single-part object has tags %v", name, tagMap)
+		}
+		if where[attrSHA256] != hexSum(data) || where[attrMode] != "0600" || where[attrMtime] != "2022-02-02T02:02:02.000000002Z" {
+			t.Errorf("%s: attributes %v", name, where)
+		}
+		// Stat reads them back, asking for tags only when needed.
+		e.spy.reset()
+		st, err := e.fs.Stat(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.SHA256 != hexSum(data) || st.Mode != mode || !st.ModTime.Equal(mtime) {
+			t.Errorf("%s: stat %+v", name, st)
+		}
+		wantTagCalls := 0
+		if size > testPartSize {
+			wantTagCalls = 1
+		}
+		if got := e.spy.n("GetObjectTagging"); got != wantTagCalls {
+			t.Errorf("%s: stat made %d GetObjectTagging calls, want %d", name, got, wantTagCalls)
+		}
+	}
+}
+
+// TestSetStatKeepsObject checks SetStat writes tags only: same ETag, same LastModified, and
+// tags set by others are kept.
+func TestSetStatKeepsObject(t *testing.T) {
+	e := newEnv(t, Config{})
+	put(t, e.fs, "/f", []byte("data"))
+	key := "home/f"
+	if _, err := e.raw.PutObjectTagging(t.Context(), &s3.PutObjectTaggingInput{Bucket: &e.srv.Bucket, Key: &key,
+		Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String("owner"), Value: aws.String("ops")}}}}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := e.raw.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &e.srv.Bucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // LastModified has second resolution
+	mode := fs.FileMode(0o755)
+	if err := e.fs.(storage.Setstater).SetStat(t.Context(), "/f", storage.Attrs{Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := e.raw.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &e.srv.Bucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(after.ETag) != aws.ToString(before.ETag) || !aws.ToTime(after.LastModified).Equal(aws.ToTime(before.LastModified)) {
+		t.Errorf("setstat rewrote the object: %v %v -> %v %v", before.ETag, before.LastModified, after.ETag, after.LastModified)
+	}
+	tags, err := e.store.Home("", "home").(*homeFS).tags(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags["owner"] != "ops" || tags[attrMode] != "0755" {
+		t.Errorf("tags after setstat: %v", tags)
+	}
+	if st, _ := e.fs.Stat(t.Context(), "/f"); st == nil || st.Mode != mode {
+		t.Errorf("stat after setstat: %+v", st)
+	}
+}
