@@ -1,6 +1,8 @@
 package sftpd_test
 
 import (
+	"crypto/ed25519"
+	crand "crypto/rand"
 	"errors"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,6 +31,7 @@ type env struct {
 	srv *sftptest.Server
 	mem *memstore.FS
 	key   ssh.Signer
+	priv  ed25519.PrivateKey // key's private half, for OpenSSH's -i
 	alice *users.User
 }
 
@@ -40,7 +43,15 @@ type envOpts struct {
 
 func newEnv(t *testing.T, mod ...func(*envOpts)) *env {
 	t.Helper()
-	e := &env{mem: memstore.New(), key: sftptest.NewKey(t)}
+	_, priv, err := ed25519.GenerateKey(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{mem: memstore.New(), key: signer, priv: priv}
 	e.alice = sftptest.NewUser(t, "alice", testPassword, e.key.PublicKey())
 	o := envOpts{}
 	for _, f := range mod {
