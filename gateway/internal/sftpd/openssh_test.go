@@ -115,6 +115,7 @@ func TestOpenSSHPutGet(t *testing.T) {
 	o := newOpenSSH(t, e, "alice")
 	sizes := []int{0, 1, 32768, 261120, 261121, 5<<20 + 1}
 	var batch strings.Builder
+	batch.WriteString("mkdir /up\n")
 	want := map[string][]byte{}
 	for _, n := range sizes {
 		name := fmt.Sprintf("f%d.bin", n)
@@ -122,8 +123,7 @@ func TestOpenSSHPutGet(t *testing.T) {
 		o.writeLocal(t, name, want[name])
 		fmt.Fprintf(&batch, "put %s /up/%s\n", name, name)
 	}
-	// After the puts /up exists (implied by its files): mkdir fails, and the leading "-"
-	// makes the batch ignore just that error.
+	// /up exists now: mkdir fails, and the leading "-" makes the batch ignore just that error.
 	batch.WriteString("-mkdir /up\n")
 	out := o.mustRun(t, batch.String())
 	if !strings.Contains(out, `remote mkdir "/up": Failure`) {

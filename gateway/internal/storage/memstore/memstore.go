@@ -1,6 +1,7 @@
 // Package memstore is an in-memory storage.FS: a map of virtual path to bytes with explicit and
-// implied directories (as on S3, a file's parents exist while it does). It behaves like the S3
-// store where front ends can tell (uploads visible only at Close, Abort leaves nothing) and is
+// implied directories (as on S3, a file's parents exist while it does). It passes the same
+// contract suite as the S3 store (storagetest): paths go through the same jail (vpath), parents
+// must exist, uploads appear only at Close, Abort or a cancelled context leaves nothing. It is
 // used for fast protocol tests and as the "serve from memory" ceiling in benchmarks.
 package memstore
 
@@ -15,9 +16,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/vpath"
 )
 
 // FS is an in-memory storage.FS. The zero value is not usable; call New.
@@ -53,12 +56,26 @@ func New() *FS {
 	return &FS{files: map[string]*file{}, dirs: map[string]*dir{}, now: time.Now}
 }
 
-// clean maps a virtual path to its canonical form ("/a/b"); ".." cannot climb above "/".
+// clean maps a client path to its canonical form ("/a/b") with the production jail: ".."
+// cannot climb above "/" and unrepresentable names are ErrInvalidPath.
 func clean(op, name string) (string, error) {
-	if strings.ContainsRune(name, 0) {
-		return "", &fs.PathError{Op: op, Path: name, Err: storage.ErrInvalidPath}
+	p, err := vpath.Clean(name)
+	if err != nil {
+		return "", &fs.PathError{Op: op, Path: name, Err: err}
 	}
-	return path.Clean("/" + name), nil
+	return p, nil
+}
+
+// parentExistsLocked reports whether p's parent directory exists (fs.ErrNotExist or
+// ErrNotDir otherwise).
+func (m *FS) parentErrLocked(p string) error {
+	if m.parentIsFileLocked(p) {
+		return storage.ErrNotDir
+	}
+	if !m.isDirLocked(path.Dir(p)) {
+		return fs.ErrNotExist
+	}
+	return nil
 }
 
 // isDirLocked reports whether p is the root, an explicit directory or the parent of something.
@@ -183,7 +200,7 @@ func (m *FS) Open(_ context.Context, name string) (storage.Reader, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if f, ok := m.files[p]; ok {
-		return &reader{Reader: bytes.NewReader(f.data), size: int64(len(f.data))}, nil
+		return &reader{r: bytes.NewReader(f.data), size: int64(len(f.data))}, nil
 	}
 	if m.isDirLocked(p) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: storage.ErrIsDir}
@@ -191,30 +208,68 @@ func (m *FS) Open(_ context.Context, name string) (storage.Reader, error) {
 	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 }
 
+// reader serves one immutable byte slice; after Close every call fails with fs.ErrClosed.
 type reader struct {
-	*bytes.Reader
-	size int64
+	mu     sync.Mutex // bytes.Reader's Read/Seek share a position
+	r      *bytes.Reader
+	size   int64
+	closed atomic.Bool
 }
 
-func (r *reader) Size() int64  { return r.size }
-func (r *reader) Close() error { return nil }
+func (r *reader) Size() int64 { return r.size }
+
+func (r *reader) Read(p []byte) (int, error) {
+	if r.closed.Load() {
+		return 0, fs.ErrClosed
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.r.Read(p)
+}
+
+func (r *reader) ReadAt(p []byte, off int64) (int, error) {
+	if r.closed.Load() {
+		return 0, fs.ErrClosed
+	}
+	return r.r.ReadAt(p, off) // bytes.Reader.ReadAt is safe for concurrent use
+}
+
+func (r *reader) Seek(off int64, whence int) (int64, error) {
+	if r.closed.Load() {
+		return 0, fs.ErrClosed
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.r.Seek(off, whence)
+}
+
+func (r *reader) Close() error {
+	r.closed.Store(true)
+	return nil
+}
 
 // Create implements storage.FS. The upload buffers in memory and appears at Close.
-func (m *FS) Create(_ context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
+// The parent directory must exist. Cancelling ctx aborts the upload.
+func (m *FS) Create(ctx context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
 	p, err := clean("create", name)
 	if err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, &fs.PathError{Op: "create", Path: name, Err: err}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if p == "/" || m.isDirLocked(p) {
 		return nil, &fs.PathError{Op: "create", Path: name, Err: storage.ErrIsDir}
 	}
-	if m.parentIsFileLocked(p) {
-		return nil, &fs.PathError{Op: "create", Path: name, Err: storage.ErrNotDir}
+	if err := m.parentErrLocked(p); err != nil {
+		return nil, &fs.PathError{Op: "create", Path: name, Err: err}
 	}
 	m.pending++
-	return &upload{m: m, path: p, name: name, opts: opts}, nil
+	u := &upload{m: m, path: p, name: name, opts: opts, ctx: ctx}
+	u.stop = context.AfterFunc(ctx, func() { _ = u.Abort(context.Cause(ctx)) })
+	return u, nil
 }
 
 // Remove implements storage.FS.
@@ -235,7 +290,7 @@ func (m *FS) Remove(_ context.Context, name string) error {
 	return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
 }
 
-// Mkdir implements storage.FS. Missing parents are implied, as on S3.
+// Mkdir implements storage.FS. The parent must exist.
 func (m *FS) Mkdir(_ context.Context, name string) error {
 	p, err := clean("mkdir", name)
 	if err != nil {
@@ -246,8 +301,8 @@ func (m *FS) Mkdir(_ context.Context, name string) error {
 	if _, ok := m.entryLocked(p); ok {
 		return &fs.PathError{Op: "mkdir", Path: name, Err: fs.ErrExist}
 	}
-	if m.parentIsFileLocked(p) {
-		return &fs.PathError{Op: "mkdir", Path: name, Err: storage.ErrNotDir}
+	if err := m.parentErrLocked(p); err != nil {
+		return &fs.PathError{Op: "mkdir", Path: name, Err: err}
 	}
 	m.dirs[p] = &dir{modTime: m.now()}
 	return nil
@@ -301,8 +356,11 @@ func (m *FS) Rename(_ context.Context, from, to string) error {
 	if src == "/" || dst == "/" {
 		return &fs.PathError{Op: "rename", Path: from, Err: storage.ErrInvalidPath}
 	}
-	if m.parentIsFileLocked(dst) {
-		return &fs.PathError{Op: "rename", Path: to, Err: storage.ErrNotDir}
+	if _, ok := m.entryLocked(src); !ok {
+		return &fs.PathError{Op: "rename", Path: from, Err: fs.ErrNotExist}
+	}
+	if err := m.parentErrLocked(dst); err != nil {
+		return &fs.PathError{Op: "rename", Path: to, Err: err}
 	}
 	if f, ok := m.files[src]; ok {
 		if src == dst {
@@ -398,7 +456,8 @@ func (m *FS) SHA256(_ context.Context, name string) (string, error) {
 	return "", &fs.PathError{Op: "hash", Path: name, Err: fs.ErrNotExist}
 }
 
-// WriteFile stores data at name directly (test setup), replacing any file there.
+// WriteFile stores data at name directly (test setup), replacing any file there. Unlike
+// Create it needs no parent directory: the parents are implied by the file.
 func (m *FS) WriteFile(name string, data []byte) error {
 	p, err := clean("write", name)
 	if err != nil {
@@ -441,6 +500,33 @@ func (m *FS) Files() []string {
 	return out
 }
 
+// Metadata returns what the S3 store records with an object (the storagetest.MetadataReader
+// keys): user, protocol, client, transfer-id, sha256, and mode/mtime once set.
+func (m *FS) Metadata(_ context.Context, name string) (map[string]string, error) {
+	p, err := clean("metadata", name)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.files[p]
+	if !ok {
+		if m.isDirLocked(p) {
+			return nil, &fs.PathError{Op: "metadata", Path: name, Err: storage.ErrIsDir}
+		}
+		return nil, &fs.PathError{Op: "metadata", Path: name, Err: fs.ErrNotExist}
+	}
+	md := map[string]string{"user": f.opts.User, "protocol": f.opts.Protocol, "client": f.opts.ClientAddr,
+		"transfer-id": f.opts.TransferID, "sha256": f.sha}
+	if f.mode != 0 {
+		md["mode"] = fmt.Sprintf("%04o", uint32(f.mode.Perm()))
+	}
+	if !f.modTime.IsZero() {
+		md["mtime"] = f.modTime.UTC().Format(time.RFC3339Nano)
+	}
+	return md, nil
+}
+
 // CreateOptions returns the options the file at name was uploaded with (zero for WriteFile).
 func (m *FS) CreateOptions(name string) (storage.CreateOptions, bool) {
 	p, err := clean("read", name)
@@ -470,6 +556,8 @@ type upload struct {
 	path  string
 	name  string
 	opts  storage.CreateOptions
+	ctx   context.Context // Create's: cancelling it aborts
+	stop  func() bool     // stops the context watch
 	mu    sync.Mutex
 	buf   bytes.Buffer
 	attrs storage.Attrs
@@ -483,6 +571,9 @@ var (
 )
 
 func (u *upload) Write(p []byte) (int, error) {
+	if u.ctx.Err() != nil {
+		_ = u.Abort(context.Cause(u.ctx))
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
@@ -506,12 +597,17 @@ func (u *upload) SetAttrs(a storage.Attrs) {
 }
 
 func (u *upload) Close() error {
+	if u.ctx.Err() != nil {
+		// The watch runs asynchronously; do not let a Close right after the cancel win.
+		_ = u.Abort(context.Cause(u.ctx))
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
 		return u.err
 	}
 	u.done = true
+	u.stop()
 	data := u.buf.Bytes()
 	sum := sha256.Sum256(data)
 	f := &file{data: data, sha: hex.EncodeToString(sum[:]), opts: u.opts}
@@ -541,6 +637,9 @@ func (u *upload) Abort(cause error) error {
 		return nil
 	}
 	u.done = true
+	if u.stop != nil {
+		u.stop()
+	}
 	u.buf = bytes.Buffer{}
 	if cause == nil {
 		u.err = &fs.PathError{Op: "close", Path: u.name, Err: storage.ErrAborted}

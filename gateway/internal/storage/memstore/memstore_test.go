@@ -48,6 +48,9 @@ func list(t *testing.T, m *FS, dir string) []string {
 func TestUploadVisibleOnlyAtClose(t *testing.T) {
 	m := New()
 	ctx := t.Context()
+	if err := m.Mkdir(ctx, "/a"); err != nil {
+		t.Fatal(err)
+	}
 	u, err := m.Create(ctx, "/a/b.txt", storage.CreateOptions{User: "alice", TransferID: "t1"})
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +137,9 @@ func TestReadAt(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	m := New()
+	if err := m.Mkdir(t.Context(), "/d"); err != nil {
+		t.Fatal(err)
+	}
 	put(t, m, "/d/f", "x")
 	if err := m.Mkdir(t.Context(), "/empty"); err != nil {
 		t.Fatal(err)
@@ -150,6 +156,10 @@ func TestErrors(t *testing.T) {
 		{"create over dir", func() error { _, err := m.Create(ctx, "/d", storage.CreateOptions{}); return err }, storage.ErrIsDir},
 		{"create under file", func() error { _, err := m.Create(ctx, "/d/f/g", storage.CreateOptions{}); return err }, storage.ErrNotDir},
 		{"create nul", func() error { _, err := m.Create(ctx, "/a\x00b", storage.CreateOptions{}); return err }, storage.ErrInvalidPath},
+		{"create backslash", func() error { _, err := m.Create(ctx, "..\\x", storage.CreateOptions{}); return err }, storage.ErrInvalidPath},
+		{"create without parent", func() error { _, err := m.Create(ctx, "/nope/x", storage.CreateOptions{}); return err }, fs.ErrNotExist},
+		{"mkdir without parent", func() error { return m.Mkdir(ctx, "/nope/x") }, fs.ErrNotExist},
+		{"rename without parent", func() error { return m.Rename(ctx, "/d/f", "/nope/x") }, fs.ErrNotExist},
 		{"remove dir", func() error { return m.Remove(ctx, "/d") }, storage.ErrIsDir},
 		{"remove missing", func() error { return m.Remove(ctx, "/nope") }, fs.ErrNotExist},
 		{"mkdir existing dir", func() error { return m.Mkdir(ctx, "/d") }, fs.ErrExist},
@@ -180,6 +190,11 @@ func TestErrors(t *testing.T) {
 func TestTreeOperations(t *testing.T) {
 	m := New()
 	ctx := t.Context()
+	for _, d := range []string{"/a", "/a/sub"} {
+		if err := m.Mkdir(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
 	put(t, m, "/a/1", "one")
 	put(t, m, "/a/sub/2", "two")
 	put(t, m, "/top", "t")
@@ -218,8 +233,16 @@ func TestTreeOperations(t *testing.T) {
 	if err := m.Remove(ctx, "/b/sub/2"); err != nil {
 		t.Fatal(err)
 	}
-	// /b/sub was only implied by its file, so it is gone with it.
-	if _, err := m.Stat(ctx, "/b/sub"); !errors.Is(err, fs.ErrNotExist) {
+	// A directory only implied by its file is gone with it.
+	put(t, m, "/b/sub/3", "three")
+	if err := m.Rmdir(ctx, "/b/sub"); err == nil {
+		t.Fatal("rmdir of a non-empty dir succeeded")
+	}
+	m.WriteFile("/b/implied/x", nil)
+	if err := m.Remove(ctx, "/b/implied/x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Stat(ctx, "/b/implied"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("implied dir after remove: %v", err)
 	}
 	mode := fs.FileMode(0o640)
@@ -240,6 +263,23 @@ func TestListStopsOnCallbackError(t *testing.T) {
 	err := m.List(context.Background(), "/", func(*storage.Entry) error { calls++; return stop })
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("err %v calls %d", err, calls)
+	}
+}
+
+func TestCancelAborts(t *testing.T) {
+	m := New()
+	ctx, cancel := context.WithCancel(t.Context())
+	u, err := m.Create(ctx, "/c", storage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Write([]byte("x"))
+	cancel()
+	if err := u.Close(); !errors.Is(err, storage.ErrAborted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("close after cancel = %v", err)
+	}
+	if len(m.Files()) != 0 || m.Pending() != 0 {
+		t.Fatal("cancelled upload left something")
 	}
 }
 
