@@ -37,6 +37,18 @@ func testRenameFile(t *testing.T, newFS func(t *testing.T) storage.FS) {
 	wantContent(t, fsys, "/out/a", []byte("new"))
 	wantNotExist(t, fsys, "/in/b")
 
+	// Names that need escaping in S3's copy source.
+	odd := "/in/a+b %2f c?d#e&ü.txt"
+	writeFile(t, fsys, odd, []byte("odd"))
+	if err := fsys.Rename(ctx, odd, "/out/ü+ %25.txt"); err != nil {
+		t.Fatalf("rename %q: %v", odd, err)
+	}
+	wantContent(t, fsys, "/out/ü+ %25.txt", []byte("odd"))
+	wantNotExist(t, fsys, odd)
+	if err := fsys.Remove(ctx, "/out/ü+ %25.txt"); err != nil {
+		t.Fatal(err)
+	}
+
 	writeFile(t, fsys, "/in/c", []byte("c"))
 	wantErr(t, "rename onto a directory", fsys.Rename(ctx, "/in/c", "/out"), fs.ErrExist, storage.ErrIsDir)
 	wantErr(t, "rename into a missing directory", fsys.Rename(ctx, "/in/c", "/nowhere/c"), fs.ErrNotExist)
