@@ -24,7 +24,7 @@ type session struct {
 	conn   *connState
 	user   *users.User
 	fs     storage.FS
-	remote string // client IP, recorded with uploads
+	remote string // client address (ip:port), recorded with uploads as FTP does
 	log    *slog.Logger
 	// ctx ends when the channel or the connection ends. pkg/sftp's request contexts only end
 	// when its Serve returns, which waits for every handler: storage calls and waiting writes
@@ -254,7 +254,9 @@ func (l entries) ListAt(buf []os.FileInfo, off int64) (int, error) {
 func (s *session) list(r *sftp.Request) (sftp.ListerAt, error) {
 	defer s.busy()()
 	ctx, cancel := s.opCtx(r)
-	l := &dirLister{ch: make(chan *storage.Entry, 64), errc: make(chan error, 1), cancel: cancel}
+	name := r.Filepath
+	l := &dirLister{ch: make(chan *storage.Entry, 64), errc: make(chan error, 1), cancel: cancel,
+		fail: func(err error) error { return s.fail("list", name, err) }}
 	go func() {
 		err := s.fs.List(ctx, r.Filepath, func(e *storage.Entry) error {
 			select {
@@ -283,6 +285,7 @@ type dirLister struct {
 	ch     chan *storage.Entry
 	errc   chan error
 	cancel context.CancelFunc
+	fail   func(error) error // logs a listing error and maps it for the client
 	first  *storage.Entry
 	done   bool
 	err    error
@@ -308,7 +311,8 @@ func (l *dirLister) ListAt(buf []os.FileInfo, _ int64) (int, error) {
 	}
 	if l.done {
 		if l.err != nil {
-			err, _ := clientError(l.err)
+			err := l.fail(l.err)
+			l.err = nil // reported once; the next call ends the listing
 			return n, err
 		}
 		return n, io.EOF

@@ -328,7 +328,7 @@ func (s *Server) serveConn(c *connState) {
 		sessions.Add(1)
 		go func() {
 			defer sessions.Done()
-			s.serveChannel(ctx, c, u, fsys, remote, log, ch, chReqs)
+			s.serveChannel(ctx, c, u, fsys, log, ch, chReqs)
 		}()
 	}
 	sessions.Wait()
@@ -353,7 +353,7 @@ func (s *Server) watchIdle(c *connState, log *slog.Logger) (stop func()) {
 
 // serveChannel answers a session channel's requests: "subsystem sftp" starts the SFTP server;
 // shells, commands and port forwarding are refused.
-func (s *Server) serveChannel(ctx context.Context, c *connState, u *users.User, fsys storage.FS, remote netip.Addr, log *slog.Logger, ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (s *Server) serveChannel(ctx context.Context, c *connState, u *users.User, fsys storage.FS, log *slog.Logger, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
 	var running sync.WaitGroup
 	defer running.Wait() // the connection ends only after its SFTP server finished (uploads aborted)
@@ -379,17 +379,17 @@ func (s *Server) serveChannel(ctx context.Context, c *connState, u *users.User, 
 		running.Add(1)
 		go func() {
 			defer running.Done()
-			s.runSFTP(ctx, c, u, fsys, remote, log, ch)
+			s.runSFTP(ctx, c, u, fsys, log, ch)
 			ch.Close() // ends the request loop
 		}()
 	}
 }
 
-func (s *Server) runSFTP(ctx context.Context, c *connState, u *users.User, fsys storage.FS, remote netip.Addr, log *slog.Logger, ch ssh.Channel) {
+func (s *Server) runSFTP(ctx context.Context, c *connState, u *users.User, fsys storage.FS, log *slog.Logger, ch ssh.Channel) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(errors.New("sftp session ended"))
 	sess := &session{
-		srv: s, conn: c, user: u, fs: fsys, remote: remote.String(), log: log, ctx: sctx,
+		srv: s, conn: c, user: u, fs: fsys, remote: c.nc.RemoteAddr().String(), log: log, ctx: sctx,
 		uploads: map[string]*upload{},
 	}
 	rs := sftp.NewRequestServer(channelRW{ch, cancel}, sess.handlers(), sftp.WithStartDirectory("/"))
