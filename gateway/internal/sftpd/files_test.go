@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"reflect"
@@ -17,7 +16,6 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
-	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 )
@@ -492,6 +490,3 @@ func TestFailedCommitFailsTransfer(t *testing.T) {
 		t.Fatal("storage detail not logged")
 	}
 }
-
-var _ = sftpd.ErrServerClosed
-var _ = io.EOF

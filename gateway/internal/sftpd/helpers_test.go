@@ -3,9 +3,9 @@ package sftpd_test
 import (
 	"crypto/ed25519"
 	crand "crypto/rand"
-	"errors"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -28,8 +28,8 @@ const testPassword = "correct horse battery staple"
 // env is a server over a memstore with one full-permission user, "alice", who logs in with
 // testPassword or key.
 type env struct {
-	srv *sftptest.Server
-	mem *memstore.FS
+	srv   *sftptest.Server
+	mem   *memstore.FS
 	key   ssh.Signer
 	priv  ed25519.PrivateKey // key's private half, for OpenSSH's -i
 	alice *users.User

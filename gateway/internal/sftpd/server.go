@@ -223,8 +223,8 @@ type connState struct {
 	once   sync.Once
 }
 
-func (c *connState) touch()       { c.lastIO.Store(time.Now().UnixNano()) }
-func (c *connState) close()       { c.once.Do(func() { c.nc.Close() }) }
+func (c *connState) touch() { c.lastIO.Store(time.Now().UnixNano()) }
+func (c *connState) close() { c.once.Do(func() { c.nc.Close() }) }
 func (c *connState) idle() time.Duration {
 	return time.Since(time.Unix(0, c.lastIO.Load()))
 }

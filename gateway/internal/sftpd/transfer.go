@@ -254,4 +254,3 @@ func (u *upload) finish() {
 	u.cancel()
 	u.s.conn.active.Add(-1)
 }
-
