@@ -54,13 +54,30 @@ func (e *s3env) assertNoObject(name string) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	waitFor(e.t, "multipart uploads to be aborted", 10*time.Second, func() bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
 		out, err := e.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(e.s3.Bucket)})
 		if err != nil {
 			e.t.Fatalf("list multipart uploads: %v", err)
 		}
-		return len(out.Uploads) == 0
-	})
+		if len(out.Uploads) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, u := range out.Uploads {
+				parts, err := e.client.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String(e.s3.Bucket), Key: u.Key, UploadId: u.UploadId})
+				var nums []int32
+				if err == nil {
+					for _, p := range parts.Parts {
+						nums = append(nums, aws.ToInt32(p.PartNumber))
+					}
+				}
+				e.t.Errorf("multipart upload left open: key %s id %s initiated %v parts %v (%v)", aws.ToString(u.Key), aws.ToString(u.UploadId), u.Initiated, nums, err)
+			}
+			e.t.Fatalf("%d multipart uploads left open after an interrupted upload", len(out.Uploads))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if data, _, err := e.object(name); err == nil {
 		e.t.Fatalf("%s exists in S3 with %d bytes after an interrupted upload", name, len(data))
 	}

@@ -85,6 +85,9 @@ func TestOptionalTLSAcceptsBoth(t *testing.T) {
 func TestUploadDownloadSizes(t *testing.T) {
 	e := startEnv(t, Config{})
 	c := e.dial(true, testUser)
+	if err := c.MakeDir("/sizes"); err != nil {
+		t.Fatal(err)
+	}
 	const part = 8 << 20
 	for _, n := range []int{0, 1, part - 1, part, part + 1, 40 << 20} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
@@ -342,10 +345,10 @@ func TestPermissions(t *testing.T) {
 	}
 	c := e.dial(true, roUser)
 	checks := map[string]error{
-		"STOR":   c.Stor("/new.txt", strings.NewReader("x")),
-		"DELE":   c.Delete("/ro.txt"),
-		"MKD":    c.MakeDir("/d"),
-		"RNTO":   c.Rename("/ro.txt", "/moved.txt"),
+		"STOR": c.Stor("/new.txt", strings.NewReader("x")),
+		"DELE": c.Delete("/ro.txt"),
+		"MKD":  c.MakeDir("/d"),
+		"RNTO": c.Rename("/ro.txt", "/moved.txt"),
 		"RETR ok": func() error {
 			r, err := c.Retr("/ro.txt")
 			if err == nil {
