@@ -42,8 +42,10 @@ const (
 	stateAborted
 )
 
-// Create starts a streaming upload of name. The parent directory must exist and name must
-// not be a directory. Nothing is visible until Close succeeds.
+// Create starts a streaming upload of name. It makes no request: an upload of a small file
+// costs exactly one PutObject. As in S3 (and AWS Transfer Family), parent directories are
+// implied by the key and need not exist; a server that refuses a file over a directory
+// (versitygw) fails the upload at Close. Nothing is visible until Close succeeds.
 func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
 	t, err := h.resolve("create", name)
 	if err != nil {
@@ -51,18 +53,6 @@ func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOpt
 	}
 	if t.root() {
 		return nil, pathErr("create", t.name, storage.ErrIsDir)
-	}
-	if ok, _, err := h.dirExists(ctx, t); err != nil {
-		return nil, pathErr("create", t.name, err)
-	} else if ok {
-		return nil, pathErr("create", t.name, storage.ErrIsDir)
-	}
-	p, err := h.parent("create", t)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.requireDir(ctx, p); err != nil {
-		return nil, pathErr("create", t.name, err)
 	}
 	u := &upload{
 		h: h, name: t.name, key: t.key, opts: opts, parent: ctx,

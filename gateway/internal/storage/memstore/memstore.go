@@ -260,11 +260,12 @@ func (m *FS) Create(ctx context.Context, name string, opts storage.CreateOptions
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Like S3, parents are implied by the name and need not exist.
 	if p == "/" || m.isDirLocked(p) {
 		return nil, &fs.PathError{Op: "create", Path: name, Err: storage.ErrIsDir}
 	}
-	if err := m.parentErrLocked(p); err != nil {
-		return nil, &fs.PathError{Op: "create", Path: name, Err: err}
+	if m.parentIsFileLocked(p) {
+		return nil, &fs.PathError{Op: "create", Path: name, Err: storage.ErrNotDir}
 	}
 	m.pending++
 	u := &upload{m: m, path: p, name: name, opts: opts, ctx: ctx}

@@ -157,7 +157,6 @@ func TestErrors(t *testing.T) {
 		{"create under file", func() error { _, err := m.Create(ctx, "/d/f/g", storage.CreateOptions{}); return err }, storage.ErrNotDir},
 		{"create nul", func() error { _, err := m.Create(ctx, "/a\x00b", storage.CreateOptions{}); return err }, storage.ErrInvalidPath},
 		{"create backslash", func() error { _, err := m.Create(ctx, "..\\x", storage.CreateOptions{}); return err }, storage.ErrInvalidPath},
-		{"create without parent", func() error { _, err := m.Create(ctx, "/nope/x", storage.CreateOptions{}); return err }, fs.ErrNotExist},
 		{"mkdir without parent", func() error { return m.Mkdir(ctx, "/nope/x") }, fs.ErrNotExist},
 		{"rename without parent", func() error { return m.Rename(ctx, "/d/f", "/nope/x") }, fs.ErrNotExist},
 		{"remove dir", func() error { return m.Remove(ctx, "/d") }, storage.ErrIsDir},
