@@ -102,8 +102,8 @@ func (b *Backend) ListBucket(name string, prefix *gofakes3.Prefix, page gofakes3
 	// A marker that is itself a common prefix (the last item of the previous page) skips
 	// everything under it.
 	skipUnder := ""
-	if delim != "" && marker != "" && strings.HasPrefix(marker, pfx) && strings.HasSuffix(marker, delim) &&
-		strings.Index(marker[len(pfx):], delim) == len(marker)-len(pfx)-len(delim) {
+	if rest, ok := strings.CutPrefix(marker, pfx); ok && delim != "" && rest != "" &&
+		strings.Index(rest, delim) == len(rest)-len(delim) {
 		skipUnder = marker
 	}
 	var count int64

@@ -359,11 +359,13 @@ func (b *Backend) Complete(bucketName, key string, id gofakes3.UploadID, input *
 	for _, p := range onDisk {
 		byName[p.name] = p
 	}
-	chosen := make([]partFile, 0, len(input.Parts))
-	for i, in := range input.Parts {
-		if i > 0 && in.PartNumber <= input.Parts[i-1].PartNumber {
+	for i := 1; i < len(input.Parts); i++ {
+		if input.Parts[i].PartNumber <= input.Parts[i-1].PartNumber {
 			return ObjectInfo{}, gofakes3.ErrInvalidPartOrder
 		}
+	}
+	chosen := make([]partFile, 0, len(input.Parts))
+	for i, in := range input.Parts {
 		etag := strings.ToLower(strings.Trim(in.ETag, `" `))
 		p, ok := byName[fmt.Sprintf("part-%05d-%s", in.PartNumber, etag)]
 		if !ok {

@@ -159,6 +159,12 @@ func (b *Backend) writeBody(prefix string, r io.Reader, size int64) (path string
 	if size >= 0 && n != size {
 		return "", n, nil, gofakes3.ErrIncompleteBody
 	}
+	if size >= 0 {
+		// Read to the end: the request's readers check digests and signatures at EOF.
+		if err = expectEOF(r); err != nil {
+			return "", n, nil, err
+		}
+	}
 	if err = f.Sync(); err != nil {
 		return "", n, nil, fmt.Errorf("s3disk: sync body: %w", err)
 	}
@@ -166,6 +172,24 @@ func (b *Backend) writeBody(prefix string, r io.Reader, size int64) (path string
 		return "", n, nil, fmt.Errorf("s3disk: close body: %w", err)
 	}
 	return f.Name(), n, h.Sum(nil), nil
+}
+
+// expectEOF reads r's end, failing if more data follows.
+func expectEOF(r io.Reader) error {
+	var one [1]byte
+	for range 100 {
+		n, err := r.Read(one[:])
+		if n > 0 {
+			return gofakes3.ErrorMessage(gofakes3.ErrIncompleteBody, "the body is longer than its declared length")
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return bodyError(err)
+		}
+	}
+	return io.ErrNoProgress
 }
 
 // bodyError passes S3 errors raised by the request reader (bad digest, bad signature) through

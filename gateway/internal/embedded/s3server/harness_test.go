@@ -95,6 +95,10 @@ func newClient(url, key, secret string, opts ...func(*s3.Options)) *s3.Client {
 		Credentials:  credentials.NewStaticCredentialsProvider(key, secret, ""),
 		// Servers that send no response checksum would log a warning on every GET otherwise.
 		DisableLogOutputChecksumValidationSkipped: true,
+		// What config.LoadDefaultConfig gives the gateway's client: CRC32 on every upload
+		// (a header over HTTP, an aws-chunked trailer over HTTPS).
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenSupported,
 		HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}, opts...)
 }
