@@ -99,7 +99,7 @@ func newClient(url, key, secret string, opts ...func(*s3.Options)) *s3.Client {
 		// (a header over HTTP, an aws-chunked trailer over HTTPS).
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenSupported,
-		HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		HTTPClient:                 &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}, opts...)
 }
 

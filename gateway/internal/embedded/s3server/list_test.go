@@ -18,7 +18,7 @@ func TestListDelimiter(t *testing.T) {
 		h.put(k, k)
 	}
 	for _, tc := range []struct {
-		prefix, delim string
+		prefix, delim  string
 		keys, prefixes string
 	}{
 		{"", "", strings.Join(keys, ","), ""},
