@@ -136,6 +136,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.requester = auth.accessKey
+	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "remote", r.RemoteAddr,
+		"request_id", st.id, "payload", auth.payloadHash, "content_encoding", r.Header.Get("Content-Encoding"),
+		"trailer", r.Header.Get("X-Amz-Trailer"))
 	if aerr := prepareBody(r, auth); aerr != nil {
 		writeError(w, r, st.id, aerr)
 		return
