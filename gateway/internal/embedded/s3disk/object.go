@@ -146,15 +146,19 @@ func (b *Backend) writeBody(prefix string, r io.Reader, size int64) (path string
 		}
 	}()
 	h := md5.New()
-	src := r
+	src := &readErr{r: r}
+	var lim io.Reader = src
 	if size >= 0 {
-		src = io.LimitReader(r, size)
+		lim = io.LimitReader(src, size)
 	}
 	buf := copyBufs.Get().(*[]byte)
-	n, err = io.CopyBuffer(io.MultiWriter(f, h), src, *buf)
+	n, err = io.CopyBuffer(io.MultiWriter(f, h), lim, *buf)
 	copyBufs.Put(buf)
+	if src.err != nil {
+		return "", n, nil, bodyError(src.err)
+	}
 	if err != nil {
-		return "", n, nil, bodyError(err)
+		return "", n, nil, fmt.Errorf("s3disk: write body: %w", err)
 	}
 	if size >= 0 && n != size {
 		return "", n, nil, gofakes3.ErrIncompleteBody
@@ -192,18 +196,29 @@ func expectEOF(r io.Reader) error {
 	return io.ErrNoProgress
 }
 
+// readErr remembers the error of the request body, to tell it from a local write error.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
 // bodyError passes S3 errors raised by the request reader (bad digest, bad signature) through
-// unwrapped, as gofakes3 only recognises them by type, and reports other read failures
-// (the client went away) as an incomplete body.
+// unwrapped, as gofakes3 only recognises them by type, and reports other read failures (the
+// client went away, the connection was closed) as an incomplete body: the client's doing.
 func bodyError(err error) error {
 	var s3err gofakes3.Error
 	if errors.As(err, &s3err) {
 		return s3err
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return gofakes3.ErrIncompleteBody
-	}
-	return fmt.Errorf("s3disk: read body: %w", err)
+	return gofakes3.ErrorMessage(gofakes3.ErrIncompleteBody, "the request body ended early: "+err.Error())
 }
 
 // Put stores an object from r (exactly size bytes), checking the conditions atomically with

@@ -30,14 +30,16 @@ var (
 
 // fail records the code of an S3 error so respWriter can send its real status.
 func (b *reqBackend) fail(err error) error {
+	if err == nil {
+		return nil
+	}
 	var e gofakes3.Error
 	if errors.As(err, &e) {
 		b.st.errCode = e.ErrorCode()
+		b.s.log.Debug("s3 request refused", "method", b.st.r.Method, "path", b.st.r.URL.Path, "request_id", b.st.id, "err", err)
 		return e // gofakes3 matches by type, not errors.As
 	}
-	if err != nil {
-		b.s.log.Error("s3 request failed", "method", b.st.r.Method, "path", b.st.r.URL.Path, "request_id", b.st.id, "err", err)
-	}
+	b.s.log.Error("s3 request failed", "method", b.st.r.Method, "path", b.st.r.URL.Path, "request_id", b.st.id, "err", err)
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -223,33 +224,7 @@ func TestLargeUploadBoundedMemory(t *testing.T) {
 func TestStalledUploadBlocksNobody(t *testing.T) {
 	h := newHarness(t)
 	h.put("stalled", "old")
-	req := h.signedRequest(t, "PUT", "/ferry/stalled", nil, "UNSIGNED-PAYLOAD", http.Header{"Content-Length": {"8"}}, time.Now(), testSecret)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var hdr strings.Builder
-	fmt.Fprintf(&hdr, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 8\r\n", req.URL.RequestURI(), req.Host)
-	for k, vs := range req.Header {
-		if k != "Content-Length" {
-			fmt.Fprintf(&hdr, "%s: %s\r\n", k, vs[0])
-		}
-	}
-	hdr.WriteString("\r\nhalf")
-	if _, err := io.WriteString(conn, hdr.String()); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ents, _ := os.ReadDir(filepath.Join(h.dir, "tmp")); len(ents) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stalled body never reached the server")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	conn := h.startRawPut(t, "/ferry/stalled", 8, "half")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -282,6 +257,90 @@ func TestStalledUploadBlocksNobody(t *testing.T) {
 	if got := h.get("stalled"); got != "halfdone" {
 		t.Errorf("after the stalled upload: %q", got)
 	}
+}
+
+// startRawPut sends a signed PUT announcing size bytes and the first of them, and returns once
+// the server is writing the body to a temp file.
+func (h *harness) startRawPut(t *testing.T, path string, size int, first string) net.Conn {
+	t.Helper()
+	req := h.signedRequest(t, "PUT", path, nil, "UNSIGNED-PAYLOAD", http.Header{"Content-Length": {fmt.Sprint(size)}}, time.Now(), testSecret)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	var hdr strings.Builder
+	fmt.Fprintf(&hdr, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n", req.URL.RequestURI(), req.Host, size)
+	for k, vs := range req.Header {
+		if k != "Content-Length" {
+			fmt.Fprintf(&hdr, "%s: %s\r\n", k, vs[0])
+		}
+	}
+	hdr.WriteString("\r\n" + first)
+	if _, err := io.WriteString(conn, hdr.String()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ents, _ := os.ReadDir(filepath.Join(h.dir, "tmp")); len(ents) > 0 {
+			return conn
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the body never reached the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestShutdownDrainsUploads(t *testing.T) {
+	h := newHarness(t)
+	conn := h.startRawPut(t, "/ferry/draining", 8, "half")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- h.srv.Shutdown(ctx)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with an upload in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	io.WriteString(conn, "done")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("upload during shutdown: %s", resp.Status)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if _, err := h.srv.Disk().Stat(testBucket, "draining"); err != nil {
+		t.Errorf("drained upload not stored: %v", err)
+	}
+	if n := len(h.takeChanges()); n != 1 {
+		t.Errorf("%d changes, want 1", n)
+	}
+}
+
+func TestShutdownDeadlineAbortsUploads(t *testing.T) {
+	h := newHarness(t)
+	h.startRawPut(t, "/ferry/cut", 8, "half")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown past its deadline: %v", err)
+	}
+	if _, err := h.srv.Disk().Stat(testBucket, "cut"); err == nil {
+		t.Error("a cut upload was stored")
+	}
+	if n := len(h.takeChanges()); n != 0 {
+		t.Errorf("%d changes from a cut upload", n)
+	}
+	h.tmpEmpty()
 }
 
 func maxOf(a, b uint64) uint64 {

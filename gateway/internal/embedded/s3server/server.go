@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,7 +65,8 @@ type Server struct {
 	log  *slog.Logger
 	disk *s3disk.Backend
 	http *http.Server
-	reqs atomic.Uint64 // request IDs
+	reqs atomic.Uint64  // request IDs
+	busy sync.WaitGroup // requests in flight
 }
 
 // New opens the data directory and creates the configured buckets.
@@ -109,7 +111,16 @@ func (s *Server) Serve(l net.Listener) error { return s.http.Serve(l) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	if err != nil {
+		// Closing the connections fails the body reads of uploads still running, which then
+		// remove their temp files; give them a moment before the directory is released.
 		s.http.Close()
+		done := make(chan struct{})
+		go func() { s.busy.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(shutdownGrace):
+			s.log.Warn("requests still running after shutdown")
+		}
 	}
 	if cerr := s.disk.Close(); err == nil {
 		err = cerr
@@ -117,9 +128,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+const shutdownGrace = 5 * time.Second
+
 // ServeHTTP authenticates the request, decodes its body, serves what gofakes3 lacks and
 // hands the rest to a gofakes3 instance bound to this request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.busy.Add(1)
+	defer s.busy.Done()
 	id := s.reqs.Add(1)
 	st := &reqState{s: s, r: r, id: fmt.Sprintf("%016X", id), sourceIP: sourceIP(r)}
 	w.Header().Set("x-amz-request-id", st.id)
@@ -246,13 +261,11 @@ func statusOf(code gofakes3.ErrorCode) int {
 	return s3disk.Status(code)
 }
 
-// gofakesLog sends gofakes3's messages to slog: errors as warnings, the rest at debug.
+// gofakesLog sends gofakes3's messages to slog at debug: the errors it reports are the
+// backend's, which reqBackend.fail logs once with the request's details, or a client that
+// hung up while a response was written.
 type gofakesLog struct{ l *slog.Logger }
 
 func (g gofakesLog) Print(level gofakes3.LogLevel, v ...any) {
-	lvl := slog.LevelDebug
-	if level == gofakes3.LogErr {
-		lvl = slog.LevelWarn
-	}
-	g.l.Log(context.Background(), lvl, fmt.Sprint(v...), "source", "gofakes3")
+	g.l.Debug(fmt.Sprint(v...), "source", "gofakes3", "level", string(level))
 }
