@@ -74,7 +74,6 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	logger = logger.With("component", "s3server")
 	if cfg.AccessKey == "" || cfg.Secret == "" {
 		return nil, errors.New("s3server: access key and secret are required")
 	}
@@ -88,6 +87,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("s3server: create bucket %q: %w", b, err)
 		}
 	}
+	logger = logger.With("component", "s3server")
 	s := &Server{cfg: cfg, log: logger, disk: disk}
 	// Unique across restarts: request IDs never repeat.
 	s.reqs.Store(uint64(time.Now().UnixNano()))
