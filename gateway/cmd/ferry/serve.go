@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
+	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
 )
 
-// serve loads and validates the configuration, then runs the gateway. The runtime is wired
-// in by the integrator (package app); until then serve stops after the configuration check.
+// serve loads and validates the configuration, then runs the gateway until ctx ends.
 func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := newFlags("serve", "ferry serve [--config FILE]", stderr)
 	path := fs.String("config", defaultConfig, "configuration `FILE`")
@@ -23,8 +22,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	logger := cfg.Log.NewLogger(stderr)
-	_ = ctx
-	err = errors.New("serve: not wired yet")
-	logger.Error("ferry stopped", "err", err)
-	return 1
+	logger.Info("ferry starting", "version", version, "config", cfg.File())
+	if err := app.Run(ctx, cfg, logger); err != nil {
+		logger.Error("ferry stopped", "err", err)
+		return 1
+	}
+	logger.Info("ferry stopped")
+	return 0
 }

@@ -1,0 +1,307 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrygw/ferry/gateway/internal/s3test"
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+const benchPassword = "bench-password"
+
+// benchSize is the size of the large transfers (FERRY_BENCH_SIZE overrides, in MiB, for quick runs).
+func benchSize(b *testing.B) int64 {
+	if v := os.Getenv("FERRY_BENCH_SIZE_MIB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			b.Fatalf("FERRY_BENCH_SIZE_MIB=%q: want a positive number", v)
+		}
+		return n << 20
+	}
+	return 1 << 30
+}
+
+// writeRandomFile writes size pseudo-random (incompressible) bytes and returns their SHA-256.
+func writeRandomFile(b *testing.B, path string, size int64) string {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	rng := rand.NewChaCha8([32]byte{7})
+	h := sha256.New()
+	w := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+	if _, err := io.CopyN(w, rng, size); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func fileSHA256(b *testing.B, path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	return readerSHA256(b, f)
+}
+
+func readerSHA256(b *testing.B, r io.Reader) string {
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		b.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ferryBinary is bin/ferry, built by `make bench` with the release flags.
+func ferryBinary(b *testing.B) string {
+	p, err := filepath.Abs("../../bin/ferry")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		b.Fatalf("%s missing: run `make bench` (it builds it)", p)
+	}
+	return p
+}
+
+// gateway is a bin/ferry process under test.
+type gateway struct {
+	cmd     *exec.Cmd
+	sftp    string // host:port
+	ftp     string
+	logs    *bytes.Buffer
+	mu      sync.Mutex
+	dir     string
+	keyFile string
+}
+
+type gatewayOptions struct {
+	endpoint string // S3 endpoint the gateway uses
+	ftp      bool
+}
+
+// startGateway writes a config for srv and starts bin/ferry serve.
+func startGateway(b *testing.B, srv *s3test.Server, opts gatewayOptions) *gateway {
+	b.Helper()
+	dir := b.TempDir()
+	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: freeAddr(b)}
+	g.keyFile = filepath.Join(dir, "id_ed25519")
+	if out, err := execCommand("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", g.keyFile); err != nil {
+		b.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(g.keyFile + ".pub")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hash, err := users.HashPassword(benchPassword)
+	if err != nil {
+		b.Fatal(err)
+	}
+	usersYAML := fmt.Sprintf(`users:
+  - name: bench
+    public_keys: [%q]
+    password_hash: %q
+    home: bench/
+    permissions: ["*"]
+`, strings.TrimSpace(string(pub)), hash)
+	write(b, filepath.Join(dir, "users.yaml"), usersYAML)
+	endpoint := srv.Endpoint
+	if opts.endpoint != "" {
+		endpoint = opts.endpoint
+	}
+	ftpLine, ftpSection := "", ""
+	if opts.ftp {
+		g.ftp = freeAddr(b)
+		ftpLine = "  ftp: " + strconv.Quote(g.ftp) + "\n"
+		ftpSection = "ftp:\n  passive_ports: \"\"\n  tls:\n    mode: optional\n    dev_self_signed: true\n"
+	}
+	cfg := fmt.Sprintf(`listen:
+  sftp: %q
+%s  metrics: ""
+storage:
+  s3:
+    bucket: %q
+    endpoint: %q
+    region: %q
+    path_style: true
+host_keys:
+  paths: [keys/ssh_host_ed25519_key]
+  generate: true
+users_file: users.yaml
+%slog:
+  level: warn
+`, g.sftp, ftpLine, srv.Bucket, endpoint, srv.Region, ftpSection)
+	write(b, filepath.Join(dir, "ferry.yaml"), cfg)
+	g.cmd = exec.Command(ferryBinary(b), "serve", "--config", filepath.Join(dir, "ferry.yaml"))
+	g.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.Secret)
+	g.cmd.Stdout, g.cmd.Stderr = g, g
+	if err := g.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = g.cmd.Process.Kill()
+		_ = g.cmd.Wait()
+	})
+	waitListening(b, g.sftp, g)
+	return g
+}
+
+func (g *gateway) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.logs.Write(p)
+}
+
+func (g *gateway) String() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.logs.String()
+}
+
+// peakRSS is the gateway process's high-water resident set (VmHWM), in bytes.
+func (g *gateway) peakRSS(b *testing.B) int64 {
+	return procStatusKiB(b, g.cmd.Process.Pid, "VmHWM:") << 10
+}
+
+func procStatusKiB(b *testing.B, pid int, field string) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, field) {
+			f := strings.Fields(line)
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// sftpBatch runs OpenSSH sftp in batch mode against addr and returns the elapsed time.
+func sftpBatch(b *testing.B, addr, keyFile, batch string, extra ...string) time.Duration {
+	host, port, _ := net.SplitHostPort(addr)
+	args := append([]string{"-q", "-b", "-", "-P", port, "-i", keyFile,
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"}, extra...)
+	args = append(args, "bench@"+host)
+	cmd := exec.Command("sftp", args...)
+	cmd.Stdin = strings.NewReader(batch)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("sftp %v: %v\n%s", extra, err, out.String())
+	}
+	return time.Since(start)
+}
+
+// requestCounter is a reverse proxy in front of the S3 server that counts requests by kind.
+type requestCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func startCountingProxy(b *testing.B, target string) (*requestCounter, string) {
+	u, err := url.Parse(target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc := &requestCounter{counts: map[string]int{}}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc.mu.Lock()
+		rc.counts[requestKind(r)]++
+		rc.mu.Unlock()
+		proxy.ServeHTTP(w, r) // Host stays as signed by the client
+	}))
+	b.Cleanup(ts.Close)
+	return rc, ts.URL
+}
+
+func requestKind(r *http.Request) string {
+	q := r.URL.Query()
+	switch {
+	case q.Has("uploads"):
+		return r.Method + " CreateMultipartUpload"
+	case q.Has("partNumber"):
+		return r.Method + " UploadPart"
+	case q.Has("uploadId") && r.Method == http.MethodPost:
+		return "CompleteMultipartUpload"
+	case q.Has("tagging"):
+		return r.Method + " Tagging"
+	case q.Has("list-type") || (r.Method == http.MethodGet && strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 0):
+		return "LIST"
+	}
+	return r.Method
+}
+
+func (rc *requestCounter) snapshot() map[string]int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	m := make(map[string]int, len(rc.counts))
+	for k, v := range rc.counts {
+		m[k] = v
+	}
+	return m
+}
+
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitListening(b *testing.B, addr string, g *gateway) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		if g.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("gateway did not listen on %s:\n%s", addr, g)
+}
+
+func write(b *testing.B, path, content string) {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func mibps(size int64, d time.Duration) float64 { return float64(size) / (1 << 20) / d.Seconds() }
+
+func execCommand(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
+}

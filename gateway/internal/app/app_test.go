@@ -1,0 +1,289 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jlaffaye/ftp"
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrygw/ferry/gateway/internal/app"
+	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/s3test"
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+// TestRunServesEveryProtocolOverOneStore starts the assembled gateway from a config file, as
+// `ferry serve` does, and checks that SFTP and FTP land in the same home with their protocol in
+// the object's metadata, that /healthz and /metrics answer, that a users-file edit is picked up
+// without a restart, and that cancelling the context stops everything.
+func TestRunServesEveryProtocolOverOneStore(t *testing.T) {
+	srv := s3test.Start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
+	dir := t.TempDir()
+	hash, err := users.HashPassword("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	usersFile := filepath.Join(dir, "users.yaml")
+	writeFile(t, usersFile, fmt.Sprintf(`users:
+  - name: alice
+    password_hash: %q
+    home: partners/alice/
+    permissions: ["*"]
+`, hash))
+	sftpAddr, ftpAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfgFile := filepath.Join(dir, "ferry.yaml")
+	writeFile(t, cfgFile, fmt.Sprintf(`listen:
+  sftp: %q
+  ftp: %q
+  metrics: %q
+storage:
+  s3:
+    bucket: %s
+    endpoint: %s
+    region: %s
+    path_style: true
+host_keys:
+  paths: [keys/ssh_host_ed25519_key]
+users_file: users.yaml
+ftp:
+  passive_ports: ""
+  tls:
+    mode: optional
+    dev_self_signed: true
+`, sftpAddr, ftpAddr, metricsAddr, srv.Bucket, srv.Endpoint, srv.Region))
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	for _, a := range []string{sftpAddr, ftpAddr, metricsAddr} {
+		waitListening(t, a, done, logs)
+	}
+
+	// SFTP upload.
+	sc := sftpClient(t, sftpAddr, "alice", "s3cret")
+	f, err := sc.Create("/via-sftp.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("hello over sftp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkObject(t, srv, "partners/alice/via-sftp.txt", "hello over sftp", "sftp", "alice")
+
+	// FTP upload over explicit TLS, into the same home.
+	fc, err := ftp.Dial(ftpAddr, ftp.DialWithTimeout(5*time.Second),
+		ftp.DialWithExplicitTLS(&tls.Config{InsecureSkipVerify: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Quit()
+	if err := fc.Login("alice", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.Stor("via-ftp.txt", strings.NewReader("hello over ftps")); err != nil {
+		t.Fatal(err)
+	}
+	checkObject(t, srv, "partners/alice/via-ftp.txt", "hello over ftps", "ftps", "alice")
+	names, err := fc.NameList("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(names, ",") != "via-ftp.txt,via-sftp.txt" && strings.Join(names, ",") != "/via-ftp.txt,/via-sftp.txt" {
+		t.Errorf("FTP listing of the shared home = %v", names)
+	}
+
+	// Health and metrics.
+	for path, want := range map[string]string{"/healthz": "ok", "/metrics": "go_goroutines"} {
+		resp, err := http.Get("http://" + metricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s = %d %q, want 200 containing %q", path, resp.StatusCode, body, want)
+		}
+	}
+
+	// A user added to the file can log in without a restart; alice's session is kept.
+	bobHash, _ := users.HashPassword("bobpw")
+	if err := users.Add(usersFile, users.Entry{Name: "bob", PasswordHash: bobHash, Home: "partners/bob/",
+		Permissions: []string{"list", "download"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := dialSFTP(sftpAddr, "bob", "bobpw")
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob cannot log in 10s after being added: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := sc.Stat("/via-sftp.txt"); err != nil {
+		t.Errorf("alice's session after the reload: %v", err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	case <-time.After(app.ShutdownGrace + 5*time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	done <- nil // for the cleanup
+}
+
+// TestRunRefusesATakenPort: start-up fails with the listener's name instead of serving half.
+func TestRunRefusesATakenPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	srv := s3test.Start(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "users.yaml"), "users: []\n")
+	cfgFile := filepath.Join(dir, "ferry.yaml")
+	writeFile(t, cfgFile, fmt.Sprintf(`listen:
+  sftp: %q
+  metrics: ""
+storage:
+  s3: {bucket: %s, endpoint: %s, path_style: true}
+host_keys:
+  paths: [keys/ssh_host_ed25519_key]
+users_file: users.yaml
+`, l.Addr().String(), srv.Bucket, srv.Endpoint))
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = app.Run(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "listen sftp on "+l.Addr().String()) {
+		t.Fatalf("Run on a taken port = %v, want a listen sftp error", err)
+	}
+}
+
+func checkObject(t *testing.T, srv *s3test.Server, key, body, protocol, user string) {
+	t.Helper()
+	out, err := srv.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(srv.Bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer out.Body.Close()
+	got, _ := io.ReadAll(out.Body)
+	if string(got) != body {
+		t.Errorf("%s = %q, want %q", key, got, body)
+	}
+	if out.Metadata["ferry-protocol"] != protocol || out.Metadata["ferry-user"] != user {
+		t.Errorf("%s metadata = %v, want protocol %s user %s", key, out.Metadata, protocol, user)
+	}
+}
+
+func dialSFTP(addr, user, password string) (*ssh.Client, error) {
+	return ssh.Dial("tcp", addr, &ssh.ClientConfig{
+		User:            user,
+		Auth:            []ssh.AuthMethod{ssh.Password(password)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		Timeout:         5 * time.Second,
+	})
+}
+
+func sftpClient(t *testing.T, addr, user, password string) *sftp.Client {
+	t.Helper()
+	conn, err := dialSFTP(addr, user, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sftp.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); conn.Close() })
+	return c
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitListening(t *testing.T, addr string, done chan error, logs *syncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned early: %v\n%s", err, logs)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listening on %s\n%s", addr, logs)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
