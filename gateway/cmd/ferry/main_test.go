@@ -6,10 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
@@ -102,11 +104,46 @@ func TestTopLevel(t *testing.T) {
 	}
 }
 
-func TestServeStub(t *testing.T) {
+// TestServeRunsUntilCancelled: serve starts the gateway from the config and returns 0 when its
+// context ends (SIGINT/SIGTERM in main), after draining.
+func TestServeRunsUntilCancelled(t *testing.T) {
 	_, cfg, _ := setup(t)
-	r := ferry(t, "", "serve", "--config", cfg)
-	if r.code != 1 || !strings.Contains(r.stderr, "serve: not wired yet") {
-		t.Errorf("serve: %+v", r)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	write(t, cfg, "listen:\n  sftp: "+addr+"\n  metrics: \"\"\nstorage:\n  s3:\n    bucket: ferry\n    endpoint: http://127.0.0.1:1\n"+
+		"host_keys:\n  paths: [keys/ssh_host_ed25519_key]\n  generate: false\n")
+	t.Setenv("AWS_ACCESS_KEY_ID", "x")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "y")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, strings.NewReader(""), &out, &errb) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve never listened on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exit code %d after cancel", code)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("serve did not stop after cancel")
 	}
 }
 
