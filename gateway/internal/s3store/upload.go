@@ -355,14 +355,48 @@ func (u *upload) cleanup(cause error) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
 	defer cancel()
-	_, err := u.h.s.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID,
-	})
-	if err != nil && !isNotFound(err) {
+	if err := abortFully(ctx, u.h.s.api, u.h.bucket, u.key, u.uploadID); err != nil {
 		return err
 	}
 	u.uploadID = ""
 	return nil
+}
+
+// abortSettle is how long an aborted upload must stay gone before abortFully believes it.
+const abortSettle = 50 * time.Millisecond
+
+// abortFully aborts a multipart upload and makes sure it stays aborted. A part whose request
+// was cancelled can still be finishing on the server and bring the upload back after the abort
+// (AWS documents this: "call ListParts … and abort again"; versitygw does it on loopback), so
+// the upload counts as gone only when ListParts says so twice, abortSettle apart.
+func abortFully(ctx context.Context, api API, bucket, key, uploadID string) error {
+	gone := 0
+	for {
+		if gone == 0 {
+			_, err := api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+				Bucket: &bucket, Key: &key, UploadId: &uploadID,
+			})
+			if err != nil && !isNotFound(err) {
+				return err
+			}
+		}
+		_, err := api.ListParts(ctx, &s3.ListPartsInput{Bucket: &bucket, Key: &key, UploadId: &uploadID})
+		switch {
+		case err == nil:
+			gone = 0 // back again (or never went): abort once more
+		case isNotFound(err):
+			if gone++; gone == 2 {
+				return nil
+			}
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(abortSettle):
+		}
+	}
 }
 
 // identity is the metadata naming who wrote the object.
