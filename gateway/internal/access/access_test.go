@@ -1,0 +1,112 @@
+package access_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/ferrygw/ferry/gateway/internal/access"
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+func seed(t *testing.T) *memstore.FS {
+	t.Helper()
+	m := memstore.New()
+	ctx := context.Background()
+	if err := m.Mkdir(ctx, "/dir"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"/existing", "/dir/inside"} {
+		up, err := m.Create(ctx, name, storage.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(up, "old")
+		if err := up.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+func write(ctx context.Context, fsys storage.FS, name string) error {
+	up, err := fsys.Create(ctx, name, storage.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	io.WriteString(up, "new")
+	return up.Close()
+}
+
+// TestRestrict: every operation is refused with fs.ErrPermission unless its permission is
+// granted, and a refused operation changes nothing.
+func TestRestrict(t *testing.T) {
+	ops := map[string]func(context.Context, storage.FS) error{
+		"list": func(ctx context.Context, f storage.FS) error {
+			return f.List(ctx, "/", func(*storage.Entry) error { return nil })
+		},
+		"download": func(ctx context.Context, f storage.FS) error {
+			r, err := f.Open(ctx, "/existing")
+			if err == nil {
+				r.Close()
+			}
+			return err
+		},
+		"upload new":  func(ctx context.Context, f storage.FS) error { return write(ctx, f, "/fresh") },
+		"overwrite":   func(ctx context.Context, f storage.FS) error { return write(ctx, f, "/existing") },
+		"delete":      func(ctx context.Context, f storage.FS) error { return f.Remove(ctx, "/existing") },
+		"rmdir":       func(ctx context.Context, f storage.FS) error { return f.Rmdir(ctx, "/emptydir") },
+		"rename":      func(ctx context.Context, f storage.FS) error { return f.Rename(ctx, "/existing", "/moved") },
+		"rename over": func(ctx context.Context, f storage.FS) error { return f.Rename(ctx, "/existing", "/dir/inside") },
+		"mkdir":       func(ctx context.Context, f storage.FS) error { return f.Mkdir(ctx, "/newdir") },
+		"setstat": func(ctx context.Context, f storage.FS) error {
+			return f.(storage.Setstater).SetStat(ctx, "/existing", storage.Attrs{})
+		},
+		"stat always works": func(ctx context.Context, f storage.FS) error { _, err := f.Stat(ctx, "/existing"); return err },
+	}
+	all := users.Permissions{List: true, Download: true, Upload: true, Overwrite: true, Delete: true, Rename: true, Mkdir: true}
+	for _, tt := range []struct {
+		name    string
+		perms   users.Permissions
+		allowed []string
+	}{
+		{"everything", all, []string{"list", "download", "upload new", "overwrite", "delete", "rmdir", "rename", "rename over", "mkdir", "setstat", "stat always works"}},
+		{"read-only", users.Permissions{List: true, Download: true}, []string{"list", "download", "stat always works"}},
+		{"drop box", users.Permissions{Upload: true}, []string{"upload new", "setstat", "stat always works"}},
+		{"upload and overwrite", users.Permissions{Upload: true, Overwrite: true}, []string{"upload new", "overwrite", "setstat", "stat always works"}},
+		{"overwrite only", users.Permissions{Overwrite: true}, []string{"overwrite", "setstat", "stat always works"}},
+		{"rename without overwrite", users.Permissions{Rename: true}, []string{"rename", "stat always works"}},
+		{"nothing", users.Permissions{}, []string{"stat always works"}},
+	} {
+		allowed := map[string]bool{}
+		for _, a := range tt.allowed {
+			allowed[a] = true
+		}
+		for op, run := range ops {
+			t.Run(tt.name+"/"+op, func(t *testing.T) {
+				ctx := context.Background()
+				m := seed(t)
+				if op == "rmdir" {
+					m.Mkdir(ctx, "/emptydir")
+				}
+				before := m.Files()
+				err := run(ctx, access.Restrict(m, tt.perms))
+				switch {
+				case allowed[op] && err != nil:
+					t.Errorf("%s with %+v: %v, want success", op, tt.perms, err)
+				case !allowed[op] && !errors.Is(err, fs.ErrPermission):
+					t.Errorf("%s with %+v: %v, want fs.ErrPermission", op, tt.perms, err)
+				case !allowed[op] && !sameFiles(before, m.Files()):
+					t.Errorf("refused %s changed the store: %v -> %v", op, before, m.Files())
+				}
+			})
+		}
+	}
+}
+
+func sameFiles(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
