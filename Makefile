@@ -18,8 +18,8 @@ build:
 DEV_S3 := --access ferry --secret ferrysecret --region us-east-1 --port 127.0.0.1:9000
 run: build
 	@command -v versitygw >/dev/null 2>&1 || $(MAKE) tools
-	@mkdir -p data/s3/ferry data/s3-meta
-	@versitygw $(DEV_S3) posix --sidecar $(CURDIR)/data/s3-meta $(CURDIR)/data/s3 & vgw=$$!; \
+	@mkdir -p data/s3/ferry data/meta
+	@versitygw $(DEV_S3) posix --sidecar $(CURDIR)/data/meta $(CURDIR)/data/s3 & vgw=$$!; \
 	trap 'kill $$vgw 2>/dev/null' EXIT INT TERM; \
 	AWS_ACCESS_KEY_ID=ferry AWS_SECRET_ACCESS_KEY=ferrysecret bin/ferry serve --config configs/dev.yaml
 

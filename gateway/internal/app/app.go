@@ -95,7 +95,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		servers = append(servers, named{"sftp", cfg.Listen.SFTP, srv})
 	}
 	if cfg.Listen.FTP != "" || cfg.Listen.FTPSImplicit != "" {
-		srv, err := newFTP(cfg, userStore, homes("ftp"), logger.With("component", "ftpd"))
+		srv, err := newFTP(cfg, userStore, homes("ftp"), logger)
 		if err != nil {
 			return err
 		}
