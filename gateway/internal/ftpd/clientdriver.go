@@ -304,6 +304,7 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 		Protocol:   d.s.protocol(),
 		ClientAddr: d.s.cc.RemoteAddr().String(),
 		TransferID: id,
+		SessionID:  d.s.id,
 		SizeHint:   d.s.takeSizeHint(),
 	})
 	if err != nil {

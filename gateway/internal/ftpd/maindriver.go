@@ -101,6 +101,7 @@ func (d *mainDriver) ClientConnected(cc ftpserver.ClientContext) (string, error)
 		ctl:    ctl,
 		ctx:    ctx,
 		cancel: cancel,
+		id:     newTransferID(),
 		log:    s.log.With("remote", cc.RemoteAddr().String(), "client_id", cc.ID()),
 	}
 	cc.SetExtra(sess)
@@ -186,6 +187,7 @@ type session struct {
 	ctl    *controlConn
 	ctx    context.Context // cancelled when the control connection ends
 	cancel context.CancelFunc
+	id     string // session id: random, shared by the connection's transfers (gateway events)
 	log    *slog.Logger
 
 	mu        sync.Mutex

@@ -84,6 +84,8 @@ type upload struct {
 	uploadID string
 	sum      hash.Hash
 	size     int64
+	etag     string          // from PutObject or CompleteMultipartUpload
+	obj      *storage.Object // set when Close committed
 
 	wg   sync.WaitGroup // parts in flight
 	sem  chan struct{}
@@ -96,7 +98,18 @@ type upload struct {
 var (
 	_ storage.Upload       = (*upload)(nil)
 	_ storage.AttrRecorder = (*upload)(nil)
+	_ storage.Committer    = (*upload)(nil)
 )
+
+// Committed implements storage.Committer: the object a successful Close wrote.
+func (u *upload) Committed() (storage.Object, bool) {
+	u.writeMu.Lock()
+	defer u.writeMu.Unlock()
+	if u.obj == nil {
+		return storage.Object{}, false
+	}
+	return *u.obj, true
+}
 
 // partSize is the size of part number n (1-based): PartSize, doubled every partsPerStep parts.
 func (u *upload) partSize(n int32) int64 {
@@ -266,6 +279,8 @@ func (u *upload) Close() error {
 		return err
 	}
 	u.state = stateCommitted
+	u.obj = &storage.Object{Bucket: u.h.bucket, Key: u.key, Size: u.size,
+		SHA256: hex.EncodeToString(u.sum.Sum(nil)), ETag: u.etag}
 	return nil
 }
 
@@ -281,13 +296,14 @@ func (u *upload) commit() error {
 		meta := u.identity()
 		meta[attrSHA256] = sum
 		maps.Copy(meta, attrs)
-		_, err := u.h.s.api.PutObject(u.ctx, &s3.PutObjectInput{
+		out, err := u.h.s.api.PutObject(u.ctx, &s3.PutObjectInput{
 			Bucket: &u.h.bucket, Key: &u.key, Body: bytes.NewReader(u.buf),
 			ContentLength: aws.Int64(int64(len(u.buf))), Metadata: meta, ContentType: contentType(u.name),
 		})
 		if err != nil {
 			return pathErr("close", u.name, err)
 		}
+		u.etag = aws.ToString(out.ETag)
 		u.h.s.putBuf(u.buf)
 		u.buf = nil
 		return nil
@@ -304,7 +320,7 @@ func (u *upload) commit() error {
 	parts := slices.SortedFunc(slices.Values(u.done), func(a, b types.CompletedPart) int {
 		return cmp.Compare(aws.ToInt32(a.PartNumber), aws.ToInt32(b.PartNumber))
 	})
-	_, err := u.h.s.api.CompleteMultipartUpload(u.ctx, &s3.CompleteMultipartUploadInput{
+	out, err := u.h.s.api.CompleteMultipartUpload(u.ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
@@ -312,6 +328,7 @@ func (u *upload) commit() error {
 		return pathErr("close", u.name, err)
 	}
 	u.uploadID = "" // completed: nothing left to abort
+	u.etag = aws.ToString(out.ETag)
 	tags := maps.Clone(attrs)
 	tags[attrSHA256] = sum
 	if _, err := u.h.s.api.PutObjectTagging(u.ctx, &s3.PutObjectTaggingInput{

@@ -145,7 +145,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("sftpd: accept: %w", err)
 		}
 		delay = 0
-		c := &connState{nc: nc}
+		c := &connState{nc: nc, id: newTransferID()}
 		c.touch()
 		s.mu.Lock()
 		if s.closing {
@@ -217,6 +217,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // connState is one TCP connection.
 type connState struct {
 	nc     net.Conn
+	id     string       // session id: random, shared by the connection's transfers (gateway events)
 	active atomic.Int64 // open files (uploads and downloads)
 	busy   atomic.Int64 // handlers running: the connection is not idle
 	lastIO atomic.Int64 // unix nanoseconds of the last read or write

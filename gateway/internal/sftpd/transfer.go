@@ -111,7 +111,7 @@ func (s *session) startUpload(r *sftp.Request) (*upload, error) {
 	}
 	tid := newTransferID()
 	up, err := s.fs.Create(ctx, name, storage.CreateOptions{
-		User: s.user.Name, Protocol: "sftp", ClientAddr: s.remote, TransferID: tid,
+		User: s.user.Name, Protocol: "sftp", ClientAddr: s.remote, TransferID: tid, SessionID: s.conn.id,
 	})
 	if err != nil {
 		return nil, s.fail("create", name, err, "transfer_id", tid)

@@ -71,6 +71,9 @@ type CreateOptions struct {
 	Protocol   string // "sftp", "ftp", "ftps"
 	ClientAddr string
 	TransferID string
+	// SessionID names the client connection (or protocol session) the upload belongs to, shared
+	// by all its transfers; it travels in gateway events, not in object metadata.
+	SessionID string
 	// SizeHint is the expected size when the protocol knows it (0 = unknown); it only tunes part size.
 	SizeHint int64
 }
@@ -91,6 +94,22 @@ type Upload interface {
 	io.Writer
 	Close() error
 	Abort(cause error) error
+}
+
+// Committer is implemented by uploads that can say what they committed: valid after Close
+// returned nil (ok is false before that, and after a failed Close or an Abort). Decorators
+// (event publishers) use it instead of re-hashing the bytes themselves.
+type Committer interface {
+	Committed() (Object, bool)
+}
+
+// Object is what a committed upload wrote.
+type Object struct {
+	Bucket string // the S3 bucket; stores without buckets name themselves (memstore: "memstore")
+	Key    string // the backend key (raw, not URL-encoded)
+	Size   int64
+	SHA256 string // lower-case hex of the content
+	ETag   string // as the backend returned it (S3: quoted), when known
 }
 
 // Entry describes a file or directory.

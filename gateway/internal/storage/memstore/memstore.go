@@ -8,6 +8,7 @@ package memstore
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -562,14 +563,30 @@ type upload struct {
 	mu    sync.Mutex
 	buf   bytes.Buffer
 	attrs storage.Attrs
-	done  bool  // committed or aborted
-	err   error // result of the first Close/Abort, returned by later Closes
+	done  bool            // committed or aborted
+	err   error           // result of the first Close/Abort, returned by later Closes
+	obj   *storage.Object // set by a successful Close
 }
+
+// Bucket is the bucket name memstore reports for committed uploads (storage.Committer); keys
+// are the virtual path without its leading slash.
+const Bucket = "memstore"
 
 var (
 	_ storage.Upload       = (*upload)(nil)
 	_ storage.AttrRecorder = (*upload)(nil)
+	_ storage.Committer    = (*upload)(nil)
 )
+
+// Committed implements storage.Committer.
+func (u *upload) Committed() (storage.Object, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.obj == nil {
+		return storage.Object{}, false
+	}
+	return *u.obj, true
+}
 
 func (u *upload) Write(p []byte) (int, error) {
 	if u.ctx.Err() != nil {
@@ -628,6 +645,9 @@ func (u *upload) Close() error {
 	f.modTime = m.now()
 	applyAttrs(&f.mode, &f.modTime, u.attrs)
 	m.files[u.path] = f
+	md5sum := md5.Sum(data)
+	u.obj = &storage.Object{Bucket: Bucket, Key: strings.TrimPrefix(u.path, "/"), Size: int64(len(data)),
+		SHA256: f.sha, ETag: `"` + hex.EncodeToString(md5sum[:]) + `"`}
 	return nil
 }
 
