@@ -13,15 +13,10 @@ VERSITYGW_VERSION := v1.8.0
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/ferry ./gateway/cmd/ferry
 
-## run: the whole system on this machine, with the dev config (see README). Until the embedded S3
-## endpoint exists, versitygw serves ./data/s3 on 127.0.0.1:9000 (dev credentials ferry/ferrysecret).
-DEV_S3 := --access ferry --secret ferrysecret --region us-east-1 --port 127.0.0.1:9000
+## run: the whole system on this machine with the dev config: gateway + embedded S3 endpoint on
+## ./data (see README)
 run: build
-	@command -v versitygw >/dev/null 2>&1 || $(MAKE) tools
-	@mkdir -p data/s3/ferry data/meta
-	@versitygw $(DEV_S3) posix --sidecar $(CURDIR)/data/meta $(CURDIR)/data/s3 & vgw=$$!; \
-	trap 'kill $$vgw 2>/dev/null' EXIT INT TERM; \
-	AWS_ACCESS_KEY_ID=ferry AWS_SECRET_ACCESS_KEY=ferrysecret bin/ferry serve --config configs/dev.yaml
+	bin/ferry serve --config configs/dev.yaml
 
 ## test: vet + every test (real S3 server, real SSH/FTP clients); `make tools` first on a new machine
 test:

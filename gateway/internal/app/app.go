@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
 	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
 	"github.com/ferrygw/ferry/gateway/internal/ftpd"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
@@ -47,10 +48,20 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	go userStore.Watch(ctx)
 	go reloadOnHUP(ctx, userStore, logger)
 
+	var servers []named
 	s3cfg := cfg.Storage.S3
-	client, err := s3store.NewClient(ctx, s3store.ClientConfig{
-		Endpoint: s3cfg.Endpoint, Region: s3cfg.Region, PathStyle: s3cfg.PathStyle,
-	})
+	clientCfg := s3store.ClientConfig{Endpoint: s3cfg.Endpoint, Region: s3cfg.Region, PathStyle: s3cfg.PathStyle}
+	if e := cfg.Embedded.S3; e.Enabled() {
+		srv, err := newEmbeddedS3(cfg, logger.With("component", "embedded-s3"))
+		if err != nil {
+			return err
+		}
+		servers = append(servers, named{"s3", e.Listen, srv})
+		// The gateway reaches the embedded endpoint through the same S3 client code as AWS.
+		clientCfg = s3store.ClientConfig{Endpoint: "http://" + e.Listen, Region: s3cfg.Region, PathStyle: true,
+			AccessKey: e.AccessKey, Secret: e.Secret}
+	}
+	client, err := s3store.NewClient(ctx, clientCfg)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -72,7 +83,6 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		}
 	}
 
-	var servers []named
 	if cfg.Listen.SFTP != "" {
 		keys, err := hostkeys.Load(hostkeys.Config{
 			Paths: cfg.HostKeys.Paths, Generate: cfg.HostKeys.Generate, PEM: cfg.HostKeys.PEM,
@@ -152,7 +162,9 @@ func serveAll(ctx context.Context, servers []named, logger *slog.Logger) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
 	defer cancel()
-	for _, s := range servers {
+	// Reverse order: front ends drain their transfers while the embedded S3 endpoint still serves.
+	for i := len(servers) - 1; i >= 0; i-- {
+		s := servers[i]
 		if err := s.srv.Shutdown(sctx); err != nil {
 			logger.Warn("shutdown", "service", s.name, "err", err)
 		}
@@ -202,3 +214,13 @@ func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User)
 type implicitTLS struct{ *ftpd.Server }
 
 func (s implicitTLS) Serve(l net.Listener) error { return s.ServeImplicitTLS(l) }
+
+// newEmbeddedS3 is the S3-compatible endpoint over a local directory (the no-AWS default).
+func newEmbeddedS3(cfg *config.Config, logger *slog.Logger) (*s3server.Server, error) {
+	e := cfg.Embedded.S3
+	buckets := append([]string{cfg.Storage.S3.Bucket}, e.Buckets...)
+	return s3server.New(s3server.Config{
+		DataDir: e.DataDir, AccessKey: e.AccessKey, Secret: e.Secret,
+		Region: cfg.Storage.S3.Region, Buckets: buckets,
+	}, logger)
+}

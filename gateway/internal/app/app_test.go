@@ -287,3 +287,72 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestRunEmbedded is the no-AWS default: the process serves an S3 endpoint on a local directory
+// and the gateway stores into it through the same S3 client code; S3-native clients see the file.
+func TestRunEmbedded(t *testing.T) {
+	dir := t.TempDir()
+	hash, err := users.HashPassword("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: demo\n    password_hash: %q\n    home: incoming/demo/\n    permissions: [\"*\"]\n", hash))
+	sftpAddr, s3Addr := freeAddr(t), freeAddr(t)
+	cfgFile := filepath.Join(dir, "ferry.yaml")
+	writeFile(t, cfgFile, fmt.Sprintf(`listen:
+  sftp: %q
+  metrics: ""
+storage:
+  s3:
+    bucket: ferry
+host_keys:
+  paths: [keys/ssh_host_ed25519_key]
+users_file: users.yaml
+embedded:
+  s3:
+    listen: %q
+    data_dir: data/s3
+    access_key: ferry
+    secret: ferrysecret
+`, sftpAddr, s3Addr))
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitListening(t, sftpAddr, done, logs)
+	waitListening(t, s3Addr, done, logs)
+
+	sc := sftpClient(t, sftpAddr, "demo", "demo")
+	f, err := sc.Create("/report.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("a,b\n1,2\n"))
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	local := &s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
+	checkObject(t, local, "incoming/demo/report.csv", "a,b\n1,2\n", "sftp", "demo")
+	if _, err := os.Stat(filepath.Join(dir, "data", "s3")); err != nil {
+		t.Errorf("embedded data dir: %v", err)
+	}
+	// An S3-native uploader's object is visible to the SFTP user.
+	if _, err := local.Client().PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String("ferry"), Key: aws.String("incoming/demo/native.csv"), Body: strings.NewReader("x"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := sc.Stat("/native.csv"); err != nil || st.Size() != 1 {
+		t.Errorf("stat of the S3-native upload over SFTP = %v, %v", st, err)
+	}
+}

@@ -25,7 +25,10 @@ type Config struct {
 	UsersFile string `yaml:"users_file"`
 	SFTP      SFTP   `yaml:"sftp"`
 	FTP       FTP    `yaml:"ftp"`
-	Log       Log    `yaml:"log"`
+	// Embedded is the no-AWS default: an S3-compatible endpoint on a local directory (and,
+	// as they land, the local event bus and notification sink) in the same process.
+	Embedded Embedded `yaml:"embedded"`
+	Log      Log      `yaml:"log"`
 
 	file string               // the file it was read from, for messages
 	pos  strictyaml.Positions // line of every value written in it
@@ -122,6 +125,24 @@ func (f FTP) PassiveRange() (first, last int, err error) {
 	return first, last, nil
 }
 
+// Embedded configures the parts of the system that stand in for AWS on one machine.
+type Embedded struct {
+	S3 EmbeddedS3 `yaml:"s3"`
+}
+
+// EmbeddedS3 is the local S3-compatible endpoint. When Listen is set the gateway stores into
+// it (storage.s3.endpoint must then be empty) with these credentials.
+type EmbeddedS3 struct {
+	Listen    string   `yaml:"listen"`   // e.g. 127.0.0.1:9000; empty disables
+	DataDir   string   `yaml:"data_dir"` // relative to the config file's folder
+	AccessKey string   `yaml:"access_key"`
+	Secret    string   `yaml:"secret"`
+	Buckets   []string `yaml:"buckets"` // created at start; storage.s3.bucket is always created
+}
+
+// Enabled reports whether the embedded endpoint runs.
+func (e EmbeddedS3) Enabled() bool { return e.Listen != "" }
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug|info|warn|error
@@ -201,6 +222,7 @@ func Read(path string, lookup func(string) (string, bool)) (*Config, error) {
 	c.HostKeys.Paths = paths
 	c.FTP.TLS.CertFile = resolve(dir, c.FTP.TLS.CertFile)
 	c.FTP.TLS.KeyFile = resolve(dir, c.FTP.TLS.KeyFile)
+	c.Embedded.S3.DataDir = resolve(dir, c.Embedded.S3.DataDir)
 	return c, nil
 }
 

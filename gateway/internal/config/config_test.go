@@ -205,6 +205,7 @@ func TestValidate(t *testing.T) {
 		{"wait", "sftp:\n  write_wait_timeout: 0s\n", ":5: sftp.write_wait_timeout: must be positive"},
 		{"level", "log:\n  level: verbose\n", ":5: log.level: must be debug, info, warn or error"},
 		{"format", "log:\n  format: xml\n", ":5: log.format: must be text or json"},
+		{"embedded without credentials", "embedded:\n  s3:\n    listen: 127.0.0.1:9000\n    data_dir: d\n", ":5: embedded.s3: access_key and secret are required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,5 +294,16 @@ func TestNewLogger(t *testing.T) {
 	l.Warn("shown", "k", "v")
 	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"msg":"shown"`) {
 		t.Errorf("log output %q", out)
+	}
+}
+
+// TestEmbeddedWithEndpoint: the gateway stores into the embedded endpoint, so a second
+// endpoint is a contradiction reported at its line.
+func TestEmbeddedWithEndpoint(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "ferry.yaml", "storage:\n  s3:\n    bucket: ferry\n    endpoint: http://127.0.0.1:7070\n"+
+		"embedded:\n  s3:\n    listen: 127.0.0.1:9000\n    data_dir: d\n    access_key: a\n    secret: b\n")
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p+":4: storage.s3.endpoint: must be empty when embedded.s3 runs") {
+		t.Fatalf("Load = %v", err)
 	}
 }

@@ -54,9 +54,15 @@ func TestDevConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := c.Storage.S3
-	if c.Listen.SFTP != "127.0.0.1:2222" || s.Endpoint != "http://127.0.0.1:9000" || s.Bucket != "ferry" || !s.PathStyle {
+	// Fixed points that the README and scripts rely on.
+	s, e := c.Storage.S3, c.Embedded.S3
+	if c.Listen.SFTP != "127.0.0.1:2222" || c.Listen.FTP != "127.0.0.1:2121" || c.Listen.Metrics != "127.0.0.1:9100" ||
+		s.Bucket != "ferry" || s.Endpoint != "" {
 		t.Errorf("dev config: listen %+v, s3 %+v", c.Listen, s)
+	}
+	if e.Listen != "127.0.0.1:9000" || e.AccessKey != "ferry" || e.Secret != "ferrysecret" ||
+		e.DataDir != filepath.Join(configsDir, "..", "data", "s3") {
+		t.Errorf("dev embedded s3: %+v", e)
 	}
 	if c.UsersFile != filepath.Join(configsDir, "users.dev.yaml") {
 		t.Errorf("users_file = %q", c.UsersFile)

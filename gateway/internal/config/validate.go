@@ -102,6 +102,7 @@ func (c *Config) Validate() error {
 	}
 
 	v.ftp()
+	v.embedded()
 
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -144,6 +145,31 @@ func (v *validator) ftp() {
 	}
 	if l.FTPSImplicit != "" && t.Mode == "none" {
 		v.errorf("listen.ftps_implicit", "implicit FTPS needs ftp.tls.mode required or optional")
+	}
+}
+
+func (v *validator) embedded() {
+	e := v.c.Embedded.S3
+	v.addr("embedded.s3.listen", e.Listen)
+	if !e.Enabled() {
+		return
+	}
+	if v.c.Storage.S3.Endpoint != "" {
+		v.errorf("storage.s3.endpoint", "must be empty when embedded.s3 runs: the gateway stores into the embedded endpoint")
+	}
+	if e.DataDir == "" {
+		v.errorf("embedded.s3.data_dir", "required when embedded.s3.listen is set")
+	}
+	if e.AccessKey == "" || e.Secret == "" {
+		v.errorf("embedded.s3", "access_key and secret are required (clients sign with them)")
+	}
+	for i, b := range e.Buckets {
+		if msg := bucketProblem(b); msg != "" {
+			v.errorf(fmt.Sprintf("embedded.s3.buckets[%d]", i), "%s", msg)
+		}
+	}
+	if e.Listen == v.c.Listen.Metrics || e.Listen == v.c.Listen.SFTP || e.Listen == v.c.Listen.FTP {
+		v.errorf("embedded.s3.listen", "%q is also used by another listener", e.Listen)
 	}
 }
 

@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // API is the part of the S3 API the store calls; *s3.Client satisfies it.
@@ -36,6 +42,9 @@ type ClientConfig struct {
 	Endpoint  string // e.g. "http://127.0.0.1:7070"; empty = AWS
 	Region    string // empty = from the environment / shared config
 	PathStyle bool   // bucket in the path, as most S3-compatible servers want
+	// AccessKey and Secret, when set, replace the standard chain: for the embedded endpoint's
+	// static dev credentials only.
+	AccessKey, Secret string
 }
 
 // NewClient builds an S3 client with the SDK's default retries.
@@ -43,6 +52,9 @@ func NewClient(ctx context.Context, cc ClientConfig) (*s3.Client, error) {
 	var opts []func(*config.LoadOptions) error
 	if cc.Region != "" {
 		opts = append(opts, config.WithRegion(cc.Region))
+	}
+	if cc.AccessKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cc.AccessKey, cc.Secret, "")))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -59,5 +71,52 @@ func NewClient(ctx context.Context, cc ClientConfig) (*s3.Client, error) {
 		// Servers that send no response checksum (most S3-compatible ones) would log a warning
 		// on every ranged read otherwise.
 		o.DisableLogOutputChecksumValidationSkipped = true
-	}), nil
+	}, UnsignedPayloadOnLoopback), nil
 }
+
+// checksumMiddlewareID is the SDK's request checksum middleware (x-amz-checksum-*).
+const checksumMiddlewareID = "AWSChecksum:ComputeInputPayloadChecksum"
+
+// UnsignedPayloadOnLoopback is an s3.Options function: requests with a body sent over plain
+// HTTP to a loopback address are signed with UNSIGNED-PAYLOAD instead of the body's SHA-256.
+//
+// Over plain HTTP the SDK otherwise hashes every part body with SHA-256 for the SigV4
+// signature (and the server hashes it again to check), on top of the request checksum. On
+// loopback no one can alter the body in transit, so that hash protects nothing the request
+// checksum (CRC32, still sent and checked by the server) does not, while costing a full pass
+// over every byte on both sides. Over HTTPS (AWS) the SDK already sends UNSIGNED-PAYLOAD with
+// a trailing checksum, and a plain-HTTP endpoint on another host keeps the signed payload:
+// neither changes.
+func UnsignedPayloadOnLoopback(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		if _, ok := stack.Finalize.Get(checksumMiddlewareID); !ok {
+			return nil // no body worth hashing (GET, HEAD, LIST …)
+		}
+		return stack.Finalize.Insert(loopbackUnsigned{}, checksumMiddlewareID, middleware.Before)
+	})
+}
+
+type loopbackUnsigned struct{}
+
+func (loopbackUnsigned) ID() string { return "FerryLoopbackUnsignedPayload" }
+
+func (loopbackUnsigned) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+	middleware.FinalizeOutput, middleware.Metadata, error,
+) {
+	if req, ok := in.Request.(*smithyhttp.Request); ok && !req.IsHTTPS() && isLoopbackHost(req.URL.Hostname()) &&
+		v4.GetPayloadHash(ctx) == "" {
+		// The checksum middleware then computes only the checksum, and the signer signs this.
+		ctx = v4.SetPayloadHash(ctx, "UNSIGNED-PAYLOAD")
+	}
+	return next.HandleFinalize(ctx, in)
+}
+
+// isLoopbackHost reports whether host (no port) is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
+}
+
