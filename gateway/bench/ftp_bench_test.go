@@ -29,7 +29,7 @@ func BenchmarkFTP(b *testing.B) {
 	src := filepath.Join(dir, "big.bin")
 	want := writeRandomFile(b, src, size)
 	ctx := context.Background()
-	client := srv.Client()
+	client := directClient(srv)
 	tm := transfermanager.New(client, func(o *transfermanager.Options) {
 		o.PartSizeBytes = partSize
 		o.Concurrency = concurrency

@@ -22,6 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/s3test"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 )
@@ -304,4 +308,13 @@ func mibps(size int64, d time.Duration) float64 { return float64(size) / (1 << 2
 
 func execCommand(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
+}
+
+// directClient is the baselines' S3 client, configured as the gateway's (s3store.NewClient):
+// request checksums when supported (CRC32) and, on this loopback endpoint, UNSIGNED-PAYLOAD —
+// so the baselines pay the same hashing as the gateway, like for like.
+func directClient(srv *s3test.Server) *s3.Client {
+	return s3.New(srv.Client().Options(), func(o *s3.Options) {
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenSupported
+	}, s3store.UnsignedPayloadOnLoopback)
 }

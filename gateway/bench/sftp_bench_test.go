@@ -36,7 +36,7 @@ func BenchmarkSFTP(b *testing.B) {
 	src := filepath.Join(dir, "big.bin")
 	want := writeRandomFile(b, src, size)
 	ctx := context.Background()
-	client := srv.Client()
+	client := directClient(srv)
 
 	// Baseline 1: the same bytes straight into S3 with the SDK's transfer manager.
 	tm := transfermanager.New(client, func(o *transfermanager.Options) {

@@ -119,4 +119,3 @@ func isLoopbackHost(host string) bool {
 	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	return err == nil && ip.IsLoopback()
 }
-
