@@ -50,4 +50,7 @@ require (
 	golang.org/x/text v0.44.0 // indirect
 	golang.org/x/tools v0.52.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
+	quamina.net/go/quamina v1.4.0
 )
+
+replace quamina.net/go/quamina v1.4.0 => github.com/timbray/quamina v1.4.0
