@@ -106,7 +106,7 @@ func (u *upload) Committed() (storage.Object, bool) {
 	u.writeMu.Lock()
 	defer u.writeMu.Unlock()
 	if u.obj == nil {
-		return storage.Object{}, false
+		return storage.Object{Bucket: u.h.bucket, Key: u.key}, false
 	}
 	return *u.obj, true
 }

@@ -97,8 +97,9 @@ type Upload interface {
 }
 
 // Committer is implemented by uploads that can say what they committed: valid after Close
-// returned nil (ok is false before that, and after a failed Close or an Abort). Decorators
-// (event publishers) use it instead of re-hashing the bytes themselves.
+// returned nil (ok is false before that, and after a failed Close or an Abort). Bucket and Key
+// are filled even when ok is false, so a failed upload can still be named. Decorators (event
+// publishers) use it instead of re-hashing the bytes themselves.
 type Committer interface {
 	Committed() (Object, bool)
 }

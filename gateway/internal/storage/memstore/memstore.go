@@ -583,7 +583,7 @@ func (u *upload) Committed() (storage.Object, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.obj == nil {
-		return storage.Object{}, false
+		return storage.Object{Bucket: Bucket, Key: strings.TrimPrefix(u.path, "/")}, false
 	}
 	return *u.obj, true
 }
