@@ -98,6 +98,13 @@ func (r *reorderWriter) WriteAt(p []byte, off int64) (int, error) {
 	if err := r.waitForRoomLocked(off, end); err != nil {
 		return 0, err
 	}
+	if off == r.next && !r.flushing && (len(r.chunks) == 0 || r.chunks[0].off >= end) {
+		// In order with nothing to merge (the common case): store p itself, no copy.
+		if err := r.writeDirectLocked(p, end); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	if err := r.insertLocked(p, off, end); err != nil {
 		return 0, err
 	}
@@ -199,7 +206,50 @@ func (r *reorderWriter) insertLocked(p []byte, off, end int64) error {
 	return nil
 }
 
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
+// writeDirectLocked stores p, which starts at next, without buffering it, then flushes any
+// chunks it made contiguous. It holds the flusher role meanwhile, as flushLocked does.
+func (r *reorderWriter) writeDirectLocked(p []byte, end int64) error {
+	r.flushing = true
+	r.next = end
+	r.signalLocked()
+	r.mu.Unlock()
+	m, err := r.w.Write(p)
+	if err == nil && m != len(p) {
+		err = io.ErrShortWrite
+	}
+	r.mu.Lock()
+	r.written += int64(m)
+	if err != nil {
+		r.flushing = false
+		return r.failLocked(fmt.Errorf("store at offset %d: %w", r.written, err))
+	}
+	return r.flushLocked() // clears flushing
+}
+
+// chunkPool recycles the copies of out-of-order writes; most are one SFTP write (32 KiB from
+// OpenSSH and pkg/sftp), so the window makes no garbage per packet.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkPoolSize); return &b }}
+
+const chunkPoolSize = 32 << 10
+
+func clone(b []byte) []byte {
+	// Only writes of at least half a pooled buffer use one, so buffered memory stays within
+	// twice the data however small the writes.
+	if len(b) > chunkPoolSize || len(b) < chunkPoolSize/2 {
+		return append([]byte(nil), b...)
+	}
+	c := (*chunkPool.Get().(*[]byte))[:len(b)]
+	copy(c, b)
+	return c
+}
+
+// release returns a clone's buffer to the pool once nothing refers to it.
+func release(b []byte) {
+	if cap(b) == chunkPoolSize {
+		b = b[:chunkPoolSize]
+		chunkPool.Put(&b)
+	}
+}
 
 // flushLocked writes every chunk contiguous with next to w, releasing the lock while writing so
 // other writes can be buffered meanwhile. Only one flusher runs at a time; before it stops it
@@ -225,6 +275,7 @@ func (r *reorderWriter) flushLocked() error {
 		for _, c := range batch {
 			var m int
 			m, err = r.w.Write(c.data)
+			release(c.data)
 			n += int64(m)
 			if err == nil && m != len(c.data) {
 				err = io.ErrShortWrite
