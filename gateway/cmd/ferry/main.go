@@ -30,6 +30,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return check(args[1:], stdout, stderr)
 	case "user":
 		return user(args[1:], stdin, stdout, stderr)
+	case "events":
+		return events(ctx, args[1:], stdout, stderr)
 	case "hash-password":
 		return hashPassword(args[1:], stdin, stdout, stderr)
 	case "version", "--version":

@@ -9,6 +9,8 @@ Usage:
   ferry user passwd NAME          set a user's password (read from stdin)
   ferry user del NAME             remove a user
   ferry user list                 list users (never their password hashes)
+  ferry events [--dir DIR] [--follow]
+                                  print the embedded event bus's events as JSON lines
   ferry hash-password             read a password on stdin, print its bcrypt hash
   ferry version                   print the version
 
