@@ -127,8 +127,18 @@ func TestUploadEvents(t *testing.T) {
 					if got := rec.events(); len(got) != 0 {
 						t.Fatalf("event before Close: %+v", got)
 					}
+					c, ok := up.(storage.Committer) // visible through the decorator
+					if !ok {
+						t.Fatal("decorated upload hides Committer")
+					}
+					if obj, ok := c.Committed(); ok || obj.Bucket != sc.bucket || obj.Key != sc.prefix+"dir/report ü.csv" || obj.SHA256 != "" {
+						t.Errorf("before Close: Committed() = %+v, %v", obj, ok)
+					}
 					if err := up.Close(); err != nil {
 						t.Fatal(err)
+					}
+					if obj, ok := c.Committed(); !ok || obj.Size != int64(size) || obj.SHA256 != sum(data) || len(obj.ETag) < 3 {
+						t.Errorf("after Close: Committed() = %+v, %v", obj, ok)
 					}
 					_ = up.Abort(errors.New("late abort")) // after a commit: no second event
 					_ = up.Close()
