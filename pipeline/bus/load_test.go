@@ -167,3 +167,22 @@ func TestOpenLocksDir(t *testing.T) {
 		t.Fatal("a second Open of the same dir succeeded")
 	}
 }
+
+// BenchmarkPutParallel shows group commit at work: concurrent Puts share fsyncs.
+func BenchmarkPutParallel(b *testing.B) {
+	bus, err := Open(b.TempDir(), Config{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close(context.Background())
+	line := []byte(`{"version":"0","id":"x","detail-type":"Object Created","source":"aws.s3","account":"","time":"2021-11-12T00:00:00Z","region":"","resources":[],"detail":{}}`)
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := bus.PutRaw(context.Background(), line); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
