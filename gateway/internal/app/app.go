@@ -16,7 +16,6 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
 	"github.com/ferrygw/ferry/gateway/internal/config"
-	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
 	"github.com/ferrygw/ferry/gateway/internal/ftpd"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
@@ -52,11 +51,12 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	s3cfg := cfg.Storage.S3
 	clientCfg := s3store.ClientConfig{Endpoint: s3cfg.Endpoint, Region: s3cfg.Region, PathStyle: s3cfg.PathStyle}
 	if e := cfg.Embedded.S3; e.Enabled() {
-		srv, err := newEmbeddedS3(cfg, logger.With("component", "embedded-s3"))
+		local, err := startEmbedded(cfg, logger)
 		if err != nil {
 			return err
 		}
-		servers = append(servers, named{"s3", e.Listen, srv})
+		defer local.close(logger)
+		servers = append(servers, named{"s3", e.Listen, local.s3})
 		// The gateway reaches the embedded endpoint through the same S3 client code as AWS.
 		clientCfg = s3store.ClientConfig{Endpoint: "http://" + e.Listen, Region: s3cfg.Region, PathStyle: true,
 			AccessKey: e.AccessKey, Secret: e.Secret}
@@ -214,13 +214,3 @@ func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User)
 type implicitTLS struct{ *ftpd.Server }
 
 func (s implicitTLS) Serve(l net.Listener) error { return s.ServeImplicitTLS(l) }
-
-// newEmbeddedS3 is the S3-compatible endpoint over a local directory (the no-AWS default).
-func newEmbeddedS3(cfg *config.Config, logger *slog.Logger) (*s3server.Server, error) {
-	e := cfg.Embedded.S3
-	buckets := append([]string{cfg.Storage.S3.Bucket}, e.Buckets...)
-	return s3server.New(s3server.Config{
-		DataDir: e.DataDir, AccessKey: e.AccessKey, Secret: e.Secret,
-		Region: cfg.Storage.S3.Region, Buckets: buckets,
-	}, logger)
-}

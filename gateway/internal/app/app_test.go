@@ -314,6 +314,10 @@ embedded:
     data_dir: data/s3
     access_key: ferry
     secret: ferrysecret
+  events:
+    dir: data/events
+  notifications:
+    outbox: data/outbox.jsonl
 `, sftpAddr, s3Addr))
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
@@ -354,5 +358,35 @@ embedded:
 	}
 	if st, err := sc.Stat("/native.csv"); err != nil || st.Size() != 1 {
 		t.Errorf("stat of the S3-native upload over SFTP = %v, %v", st, err)
+	}
+
+	// Both uploads became S3's Object Created event on the bus and an arrival notification.
+	outbox := filepath.Join(dir, "data", "outbox.jsonl")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(outbox)
+		if strings.Count(string(data), "\n") >= 2 {
+			for _, key := range []string{"incoming/demo/report.csv", "incoming/demo/native.csv"} {
+				if !strings.Contains(string(data), `"key":"`+key+`"`) {
+					t.Errorf("no arrival notification for %s in %s", key, data)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox after 10s: %q\n%s", data, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "data", "events", "seg-*.jsonl"))
+	var log strings.Builder
+	for _, s := range segs {
+		b, _ := os.ReadFile(s)
+		log.Write(b)
+	}
+	for _, want := range []string{`"detail-type":"Object Created"`, `"key":"incoming/demo/report.csv"`, `"reason":"PutObject"`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("event log lacks %s:\n%s", want, log.String())
+		}
 	}
 }

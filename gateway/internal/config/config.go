@@ -128,6 +128,21 @@ func (f FTP) PassiveRange() (first, last int, err error) {
 // Embedded configures the parts of the system that stand in for AWS on one machine.
 type Embedded struct {
 	S3 EmbeddedS3 `yaml:"s3"`
+	// Events is the in-process event bus (S3's events and the gateway's); needs s3.
+	Events EmbeddedEvents `yaml:"events"`
+	// Notifications is the local sink standing in for SNS.
+	Notifications EmbeddedNotifications `yaml:"notifications"`
+}
+
+// EmbeddedEvents configures the local event bus.
+type EmbeddedEvents struct {
+	Dir string `yaml:"dir"` // durable event log, delivery cursors, dead letters; empty disables the bus
+}
+
+// EmbeddedNotifications configures the local notification sink.
+type EmbeddedNotifications struct {
+	Outbox  string `yaml:"outbox"`  // JSON lines file; empty disables notifications
+	Webhook string `yaml:"webhook"` // optional URL receiving each notification as a POST
 }
 
 // EmbeddedS3 is the local S3-compatible endpoint. When Listen is set the gateway stores into
@@ -223,6 +238,8 @@ func Read(path string, lookup func(string) (string, bool)) (*Config, error) {
 	c.FTP.TLS.CertFile = resolve(dir, c.FTP.TLS.CertFile)
 	c.FTP.TLS.KeyFile = resolve(dir, c.FTP.TLS.KeyFile)
 	c.Embedded.S3.DataDir = resolve(dir, c.Embedded.S3.DataDir)
+	c.Embedded.Events.Dir = resolve(dir, c.Embedded.Events.Dir)
+	c.Embedded.Notifications.Outbox = resolve(dir, c.Embedded.Notifications.Outbox)
 	return c, nil
 }
 

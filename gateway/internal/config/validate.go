@@ -151,7 +151,15 @@ func (v *validator) ftp() {
 func (v *validator) embedded() {
 	e := v.c.Embedded.S3
 	v.addr("embedded.s3.listen", e.Listen)
+	if w := v.c.Embedded.Notifications.Webhook; w != "" {
+		if u, err := url.Parse(w); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf("embedded.notifications.webhook", "must be an http:// or https:// URL, got %q", w)
+		}
+	}
 	if !e.Enabled() {
+		if v.c.Embedded.Events.Dir != "" {
+			v.errorf("embedded.events.dir", "the local event bus needs embedded.s3 (its events come from the embedded endpoint)")
+		}
 		return
 	}
 	if v.c.Storage.S3.Endpoint != "" {

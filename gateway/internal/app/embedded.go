@@ -1,0 +1,100 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/embedded/s3events"
+	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
+	"github.com/ferrygw/ferry/pipeline/bus"
+	"github.com/ferrygw/ferry/pipeline/notify"
+)
+
+// embedded is the no-AWS default: an S3 endpoint on a local directory whose every change is
+// written to the local event bus (before the S3 response returns), rules that route those
+// events, and a local notification sink.
+type embedded struct {
+	s3  *s3server.Server
+	bus *bus.Bus // nil when embedded.events.dir is empty
+}
+
+// Rule patterns of the embedded default (EventBridge syntax).
+const (
+	patternAll      = `{"source": ["aws.s3", "ferry.gateway"]}`
+	patternArrivals = `{"source": ["aws.s3"], "detail-type": ["Object Created"]}`
+)
+
+func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
+	e := &embedded{}
+	ec := cfg.Embedded
+	if ec.Events.Dir != "" {
+		b, err := bus.Open(ec.Events.Dir, bus.Config{}, logger.With("component", "bus"))
+		if err != nil {
+			return nil, fmt.Errorf("event bus: %w", err)
+		}
+		e.bus = b
+		if err := e.addRules(cfg, logger); err != nil {
+			e.close(logger)
+			return nil, err
+		}
+	}
+	var onChange func(context.Context, s3server.Change) error
+	if e.bus != nil {
+		region := cfg.Storage.S3.Region
+		onChange = func(ctx context.Context, c s3server.Change) error {
+			ev, err := s3events.FromChange(c, region)
+			if err != nil {
+				return err
+			}
+			raw, err := json.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("encode s3 event: %w", err)
+			}
+			// Durable before the client hears success: an event is never lost to a crash.
+			return e.bus.PutRaw(ctx, raw)
+		}
+	}
+	srv, err := s3server.New(s3server.Config{
+		DataDir: ec.S3.DataDir, AccessKey: ec.S3.AccessKey, Secret: ec.S3.Secret,
+		Region: cfg.Storage.S3.Region, Buckets: append([]string{cfg.Storage.S3.Bucket}, ec.S3.Buckets...),
+		OnChange: onChange,
+	}, logger.With("component", "embedded-s3"))
+	if err != nil {
+		e.close(logger)
+		return nil, err
+	}
+	e.s3 = srv
+	return e, nil
+}
+
+func (e *embedded) addRules(cfg *config.Config, logger *slog.Logger) error {
+	if err := e.bus.AddRule(bus.Rule{Name: "log", Pattern: patternAll,
+		Target: bus.LogTarget{Logger: logger.With("component", "bus"), Rule: "log"}}); err != nil {
+		return err
+	}
+	n := cfg.Embedded.Notifications
+	if n.Outbox == "" {
+		return nil
+	}
+	sink, err := notify.NewLocalSink(notify.LocalConfig{Outbox: n.Outbox, Webhook: n.Webhook}, logger.With("component", "notify"))
+	if err != nil {
+		return err
+	}
+	return e.bus.AddRule(bus.Rule{Name: "arrivals", Pattern: patternArrivals,
+		Target: notify.Arrivals{Publisher: sink, Dataset: "arrivals"}})
+}
+
+// close delivers what it can within the grace period; the rest is redelivered at next start.
+func (e *embedded) close(logger *slog.Logger) {
+	if e.bus == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+	defer cancel()
+	if err := e.bus.Close(ctx); err != nil {
+		logger.Warn("event bus closed with undelivered events; they are redelivered at next start", "err", err)
+	}
+}
