@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ferrygw/ferry/pipeline/event"
 )
 
@@ -132,4 +134,30 @@ func (s *BusSink) run(ctx context.Context) {
 			s.log.Log(ctx, level, "gateway events not put on the bus", "events", len(batch), "err", err)
 		}
 	}
+}
+
+// BusSink is a prometheus.Collector, as eventbridge.Publisher is: reg.MustRegister(sink).
+var _ prometheus.Collector = (*BusSink)(nil)
+
+var (
+	descBusDropped = prometheus.NewDesc("ferry_gateway_events_dropped_total",
+		"Gateway events dropped before the embedded bus: queue full or sink closed.", nil, nil)
+	descBusFailed = prometheus.NewDesc("ferry_gateway_events_failed_total",
+		"Gateway events the embedded bus refused.", nil, nil)
+	descBusQueued = prometheus.NewDesc("ferry_gateway_events_queue_length",
+		"Gateway events waiting for the embedded bus.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (s *BusSink) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBusDropped
+	ch <- descBusFailed
+	ch <- descBusQueued
+}
+
+// Collect implements prometheus.Collector.
+func (s *BusSink) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descBusDropped, prometheus.CounterValue, float64(s.Dropped()))
+	ch <- prometheus.MustNewConstMetric(descBusFailed, prometheus.CounterValue, float64(s.Failed()))
+	ch <- prometheus.MustNewConstMetric(descBusQueued, prometheus.GaugeValue, float64(len(s.q)))
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
 	"github.com/ferrygw/ferry/pipeline/bus"
 	"github.com/ferrygw/ferry/pipeline/event"
@@ -137,4 +139,19 @@ func TestBusSinkNeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink.Publish(ev) // after Close: dropped, no panic
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(sink)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dropped float64
+	for _, mf := range mfs {
+		if mf.GetName() == "ferry_gateway_events_dropped_total" {
+			dropped = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if dropped < 1 || dropped != float64(sink.Dropped()) {
+		t.Errorf("ferry_gateway_events_dropped_total = %v, counted %d", dropped, sink.Dropped())
+	}
 }
