@@ -39,6 +39,7 @@ type server interface {
 func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	startMemoryLimit(ctx, int64(cfg.MemoryLimit), logger)
 
 	userStore, err := users.Open(cfg.UsersFile, logger)
 	if err != nil {

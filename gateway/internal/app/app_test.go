@@ -291,51 +291,8 @@ func (b *syncBuffer) String() string {
 // TestRunEmbedded is the no-AWS default: the process serves an S3 endpoint on a local directory
 // and the gateway stores into it through the same S3 client code; S3-native clients see the file.
 func TestRunEmbedded(t *testing.T) {
-	dir := t.TempDir()
-	hash, err := users.HashPassword("demo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: demo\n    password_hash: %q\n    home: incoming/demo/\n    permissions: [\"*\"]\n", hash))
-	sftpAddr, s3Addr := freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "ferry.yaml")
-	writeFile(t, cfgFile, fmt.Sprintf(`listen:
-  sftp: %q
-  metrics: ""
-storage:
-  s3:
-    bucket: ferry
-host_keys:
-  paths: [keys/ssh_host_ed25519_key]
-users_file: users.yaml
-embedded:
-  s3:
-    listen: %q
-    data_dir: data/s3
-    access_key: ferry
-    secret: ferrysecret
-  events:
-    dir: data/events
-  notifications:
-    outbox: data/outbox.jsonl
-`, sftpAddr, s3Addr))
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	logs := &syncBuffer{}
-	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	waitListening(t, sftpAddr, done, logs)
-	waitListening(t, s3Addr, done, logs)
-
+	l := startLocal(t)
+	dir, sftpAddr, logs := l.dir, l.sftp, l.logs
 	sc := sftpClient(t, sftpAddr, "demo", "demo")
 	f, err := sc.Create("/report.csv")
 	if err != nil {
@@ -345,7 +302,7 @@ embedded:
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	local := &s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
+	local := l.s3Server()
 	checkObject(t, local, "incoming/demo/report.csv", "a,b\n1,2\n", "sftp", "demo")
 	if _, err := os.Stat(filepath.Join(dir, "data", "s3")); err != nil {
 		t.Errorf("embedded data dir: %v", err)
@@ -389,4 +346,62 @@ embedded:
 			t.Errorf("event log lacks %s:\n%s", want, log.String())
 		}
 	}
+}
+
+// local is a running embedded default (S3 endpoint, bus, outbox) with SFTP and a demo user.
+type local struct {
+	dir, sftp, s3 string
+	logs          *syncBuffer
+}
+
+func (l *local) s3Server() *s3test.Server {
+	return &s3test.Server{Endpoint: "http://" + l.s3, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
+}
+
+func startLocal(t *testing.T) *local {
+	t.Helper()
+	dir := t.TempDir()
+	hash, err := users.HashPassword("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: demo\n    password_hash: %q\n    home: incoming/demo/\n    permissions: [\"*\"]\n", hash))
+	l := &local{dir: dir, sftp: freeAddr(t), s3: freeAddr(t), logs: &syncBuffer{}}
+	cfgFile := filepath.Join(dir, "ferry.yaml")
+	writeFile(t, cfgFile, fmt.Sprintf(`listen:
+  sftp: %q
+  metrics: ""
+storage:
+  s3:
+    bucket: ferry
+host_keys:
+  paths: [keys/ssh_host_ed25519_key]
+users_file: users.yaml
+embedded:
+  s3:
+    listen: %q
+    data_dir: data/s3
+    access_key: ferry
+    secret: ferrysecret
+  events:
+    dir: data/events
+  notifications:
+    outbox: data/outbox.jsonl
+`, l.sftp, l.s3))
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(l.logs, nil))) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitListening(t, l.sftp, done, l.logs)
+	waitListening(t, l.s3, done, l.logs)
+	return l
 }
