@@ -125,7 +125,8 @@ func (f *eventsFS) Create(ctx context.Context, name string, opts storage.CreateO
 	}
 	u := &upload{Upload: up, e: f.e, name: name, opts: opts, start: f.e.now()}
 	// A store aborts by itself when ctx ends; make sure that upload still gets its event
-	// even if the front end never calls Close or Abort on it.
+	// even if the front end never calls Close or Abort on it. (The callback may run before
+	// stopWatch is assigned, so it must not use it.)
 	u.stopWatch = context.AfterFunc(ctx, func() {
 		u.fail(reason("aborted", context.Cause(ctx)), true)
 	})
@@ -187,7 +188,7 @@ func (u *upload) Close() error {
 	u.stopWatch()
 	if err != nil {
 		prefix := "commit failed"
-		if errors.Is(err, storage.ErrAborted) {
+		if errors.Is(err, storage.ErrAborted) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			prefix = "aborted"
 		}
 		u.fail(reason(prefix, err), false)
@@ -199,6 +200,7 @@ func (u *upload) Close() error {
 
 func (u *upload) Abort(cause error) error {
 	err := u.Upload.Abort(cause)
+	u.stopWatch()
 	u.fail(reason("aborted", cause), true)
 	return err
 }
@@ -239,7 +241,6 @@ func (u *upload) fail(why string, unlessClosing bool) {
 	u.sent = true
 	d := u.detail()
 	u.mu.Unlock()
-	u.stopWatch()
 	if c, ok := u.Upload.(storage.Committer); ok {
 		obj, _ := c.Committed() // not committed: bucket and key only
 		d.Bucket, d.Key = obj.Bucket, obj.Key

@@ -213,6 +213,22 @@ func TestUploadEvents(t *testing.T) {
 				}
 				rec.waitN(t, 1)
 			})
+			t.Run("context already ended", func(t *testing.T) {
+				rec := newRecorder(t)
+				fsys := New(rec, Config{}).Wrap(sc.fsys, "sftp")
+				cctx, cancel := context.WithCancel(ctx)
+				cancel()
+				up, err := fsys.Create(cctx, "/dir/late.bin", opts)
+				if err != nil { // refused at once (memstore): no transfer, no event
+					time.Sleep(50 * time.Millisecond)
+					if got := rec.events(); len(got) != 0 {
+						t.Fatalf("events %+v", got)
+					}
+					return
+				}
+				_ = up.Close()
+				checkFailed(t, rec.waitN(t, 1)[0], sc, "dir/late.bin", 0, "aborted")
+			})
 			t.Run("close fails", func(t *testing.T) {
 				rec := newRecorder(t)
 				fsys := New(rec, Config{}).Wrap(sc.fsys, "sftp")
