@@ -51,16 +51,15 @@ func (a *Auth) CheckPassword(ctx context.Context, name, password string, remote 
 
 var errNoPublicKeys = errors.New("public key authentication not supported")
 
-// CheckPublicKey implements sftpd's Authenticator.
+// CheckPublicKey implements sftpd's Authenticator. A refused key is not a Login Failed event:
+// SSH clients offer every key they hold until one is accepted (OpenSSH with an agent does so on
+// every login), so each successful login would otherwise come with failures that mean nothing.
 func (a *Auth) CheckPublicKey(ctx context.Context, name string, key ssh.PublicKey, remote netip.Addr) (*users.User, error) {
 	pk, ok := a.inner.(PublicKeyChecker)
 	if !ok {
-		a.check(ctx, name, remote, nil, errNoPublicKeys)
 		return nil, errNoPublicKeys
 	}
-	u, err := pk.CheckPublicKey(ctx, name, key, remote)
-	a.check(ctx, name, remote, u, err)
-	return u, err
+	return pk.CheckPublicKey(ctx, name, key, remote)
 }
 
 func (a *Auth) check(ctx context.Context, name string, remote netip.Addr, u *users.User, err error) {
