@@ -28,7 +28,17 @@ type Config struct {
 	// Embedded is the no-AWS default: an S3-compatible endpoint on a local directory (and,
 	// as they land, the local event bus and notification sink) in the same process.
 	Embedded Embedded `yaml:"embedded"`
-	Log      Log      `yaml:"log"`
+	// Events says where the gateway's own events (Transfer Completed/Failed, Login Failed) go
+	// on AWS; with the embedded bus they go there instead.
+	Events Events `yaml:"events"`
+	Log    Log    `yaml:"log"`
+	// MemoryLimit is the soft limit on the gateway's Go memory (heap, stacks, runtime; the
+	// process's RSS adds a few MiB of code). The GC collects more often to stay under it, which
+	// keeps an idle or one-transfer gateway small instead of letting the heap double. When
+	// transfers' buffers legitimately need more, the limit follows live memory (+1/8) so a busy
+	// gateway does not spend its CPU collecting. 0 leaves Go's default (no limit); GOMEMLIMIT
+	// in the environment overrides it. Default 48MiB.
+	MemoryLimit Size `yaml:"memory_limit"`
 
 	file string               // the file it was read from, for messages
 	pos  strictyaml.Positions // line of every value written in it
@@ -125,6 +135,19 @@ func (f FTP) PassiveRange() (first, last int, err error) {
 	return first, last, nil
 }
 
+// Events configures the gateway's own events.
+type Events struct {
+	EventBridge EventBridge `yaml:"eventbridge"`
+}
+
+// EventBridge is where PutEvents sends the gateway's events.
+type EventBridge struct {
+	Bus       string `yaml:"bus"`        // event bus name or ARN ("default"); empty disables
+	Region    string `yaml:"region"`     // empty = storage.s3.region
+	Endpoint  string `yaml:"endpoint"`   // empty = AWS; a VPC endpoint or test server
+	QueueSize int    `yaml:"queue_size"` // events held while EventBridge is slow; beyond it they are dropped (and counted)
+}
+
 // Embedded configures the parts of the system that stand in for AWS on one machine.
 type Embedded struct {
 	S3 EmbeddedS3 `yaml:"s3"`
@@ -179,7 +202,8 @@ func Default() *Config {
 			Paths:    []string{"keys/ssh_host_ed25519_key", "keys/ssh_host_rsa_key"},
 			Generate: true,
 		},
-		UsersFile: "users.yaml",
+		UsersFile:   "users.yaml",
+		MemoryLimit: 48 * MiB,
 		SFTP: SFTP{
 			IdleTimeout:      15 * time.Minute,
 			LoginTimeout:     30 * time.Second,
@@ -193,7 +217,8 @@ func Default() *Config {
 			IdleTimeout:  5 * time.Minute,
 			MaxClients:   256,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Events: Events{EventBridge: EventBridge{QueueSize: 10000}},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -62,6 +62,7 @@ ftp:
   idle_timeout: 2m
   banner: hi
   max_clients: 5
+memory_limit: 128MiB
 log:
   level: debug
   format: json
@@ -82,6 +83,7 @@ log:
 		TLS:         FTPTLS{Mode: "optional", CertFile: filepath.Join(dir, "tls/cert.pem"), KeyFile: filepath.Join(dir, "tls/key.pem")},
 		IdleTimeout: 2 * time.Minute, Banner: "hi", MaxClients: 5}
 	want.Log = Log{Level: "debug", Format: "json"}
+	want.MemoryLimit = 128 * MiB
 	want.file, want.pos = c.file, c.pos
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -231,6 +233,26 @@ func TestValidate(t *testing.T) {
 				t.Errorf("not a *strictyaml.Problem: %T", err)
 			}
 		})
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	c := Default()
+	c.Storage.S3.Bucket = "ferry"
+	if err := c.Validate(); err != nil || c.MemoryLimit != 48*MiB {
+		t.Fatalf("default memory limit %s, validate: %v", c.MemoryLimit, err)
+	}
+	c.MemoryLimit = 0 // Go's default
+	if err := c.Validate(); err != nil {
+		t.Errorf("memory_limit 0: %v", err)
+	}
+	c.MemoryLimit = -1 // YAML refuses negative sizes; a config built in code is checked too
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "memory_limit: must not be negative") {
+		t.Errorf("negative memory_limit: %v", err)
+	}
+	p := writeFile(t, t.TempDir(), "ferry.yaml", "storage:\n  s3:\n    bucket: ferry\nmemory_limit: -1MiB\n")
+	if _, err := Read(p, noEnv); err == nil || !strings.Contains(err.Error(), ":4: memory_limit: invalid size") {
+		t.Errorf("negative memory_limit in YAML: %v", err)
 	}
 }
 

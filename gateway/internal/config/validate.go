@@ -103,7 +103,23 @@ func (c *Config) Validate() error {
 
 	v.ftp()
 	v.embedded()
+	if eb := c.Events.EventBridge; eb.Bus != "" {
+		if c.Embedded.Events.Dir != "" {
+			v.errorf("events.eventbridge.bus", "the embedded event bus (embedded.events.dir) already receives the gateway's events: set one of them")
+		}
+		if eb.QueueSize < 1 {
+			v.errorf("events.eventbridge.queue_size", "must be at least 1, got %d", eb.QueueSize)
+		}
+		if eb.Endpoint != "" {
+			if u, err := url.Parse(eb.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.errorf("events.eventbridge.endpoint", "must be an http:// or https:// URL, got %q", eb.Endpoint)
+			}
+		}
+	}
 
+	if c.MemoryLimit < 0 {
+		v.errorf("memory_limit", "must not be negative, got %s", c.MemoryLimit)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

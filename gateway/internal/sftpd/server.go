@@ -393,11 +393,12 @@ func (s *Server) runSFTP(ctx context.Context, c *connState, u *users.User, fsys 
 		srv: s, conn: c, user: u, fs: fsys, remote: c.nc.RemoteAddr().String(), log: log, ctx: sctx,
 		uploads: map[string]*upload{},
 	}
-	// The allocator reuses packet buffers instead of leaving ~32 KiB of garbage per request,
-	// which keeps the heap (and RSS) flat during large transfers. Handlers never keep a
-	// packet's data after returning: the reorder window copies what it holds.
-	rs := sftp.NewRequestServer(channelRW{ch, cancel}, sess.handlers(),
-		sftp.WithStartDirectory("/"), sftp.WithRSAllocator())
+	// No sftp.WithRSAllocator: its pages are 256 KiB (pkg/sftp's largest packet) for each
+	// packet in flight, so a session uploading 32 KiB writes holds 16-19 MiB until it ends;
+	// the exact-size packets it avoids are short-lived garbage that the soft memory limit
+	// (config memory_limit) collects. Measured on a 1 GiB upload: peak RSS 70 MiB with it,
+	// 64 MiB without.
+	rs := sftp.NewRequestServer(channelRW{ch, cancel}, sess.handlers(), sftp.WithStartDirectory("/"))
 	err := rs.Serve()
 	if err != nil && !errors.Is(err, io.EOF) {
 		log.Debug("sftp session ended", "error", err.Error())
