@@ -48,11 +48,14 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	go userStore.Watch(ctx)
 	go reloadOnHUP(ctx, userStore, logger)
 
-	var servers []named
+	var (
+		servers []named
+		local   *embedded
+	)
 	s3cfg := cfg.Storage.S3
 	clientCfg := s3store.ClientConfig{Endpoint: s3cfg.Endpoint, Region: s3cfg.Region, PathStyle: s3cfg.PathStyle}
 	if e := cfg.Embedded.S3; e.Enabled() {
-		local, err := startEmbedded(cfg, logger)
+		local, err = startEmbedded(cfg, logger)
 		if err != nil {
 			return err
 		}
@@ -78,10 +81,25 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	transfers := transfermetrics.New(reg)
+	events, stopEvents, err := newGatewayEvents(ctx, cfg, local, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 	homes := func(protocol string) func(u *users.User) (storage.FS, error) {
 		return func(u *users.User) (storage.FS, error) {
-			return transfers.Wrap(access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions), protocol), nil
+			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions)
+			if events != nil {
+				fsys = events.Wrap(fsys, protocol) // inside transfermetrics: it needs the upload's Committer
+			}
+			return transfers.Wrap(fsys, protocol), nil
 		}
+	}
+	auth := func(protocol string) authenticator {
+		if events == nil {
+			return userStore
+		}
+		return events.Auth(userStore, protocol)
 	}
 
 	if cfg.Listen.SFTP != "" {
@@ -99,14 +117,14 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			Banner:           cfg.SFTP.Banner,
 			WriteWindow:      int64(cfg.SFTP.WriteWindow),
 			WriteWaitTimeout: cfg.SFTP.WriteWaitTimeout,
-		}, sftpd.Deps{Auth: userStore, Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp")})
+		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp")})
 		if err != nil {
 			return err
 		}
 		servers = append(servers, named{"sftp", cfg.Listen.SFTP, srv})
 	}
 	if cfg.Listen.FTP != "" || cfg.Listen.FTPSImplicit != "" {
-		srv, err := newFTP(cfg, userStore, homes("ftp"), logger)
+		srv, err := newFTP(cfg, auth("ftp"), homes("ftp"), logger)
 		if err != nil {
 			return err
 		}

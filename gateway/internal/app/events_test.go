@@ -3,6 +3,8 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -36,13 +38,18 @@ func readEvents(t *testing.T, dir string) []event.S3Event {
 			if len(line) == 0 {
 				continue
 			}
+			env, err := event.DecodeEnvelope(line)
+			if err != nil {
+				t.Fatalf("event log line %s: %v", line, err)
+			}
+			if env.Source != event.SourceS3 {
+				continue
+			}
 			e, err := event.DecodeS3(line)
 			if err != nil {
 				t.Fatalf("event log line %s: %v", line, err)
 			}
-			if e.Source == event.SourceS3 {
-				out = append(out, e)
-			}
+			out = append(out, e)
 		}
 	}
 	return out
@@ -176,4 +183,65 @@ func TestEmbeddedEvents(t *testing.T) {
 	if _, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("ferry"), Key: aws.String("incoming/demo/killed.bin")}); err == nil {
 		t.Error("a killed upload left an object")
 	}
+
+	// The gateway's own events say who uploaded: Completed with the SHA-256, Failed for the
+	// killed client, Login Failed for a wrong password (never the password itself).
+	if _, err := dialSFTP(l.sftp, "demo", "wrong-password"); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	sum := sha256.Sum256(big)
+	want := map[string]func(event.GatewayDetail) bool{
+		event.DetailTypeTransferCompleted: func(d event.GatewayDetail) bool {
+			return d.Key == "incoming/demo/big.bin" && d.User == "demo" && d.Protocol == "sftp" && d.Bucket == "ferry" &&
+				d.Bytes == int64(len(big)) && d.SHA256 == hex.EncodeToString(sum[:]) && d.TransferID != "" && d.SessionID != ""
+		},
+		event.DetailTypeTransferFailed: func(d event.GatewayDetail) bool {
+			return d.Key == "incoming/demo/killed.bin" && d.User == "demo" && d.FailureReason != "" && d.SHA256 == ""
+		},
+		event.DetailTypeLoginFailed: func(d event.GatewayDetail) bool { return d.User == "demo" && d.Protocol == "sftp" },
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(want) > 0 && time.Now().Before(deadline) {
+		for _, g := range readGatewayEvents(t, l.dir) {
+			if ok := want[g.DetailType]; ok != nil && ok(g.Detail) {
+				delete(want, g.DetailType)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(want) > 0 {
+		t.Errorf("gateway events missing after 10s: %v\nall: %+v", keys(want), readGatewayEvents(t, l.dir))
+	}
+	for _, g := range readGatewayEvents(t, l.dir) {
+		if raw, _ := json.Marshal(g); strings.Contains(string(raw), "wrong-password") {
+			t.Errorf("a password in an event: %s", raw)
+		}
+		if g.DetailType == event.DetailTypeTransferCompleted && g.Detail.Key == "incoming/demo/killed.bin" {
+			t.Errorf("Transfer Completed for a killed upload: %+v", g)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func readGatewayEvents(t *testing.T, dir string) []event.Event[event.GatewayDetail] {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "data", "events", "seg-*.jsonl"))
+	var out []event.Event[event.GatewayDetail]
+	for _, s := range segs {
+		data, _ := os.ReadFile(s)
+		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+			var e event.Event[event.GatewayDetail]
+			if json.Unmarshal(line, &e) == nil && e.Source == event.SourceGateway {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
 }
