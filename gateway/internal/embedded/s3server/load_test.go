@@ -112,7 +112,7 @@ func (p *pattern) Seek(off int64, whence int) (int64, error) {
 	return p.off, nil
 }
 
-// TestLargeUploadBoundedMemory streams a 512 MiB multipart upload (4 parts in flight) through
+// TestLargeUploadBoundedMemory streams a 2 GiB multipart upload (4 parts in flight) through
 // the server while sampling the heap of this process, which holds client and server: it must
 // stay far below the object's size.
 func TestLargeUploadBoundedMemory(t *testing.T) {
@@ -123,7 +123,7 @@ func TestLargeUploadBoundedMemory(t *testing.T) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 	})
-	const partSize, nparts = 32 << 20, 16
+	const partSize, nparts = 32 << 20, 64 // 2 GiB
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -187,9 +187,9 @@ func TestLargeUploadBoundedMemory(t *testing.T) {
 	elapsed := time.Since(start)
 	close(stop)
 	max := <-peak
-	t.Logf("512 MiB in %v; heap in use %d MiB before, peak %d MiB", elapsed.Round(time.Millisecond), before.HeapInuse>>20, max>>20)
+	t.Logf("2 GiB in %v; heap in use %d MiB before, peak %d MiB", elapsed.Round(time.Millisecond), before.HeapInuse>>20, max>>20)
 	if max > 64<<20 {
-		t.Errorf("heap in use peaked at %d MiB for a 512 MiB upload", max>>20)
+		t.Errorf("heap in use peaked at %d MiB for a 2 GiB upload", max>>20)
 	}
 
 	whole := md5.New()
