@@ -15,6 +15,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -58,7 +59,8 @@ type Store struct {
 	cfg Config
 	log *slog.Logger
 
-	bufPool sync.Pool // *[]byte of cap cfg.PartSize
+	freeBufs chan []byte  // part buffers (cap cfg.PartSize) ready for reuse
+	uploads  atomic.Int64 // uploads not yet closed or aborted
 
 	// copyLimit and copyPart are maxCopySize and copyPartSize; tests lower them.
 	copyLimit, copyPart int64
@@ -103,6 +105,8 @@ func New(api API, cfg Config) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{api: api, cfg: cfg, log: log.With("component", "s3store"),
+		// One upload's worth; concurrent uploads allocate what they need beyond it.
+		freeBufs:  make(chan []byte, cfg.Concurrency+1),
 		copyLimit: maxCopySize, copyPart: copyPartSize}, nil
 }
 

@@ -59,6 +59,7 @@ func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOpt
 		sum: sha256.New(), sem: make(chan struct{}, h.s.cfg.Concurrency),
 	}
 	u.ctx, u.cancel = context.WithCancelCause(ctx)
+	h.s.uploads.Add(1) // until Close or Abort ends it (uploadEnded)
 	// A cancelled request or connection aborts: a dropped client never commits a partial file.
 	u.stopWatch = context.AfterFunc(ctx, func() { _ = u.Abort(context.Cause(ctx)) })
 	return u, nil
@@ -270,6 +271,7 @@ func (u *upload) Close() error {
 		return u.result
 	}
 	u.stopWatch()
+	defer u.h.s.uploadEnded()
 	if err := u.commit(); err != nil {
 		u.state, u.result = stateFailed, err
 		if aerr := u.cleanup(err); aerr != nil {
@@ -354,6 +356,7 @@ func (u *upload) Abort(cause error) error {
 		return nil
 	}
 	u.stopWatch()
+	defer u.h.s.uploadEnded()
 	u.state, u.result = stateAborted, &fs.PathError{Op: "close", Path: u.name, Err: err}
 	return pathErr("abort", u.name, u.cleanup(err))
 }
@@ -437,17 +440,42 @@ func contentType(name string) *string {
 	return nil
 }
 
+// getBuf returns an empty buffer of capacity size: a part-size one from the free list when
+// there is one.
 func (s *Store) getBuf(size int64) []byte {
 	if size == s.cfg.PartSize {
-		if b, ok := s.bufPool.Get().(*[]byte); ok {
-			return (*b)[:0]
+		select {
+		case b := <-s.freeBufs:
+			return b[:0]
+		default:
 		}
 	}
 	return make([]byte, 0, size)
 }
 
+// putBuf keeps a part-size buffer for the next part. A free list (not a sync.Pool, which
+// drops its buffers at every GC) so a running upload reuses its buffers instead of making
+// 8 MiB of garbage per part, which under the soft memory limit meant frequent GCs and RSS
+// spikes; it is emptied when the last upload ends, so an idle gateway holds none.
 func (s *Store) putBuf(b []byte) {
 	if int64(cap(b)) == s.cfg.PartSize {
-		s.bufPool.Put(&b)
+		select {
+		case s.freeBufs <- b[:0]:
+		default: // full: let the GC have it
+		}
+	}
+}
+
+// uploadEnded is called once per upload after its last buffer came back.
+func (s *Store) uploadEnded() {
+	if s.uploads.Add(-1) > 0 {
+		return
+	}
+	for {
+		select {
+		case <-s.freeBufs:
+		default:
+			return
+		}
 	}
 }

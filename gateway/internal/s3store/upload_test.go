@@ -259,3 +259,35 @@ func TestSetStatKeepsObject(t *testing.T) {
 		t.Errorf("stat after setstat: %+v", st)
 	}
 }
+
+// TestPartBuffersReusedAndReleased: a part buffer that comes back is the next one handed out
+// (no 8 MiB of garbage per part), and once the last upload ends, committed or aborted, the
+// store keeps none.
+func TestPartBuffersReusedAndReleased(t *testing.T) {
+	e := newEnv(t, Config{PartSize: testPartSize})
+	b := e.store.getBuf(testPartSize)
+	e.store.putBuf(b[:10])
+	if c := e.store.getBuf(testPartSize); cap(c) != testPartSize || len(c) != 0 || &c[:1][0] != &b[:1][0] {
+		t.Error("a returned part buffer was not reused")
+	}
+	for _, abort := range []bool{false, true} {
+		u, err := e.fs.Create(t.Context(), "/big", storage.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Write(randBytes(t, 3*testPartSize+5)); err != nil {
+			t.Fatal(err)
+		}
+		if abort {
+			err = u.Abort(nil)
+		} else {
+			err = u.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, live := len(e.store.freeBufs), e.store.uploads.Load(); n != 0 || live != 0 {
+			t.Errorf("abort=%v: after the last upload ended the store keeps %d buffers, counts %d uploads", abort, n, live)
+		}
+	}
+}
