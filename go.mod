@@ -24,6 +24,8 @@ require (
 	golang.org/x/term v0.48.0
 )
 
+require github.com/aws/aws-sdk-go-v2/service/sns v1.48.0 // indirect
+
 require (
 	github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream v1.7.27 // indirect
 	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.9 // indirect

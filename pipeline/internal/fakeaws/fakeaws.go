@@ -1,0 +1,185 @@
+// Package fakeaws serves the wire protocols of the AWS calls the pipeline makes — SNS Publish
+// (query protocol) and EventBridge PutEvents (JSON 1.1) — on 127.0.0.1, decoding each request as
+// AWS would and recording it, so tests and the Lambda runtime emulator can check what a real
+// binary sent.
+package fakeaws
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// SNSMessage is one decoded Publish call.
+type SNSMessage struct {
+	TopicArn               string
+	Subject                string
+	Message                string
+	MessageGroupID         string
+	MessageDeduplicationID string
+	Attributes             map[string]string // name -> value ("String" data type checked)
+}
+
+// PutEventsEntry is one decoded PutEvents entry.
+type PutEventsEntry struct {
+	Source       string
+	DetailType   string
+	Detail       string
+	Resources    []string
+	EventBusName string
+	Time         json.RawMessage `json:",omitempty"`
+}
+
+// Server answers SNS and EventBridge calls; which one is told by the request's protocol.
+type Server struct {
+	URL string
+
+	t  testing.TB
+	mu sync.Mutex
+	sn []SNSMessage
+	ev []PutEventsEntry
+	// FailSNS makes the next n Publish calls fail with a 500 (for retry tests).
+	failSNS int
+}
+
+// Start runs a server until t ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t}
+	hs := httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(hs.Close)
+	s.URL = hs.URL
+	return s
+}
+
+// FailSNS makes the next n Publish calls fail with an internal error.
+func (s *Server) FailSNS(n int) {
+	s.mu.Lock()
+	s.failSNS = n
+	s.mu.Unlock()
+}
+
+// SNS returns the Publish calls received so far.
+func (s *Server) SNS() []SNSMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SNSMessage(nil), s.sn...)
+}
+
+// Events returns the PutEvents entries received so far.
+func (s *Server) Events() []PutEventsEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]PutEventsEntry(nil), s.ev...)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=") {
+		s.t.Errorf("fakeaws: unsigned request %s %s", r.Method, r.URL)
+	}
+	switch {
+	case r.Header.Get("X-Amz-Target") == "AWSEvents.PutEvents":
+		s.putEvents(w, r, body)
+	case strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
+		s.publish(w, body)
+	default:
+		s.t.Errorf("fakeaws: unknown request %s %s %q", r.Method, r.Header.Get("Content-Type"), r.Header.Get("X-Amz-Target"))
+		http.Error(w, "unknown request", http.StatusBadRequest)
+	}
+}
+
+// publish decodes SNS's query protocol: Action=Publish&Version=2010-03-31&TopicArn=...&
+// MessageAttributes.entry.N.Name=...&MessageAttributes.entry.N.Value.DataType=String&
+// MessageAttributes.entry.N.Value.StringValue=...
+func (s *Server) publish(w http.ResponseWriter, body []byte) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil || form.Get("Action") != "Publish" || form.Get("Version") != "2010-03-31" {
+		s.t.Errorf("fakeaws: bad SNS request %q: %v", body, err)
+		queryError(w, http.StatusBadRequest, "InvalidParameter", "bad request")
+		return
+	}
+	m := SNSMessage{
+		TopicArn: form.Get("TopicArn"), Subject: form.Get("Subject"), Message: form.Get("Message"),
+		MessageGroupID: form.Get("MessageGroupId"), MessageDeduplicationID: form.Get("MessageDeduplicationId"),
+		Attributes: map[string]string{},
+	}
+	for i := 1; ; i++ {
+		p := "MessageAttributes.entry." + strconv.Itoa(i) + "."
+		name := form.Get(p + "Name")
+		if name == "" {
+			break
+		}
+		if dt := form.Get(p + "Value.DataType"); dt != "String" {
+			s.t.Errorf("fakeaws: attribute %s has data type %q", name, dt)
+		}
+		m.Attributes[name] = form.Get(p + "Value.StringValue")
+	}
+	if m.TopicArn == "" || m.Message == "" {
+		queryError(w, http.StatusBadRequest, "InvalidParameter", "TopicArn and Message are required")
+		return
+	}
+	s.mu.Lock()
+	fail := s.failSNS > 0
+	if fail {
+		s.failSNS--
+	} else {
+		s.sn = append(s.sn, m)
+	}
+	n := len(s.sn)
+	s.mu.Unlock()
+	if fail {
+		queryError(w, http.StatusInternalServerError, "InternalError", "injected failure")
+		return
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	fmt.Fprintf(w, `<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>msg-%d</MessageId></PublishResult><ResponseMetadata><RequestId>req-%d</RequestId></ResponseMetadata></PublishResponse>`, n, n)
+}
+
+func queryError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "text/xml")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>err</RequestId></ErrorResponse>`, code, msg)
+}
+
+func (s *Server) putEvents(w http.ResponseWriter, r *http.Request, body []byte) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-amz-json-1.1" {
+		s.t.Errorf("fakeaws: PutEvents content type %q", ct)
+	}
+	var in struct{ Entries []PutEventsEntry }
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil || len(in.Entries) == 0 || len(in.Entries) > 10 {
+		s.t.Errorf("fakeaws: bad PutEvents body %s: %v", body, err)
+		w.Header().Set("X-Amzn-ErrorType", "ValidationException")
+		http.Error(w, `{"message":"bad request"}`, http.StatusBadRequest)
+		return
+	}
+	type result struct{ EventId string }
+	out := struct {
+		FailedEntryCount int
+		Entries          []result
+	}{}
+	s.mu.Lock()
+	for _, e := range in.Entries {
+		if e.Source == "" || e.DetailType == "" || !json.Valid([]byte(e.Detail)) {
+			s.t.Errorf("fakeaws: incomplete PutEvents entry %+v", e)
+		}
+		s.ev = append(s.ev, e)
+		out.Entries = append(out.Entries, result{EventId: fmt.Sprintf("ev-%d", len(s.ev))})
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	_ = json.NewEncoder(w).Encode(out)
+}

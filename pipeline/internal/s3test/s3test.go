@@ -1,0 +1,250 @@
+// Package s3test starts a real S3-compatible server (versitygw, posix backend) for pipeline tests;
+// a copy of gateway/internal/s3test, which pipeline/ cannot import.
+//
+// The server listens on 127.0.0.1 on a free port with its data in a temporary directory and is
+// stopped when the test ends. versitygw is found through $VERSITYGW, then PATH, then
+// $(go env GOPATH)/bin; `make tools` installs it. When it is missing the test is skipped with a
+// message, or fails when the CI environment variable is set.
+//
+// The posix backend keeps object metadata (ETag, user metadata, tags) in user extended
+// attributes. Start checks that the temporary directory's file system accepts them (ext4, xfs,
+// btrfs and tmpfs on Linux 6.6+ do) and otherwise runs versitygw with --sidecar, which keeps
+// metadata in files of a separate directory.
+package s3test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Server is a running versitygw.
+type Server struct {
+	Endpoint  string // http://127.0.0.1:PORT
+	Region    string
+	AccessKey string
+	Secret    string
+	Bucket    string // created by Start
+	Dir       string // the posix backend's root: one directory per bucket
+
+	mu      sync.Mutex
+	buckets int
+}
+
+// Start runs versitygw until t ends and creates Bucket.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	sidecar := !xattrsWork(dir)
+	if sidecar {
+		t.Logf("s3test: %s lacks user xattrs, running versitygw with --sidecar", dir)
+	}
+	return start(t, dir, sidecar)
+}
+
+func start(t testing.TB, dir string, useSidecar bool) *Server {
+	t.Helper()
+	bin := findBinary(t)
+	s := &Server{
+		Region:    "us-east-1",
+		AccessKey: "ferrytest",
+		Secret:    "ferrytest-secret-" + randHex(8),
+		Dir:       dir,
+	}
+	var sidecar string
+	if useSidecar {
+		sidecar = t.TempDir()
+	}
+	// Another process may take the port between our probe and versitygw's bind; retry then.
+	var lastErr error
+	for range 5 {
+		addr, err := freeAddr()
+		if err != nil {
+			t.Fatalf("s3test: %v", err)
+		}
+		err = s.run(t, bin, addr, sidecar)
+		if err == nil {
+			s.Bucket = s.NewBucket(t)
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("s3test: versitygw did not start: %v", lastErr)
+	return nil
+}
+
+// run starts versitygw on addr and waits until it answers S3 requests.
+func (s *Server) run(t testing.TB, bin, addr, sidecar string) error {
+	args := []string{"--access", s.AccessKey, "--secret", s.Secret, "--region", s.Region,
+		"--port", addr, "--quiet", "posix"}
+	if sidecar != "" {
+		args = append(args, "--sidecar", sidecar)
+	}
+	args = append(args, s.Dir)
+	cmd := exec.Command(bin, args...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	s.Endpoint = "http://" + addr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := s.Client().ListBuckets(ctx, &s3.ListBucketsInput{})
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr
+			stop()
+			return fmt.Errorf("versitygw exited (%v): %s", werr, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return fmt.Errorf("versitygw not ready after 20s: %v; output: %s", err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("s3test: versitygw output:\n%s", out.String())
+		}
+	})
+	return nil
+}
+
+// Client returns a new S3 client for the server (path-style, static credentials, no shared
+// config files read).
+func (s *Server) Client() *s3.Client {
+	return s3.New(s3.Options{
+		Region:       s.Region,
+		BaseEndpoint: aws.String(s.Endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(s.AccessKey, s.Secret, ""),
+	})
+}
+
+// NewBucket creates an empty bucket with a unique name.
+func (s *Server) NewBucket(t testing.TB) string {
+	t.Helper()
+	s.mu.Lock()
+	s.buckets++
+	name := fmt.Sprintf("ferry-test-%d-%s", s.buckets, randHex(3))
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("s3test: create bucket %s: %v", name, err)
+	}
+	return name
+}
+
+// findBinary locates versitygw or ends the test.
+func findBinary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("VERSITYGW"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("s3test: $VERSITYGW=%s: %v", p, err)
+		}
+		return p
+	}
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for dir := range strings.SplitSeq(strings.TrimSpace(string(out)), string(os.PathListSeparator)) {
+			p := filepath.Join(dir, "bin", "versitygw")
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	msg := "s3test: versitygw not found ($VERSITYGW, PATH, $(go env GOPATH)/bin); run `make tools` to install it"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// xattrsWork reports whether dir's file system stores user extended attributes.
+func xattrsWork(dir string) bool {
+	f, err := os.CreateTemp(dir, ".xattr-probe-")
+	if err != nil {
+		return false
+	}
+	name := f.Name()
+	_ = f.Close()
+	defer os.Remove(name)
+	if err := syscall.Setxattr(name, "user.ferry.probe", []byte("1"), 0); err != nil {
+		return false
+	}
+	buf := make([]byte, 8)
+	n, err := syscall.Getxattr(name, "user.ferry.probe", buf)
+	return err == nil && n == 1
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		return "", fmt.Errorf("free port probe: %w", err)
+	}
+	return addr, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// lockedBuffer collects the server's output from its two streams.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 64<<10 { // keep the head; a runaway log must not eat memory
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
