@@ -1,0 +1,359 @@
+// Package route decides which admin-configured route applies to an object that arrived in the
+// bucket: a match (key prefix, glob on the name, user, size bounds) selects the first route, whose
+// ordered transforms turn it into output keys built from a template, announced to a dataset's
+// audience, with a quarantine for files that fail validation.
+//
+// Routes are written in YAML (configs/pipeline.yaml), decoded strictly: an unknown key is an error
+// and every problem is reported at once as "file:line: path: reason".
+package route
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path"
+	"reflect"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+)
+
+// DefaultIgnore are the temporary names clients write before renaming (WinSCP's .filepart,
+// FileZilla's and lftp's .part, many tools' .tmp), used when the file has no ignore key.
+var DefaultIgnore = []string{"*.filepart", "*.part", "*.tmp"}
+
+// Config is a loaded, validated routes file.
+type Config struct {
+	File     string             // where it was read from, for messages
+	Ignore   []string           // globs on the base name of keys that are never routed
+	Datasets map[string]Dataset // by name
+	Routes   []*Route           // in file order: the first that matches wins
+}
+
+// Dataset is an audience for notifications: who is told when a route's files are processed.
+type Dataset struct {
+	Name string
+	// Topic is the SNS topic ARN the notify handler publishes to; empty means the deployment's
+	// default (the local sink in the embedded default).
+	Topic string
+	// Attributes are extra SNS message attributes (string values) sent with every notification,
+	// beside the dataset, user and status the notify handler always sets.
+	Attributes map[string]string
+}
+
+// Match selects the objects a route applies to. Empty fields match everything.
+type Match struct {
+	Prefix  string // the key starts with it
+	Glob    string // path.Match pattern on the key's base name, e.g. "*.csv"
+	User    string // the uploader (see Route.UserOf)
+	MinSize Size   // inclusive
+	MaxSize Size   // inclusive; 0 = no upper bound
+}
+
+// CompleteOn holds a route's files until a marker file arrives (batch completion).
+type CompleteOn struct {
+	Marker string // path.Match pattern on the marker's base name, e.g. "*.done"
+}
+
+// Route is one rule: which objects, which transforms, where outputs and rejects go, who is told.
+type Route struct {
+	Name  string
+	Match Match
+	// UserFromPrefix: when an object carries no user in its metadata, the user is the key segment
+	// right after this prefix ("incoming/alice/x.csv" -> "alice"). Defaults to Match.Prefix.
+	UserFromPrefix string
+	Steps          []Step // in order
+	Output         string // key template for each output file
+	Quarantine     string // key template (or prefix ending in "/") for a rejected input
+	Dataset        string
+	Topic          string            // the dataset's topic
+	Attributes     map[string]string // the dataset's attributes
+	CompleteOn     *CompleteOn       // nil: each file completes on its own
+
+	out, quar *template
+	needsUser bool
+}
+
+// file* are the YAML shapes; see configs/pipeline.yaml for what each key means.
+type fileConfig struct {
+	Ignore   *[]string               `yaml:"ignore"`
+	Datasets map[string]*fileDataset `yaml:"datasets"`
+	Routes   []*fileRoute            `yaml:"routes"`
+}
+
+type fileDataset struct {
+	Topic      string            `yaml:"topic"`
+	Attributes map[string]string `yaml:"attributes"`
+}
+
+type fileRoute struct {
+	Name           string          `yaml:"name"`
+	Match          fileMatch       `yaml:"match"`
+	UserFromPrefix *string         `yaml:"user_from_prefix"`
+	Transforms     []fileStep      `yaml:"transforms"`
+	Output         string          `yaml:"output"`
+	Quarantine     string          `yaml:"quarantine"`
+	Dataset        string          `yaml:"dataset"`
+	CompleteOn     *fileCompleteOn `yaml:"complete_on"`
+}
+
+type fileMatch struct {
+	Prefix  string `yaml:"prefix"`
+	Glob    string `yaml:"glob"`
+	User    string `yaml:"user"`
+	MinSize *Size  `yaml:"min_size"`
+	MaxSize *Size  `yaml:"max_size"`
+}
+
+type fileStep struct {
+	Name    string         `yaml:"name"`
+	Options map[string]any `yaml:"options"`
+}
+
+type fileCompleteOn struct {
+	Marker string `yaml:"marker"`
+}
+
+// Load reads and parses a routes file.
+func Load(file string) (*Config, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("route: load: %w", err)
+	}
+	return Parse(file, data)
+}
+
+// Parse decodes and validates a routes file (named file in messages). The error joins a
+// *Problem for everything wrong, ordered by line.
+func Parse(file string, data []byte) (*Config, error) {
+	return parse(file, data, checkStep)
+}
+
+func parse(file string, data []byte, stepOK func(Step) error) (*Config, error) {
+	ps := &problems{file: file, lines: map[string]int{}}
+	if !ps.check(data, reflect.TypeFor[fileConfig]()) {
+		return nil, ps.err()
+	}
+	var fc fileConfig
+	opts := []yaml.DecodeOption{}
+	if len(ps.list) == 0 {
+		opts = append(opts, yaml.Strict()) // belt and braces: check already refused unknown keys
+	}
+	if err := yaml.NewDecoder(bytes.NewReader(data), opts...).Decode(&fc); err != nil {
+		p := ps.yamlProblem(err)
+		if !reportedAt(ps, lineOf(p)) { // check may already have said it
+			ps.list = append(ps.list, p)
+		}
+		return nil, ps.err()
+	}
+	c := build(ps, &fc, stepOK)
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	c.File = file
+	return c, nil
+}
+
+func reportedAt(ps *problems, line int) bool {
+	for _, e := range ps.list {
+		if lineOf(e) == line {
+			return true
+		}
+	}
+	return false
+}
+
+// build validates the decoded file and turns it into a Config, reporting into ps.
+func build(ps *problems, fc *fileConfig, stepOK func(Step) error) *Config {
+	c := &Config{Ignore: DefaultIgnore, Datasets: map[string]Dataset{}}
+	if fc.Ignore != nil {
+		c.Ignore = *fc.Ignore
+	}
+	for i, g := range c.Ignore {
+		if err := checkGlob(g); err != nil {
+			ps.at(fmt.Sprintf("ignore[%d]", i), "%v", err)
+		}
+	}
+	for name, d := range fc.Datasets {
+		p := "datasets." + name
+		if d == nil {
+			d = &fileDataset{}
+		}
+		if d.Topic != "" && !(strings.HasPrefix(d.Topic, "arn:") && strings.Contains(d.Topic, ":sns:")) {
+			ps.at(p+".topic", "topic %q is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)", d.Topic)
+		}
+		for k := range d.Attributes {
+			if err := checkAttrName(k); err != nil {
+				ps.at(p+".attributes."+k, "%v", err)
+			}
+		}
+		c.Datasets[name] = Dataset{Name: name, Topic: d.Topic, Attributes: d.Attributes}
+	}
+	if len(fc.Routes) == 0 {
+		ps.at("routes", "no routes")
+	}
+	names := map[string]int{}
+	for i, fr := range fc.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		if fr == nil {
+			ps.at(p, "empty route")
+			continue
+		}
+		if r := buildRoute(ps, p, fr, c.Datasets, stepOK); r != nil {
+			if j, dup := names[r.Name]; dup && r.Name != "" {
+				ps.at(p+".name", "route name %q is already used by routes[%d]", r.Name, j)
+			}
+			names[r.Name] = i
+			c.Routes = append(c.Routes, r)
+		}
+	}
+	// A route whose prefix lies under some route's output or quarantine would never match.
+	for i, r := range c.Routes {
+		for _, o := range c.Routes {
+			for _, t := range []*template{o.out, o.quar} {
+				if t != nil && strings.HasPrefix(r.Match.Prefix, t.prefix()) {
+					ps.at(fmt.Sprintf("routes[%d].match.prefix", i), "prefix %q is under route %q's output or quarantine prefix %q, so nothing would ever match (outputs are never routed again)", r.Match.Prefix, o.Name, t.prefix())
+				}
+			}
+		}
+	}
+	return c
+}
+
+func buildRoute(ps *problems, p string, fr *fileRoute, datasets map[string]Dataset, stepOK func(Step) error) *Route {
+	r := &Route{Name: fr.Name, Dataset: fr.Dataset, Output: fr.Output, Quarantine: fr.Quarantine}
+	if strings.TrimSpace(fr.Name) == "" {
+		ps.at(p+".name", "name is required")
+	}
+	m := fr.Match
+	r.Match = Match{Prefix: m.Prefix, Glob: m.Glob, User: m.User}
+	if strings.HasPrefix(m.Prefix, "/") || hasDotSegment(m.Prefix) {
+		ps.at(p+".match.prefix", "prefix %q must be a key prefix: no leading /, no . or .. segments", m.Prefix)
+	}
+	if m.Glob != "" {
+		if err := checkGlob(m.Glob); err != nil {
+			ps.at(p+".match.glob", "%v", err)
+		}
+	}
+	if strings.Contains(m.User, "/") {
+		ps.at(p+".match.user", "user %q contains /", m.User)
+	}
+	if m.MinSize != nil {
+		r.Match.MinSize = *m.MinSize
+	}
+	if m.MaxSize != nil {
+		if *m.MaxSize <= 0 {
+			ps.at(p+".match.max_size", "max_size must be above 0 (omit it for no upper bound)")
+		}
+		r.Match.MaxSize = *m.MaxSize
+		if r.Match.MinSize > r.Match.MaxSize {
+			ps.at(p+".match.min_size", "min_size %d is above max_size %d", r.Match.MinSize, r.Match.MaxSize)
+		}
+	}
+	r.UserFromPrefix = m.Prefix
+	if fr.UserFromPrefix != nil {
+		r.UserFromPrefix = *fr.UserFromPrefix
+		if strings.HasPrefix(r.UserFromPrefix, "/") {
+			ps.at(p+".user_from_prefix", "%q starts with /", r.UserFromPrefix)
+		}
+	}
+	if len(fr.Transforms) == 0 {
+		ps.at(p+".transforms", "at least one transform is required (use copy to pass files through)")
+	}
+	for i, fs := range fr.Transforms {
+		st := Step{Name: fs.Name, Options: fs.Options}
+		sp := fmt.Sprintf("%s.transforms[%d]", p, i)
+		if fs.Name == "" {
+			ps.at(sp, "transform name is required")
+			continue
+		}
+		if stepOK != nil {
+			if err := stepOK(st); err != nil {
+				ps.at(sp+".name", "%v", err)
+			}
+		}
+		r.Steps = append(r.Steps, st)
+	}
+	if fr.Output == "" {
+		ps.at(p+".output", "output key template is required")
+	} else if t, err := parseTemplate(fr.Output); err != nil {
+		ps.at(p+".output", "%v", err)
+	} else if !t.uses("name") && !t.uses("stem") && !strings.HasSuffix(fr.Output, "/") {
+		ps.at(p+".output", "output %q must contain {name} or {stem} (or end with /) so each file gets its own key", fr.Output)
+	} else {
+		r.out = t
+	}
+	if fr.Quarantine == "" {
+		ps.at(p+".quarantine", "quarantine prefix or template is required (where files that fail validation go)")
+	} else if t, err := parseTemplate(fr.Quarantine); err != nil {
+		ps.at(p+".quarantine", "%v", err)
+	} else if !t.uses("name") && !t.uses("stem") && !strings.HasSuffix(fr.Quarantine, "/") {
+		ps.at(p+".quarantine", "quarantine %q must contain {name} or {stem} (or end with /, then the name is appended)", fr.Quarantine)
+	} else {
+		r.quar = t
+	}
+	if fr.Dataset == "" {
+		ps.at(p+".dataset", "dataset is required (who is told)")
+	} else if d, ok := datasets[fr.Dataset]; !ok {
+		ps.at(p+".dataset", "dataset %q is not defined under datasets", fr.Dataset)
+	} else {
+		r.Topic, r.Attributes = d.Topic, d.Attributes
+	}
+	if fr.CompleteOn != nil {
+		r.CompleteOn = &CompleteOn{Marker: fr.CompleteOn.Marker}
+		if fr.CompleteOn.Marker == "" {
+			ps.at(p+".complete_on", "complete_on needs a marker glob, e.g. marker: \"*.done\"")
+		} else if err := checkGlob(fr.CompleteOn.Marker); err != nil {
+			ps.at(p+".complete_on.marker", "%v", err)
+		}
+	}
+	r.needsUser = r.Match.User != "" || (r.out != nil && r.out.uses("user")) || (r.quar != nil && r.quar.uses("user"))
+	return r
+}
+
+// checkGlob accepts a path.Match pattern on a base name.
+func checkGlob(g string) error {
+	if g == "" {
+		return fmt.Errorf("empty glob")
+	}
+	if strings.Contains(g, "/") {
+		return fmt.Errorf("glob %q matches a file name and cannot contain /", g)
+	}
+	if _, err := path.Match(g, ""); err != nil {
+		return fmt.Errorf("glob %q: %w", g, err)
+	}
+	return nil
+}
+
+func hasDotSegment(p string) bool {
+	for s := range strings.SplitSeq(p, "/") {
+		if s == "." || s == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// checkAttrName applies SNS's rules for message attribute names and keeps the ones the notify
+// handler sets for itself.
+func checkAttrName(k string) error {
+	switch {
+	case k == "" || len(k) > 256:
+		return fmt.Errorf("attribute name must be 1 to 256 characters")
+	case k == "dataset" || k == "user" || k == "status":
+		return fmt.Errorf("attribute %q is set by the notify handler itself", k)
+	case strings.HasPrefix(strings.ToLower(k), "aws.") || strings.HasPrefix(strings.ToLower(k), "amazon."):
+		return fmt.Errorf("attribute %q: names starting with AWS. or Amazon. are reserved", k)
+	case strings.HasPrefix(k, ".") || strings.HasSuffix(k, ".") || strings.Contains(k, ".."):
+		return fmt.Errorf("attribute %q: no leading, trailing or doubled dots", k)
+	}
+	for _, r := range k {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.", r)) {
+			return fmt.Errorf("attribute %q: only letters, digits, -, _ and . are allowed", k)
+		}
+	}
+	return nil
+}
+
+// checkStep is the transform registry check; until pipeline/transform lands it only needs a name.
+func checkStep(Step) error { return nil }
