@@ -1,0 +1,197 @@
+package transform
+
+import (
+	"bufio"
+	"compress/flate"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// copyT passes its input through unchanged. No options.
+type copyT struct{}
+
+func newCopy(*Options) (Transform, error) { return copyT{}, nil }
+
+func (copyT) Apply(ctx context.Context, in File, emit func(File) error) error {
+	return emitOne(ctx, in.Name, in.Body, emit)
+}
+
+// gunzip decompresses a gzip stream (concatenated members too). The output's name drops
+// ".gz" (".tgz" becomes ".tar"). A corrupt or truncated stream is a Rejection. No options.
+type gunzip struct{}
+
+func newGunzip(*Options) (Transform, error) { return gunzip{}, nil }
+
+func (gunzip) Apply(ctx context.Context, in File, emit func(File) error) error {
+	zr, err := gzip.NewReader(bufio.NewReaderSize(in.Body, 32<<10))
+	if err != nil {
+		return gzipErr(err)
+	}
+	defer zr.Close()
+	name := in.Name
+	switch {
+	case strings.HasSuffix(name, ".gz"):
+		name = strings.TrimSuffix(name, ".gz")
+	case strings.HasSuffix(name, ".tgz"):
+		name = strings.TrimSuffix(name, ".tgz") + ".tar"
+	}
+	return emitOne(ctx, name, gzipReader{zr}, emit)
+}
+
+type gzipReader struct{ r *gzip.Reader }
+
+func (g gzipReader) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = gzipErr(err)
+	}
+	return n, err
+}
+
+// gzipErr turns the ways a gzip stream can be bad into Rejections; other errors (the input's
+// own read errors) stay as they are.
+func gzipErr(err error) error {
+	var corrupt flate.CorruptInputError
+	switch {
+	case err == io.EOF, errors.Is(err, io.ErrUnexpectedEOF):
+		return reject(0, "gzip: truncated or empty stream")
+	case errors.Is(err, gzip.ErrHeader), errors.Is(err, gzip.ErrChecksum), errors.As(err, &corrupt):
+		return reject(0, "gzip: %v", err)
+	}
+	return err
+}
+
+// charset converts single-byte text to UTF-8. Option from: "windows-1252" (the default;
+// aliases cp1252) or "latin1" (aliases iso-8859-1). Windows-1252's five unassigned bytes map
+// to the C1 controls of the same value, as WHATWG's decoder does.
+type charset struct{ table *[256]string }
+
+func newCharset(o *Options) (Transform, error) {
+	switch from := strings.ToLower(o.String("from", "windows-1252")); from {
+	case "windows-1252", "cp1252":
+		return charset{table: charsetTable(true)}, nil
+	case "latin1", "latin-1", "iso-8859-1", "iso8859-1":
+		return charset{table: charsetTable(false)}, nil
+	default:
+		return nil, fmt.Errorf("option from: unsupported charset %q (want windows-1252 or latin1)", from)
+	}
+}
+
+var cp1252High = [32]rune{ // 0x80..0x9F
+	0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D, 0x017D, 0x8F,
+	0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+}
+
+func charsetTable(cp1252 bool) *[256]string {
+	var t [256]string
+	for b := 0; b < 256; b++ {
+		r := rune(b)
+		if cp1252 && b >= 0x80 && b < 0xA0 {
+			r = cp1252High[b-0x80]
+		}
+		t[b] = string(r)
+	}
+	return &t
+}
+
+func (c charset) Apply(ctx context.Context, in File, emit func(File) error) error {
+	return emitOne(ctx, in.Name, &charsetReader{src: in.Body, table: c.table, in: make([]byte, 16<<10)}, emit)
+}
+
+type charsetReader struct {
+	src   io.Reader
+	table *[256]string
+	in    []byte
+	out   []byte
+	off   int
+	err   error
+}
+
+func (r *charsetReader) Read(p []byte) (int, error) {
+	for r.off == len(r.out) {
+		if r.err != nil {
+			return 0, r.err
+		}
+		var n int
+		n, r.err = r.src.Read(r.in)
+		r.out, r.off = r.out[:0], 0
+		for _, b := range r.in[:n] {
+			if b < utf8.RuneSelf {
+				r.out = append(r.out, b)
+			} else {
+				r.out = append(r.out, r.table[b]...)
+			}
+		}
+	}
+	n := copy(p, r.out[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// newlines turns CRLF line endings into LF; a CR not followed by LF is kept. No options.
+type newlines struct{}
+
+func newNewlines(*Options) (Transform, error) { return newlines{}, nil }
+
+func (newlines) Apply(ctx context.Context, in File, emit func(File) error) error {
+	return emitOne(ctx, in.Name, &crlfReader{src: in.Body}, emit)
+}
+
+type crlfReader struct {
+	src    io.Reader
+	pendCR bool // the previous chunk ended in CR
+	err    error
+}
+
+func (r *crlfReader) Read(p []byte) (int, error) {
+	if len(p) < 2 {
+		return 0, errors.New("newlines: read buffer smaller than 2 bytes")
+	}
+	for {
+		if r.err != nil {
+			if r.pendCR {
+				r.pendCR = false
+				p[0] = '\r'
+				return 1, nil
+			}
+			return 0, r.err
+		}
+		start := 0
+		if r.pendCR {
+			p[0] = '\r'
+			start = 1
+		}
+		n, err := r.src.Read(p[start:])
+		r.err = err
+		n += start
+		r.pendCR = false
+		// Squeeze CRLF -> LF in place.
+		w := 0
+		for i := 0; i < n; i++ {
+			c := p[i]
+			if c == '\r' {
+				if i+1 < n {
+					if p[i+1] == '\n' {
+						continue
+					}
+				} else if r.err == nil {
+					r.pendCR = true // decide with the next chunk
+					continue
+				}
+			}
+			p[w] = c
+			w++
+		}
+		if w > 0 || r.err != nil && !r.pendCR {
+			if w > 0 {
+				return w, nil
+			}
+			return 0, r.err
+		}
+	}
+}
