@@ -141,7 +141,8 @@ func parse(file string, data []byte, stepOK func(Step) error) (*Config, error) {
 	}
 	if err := yaml.NewDecoder(bytes.NewReader(data), opts...).Decode(&fc); err != nil {
 		p := ps.yamlProblem(err)
-		if !reportedAt(ps, lineOf(p)) { // check may already have said it
+		// check may already have said it (goccy gives some errors no line)
+		if len(ps.list) == 0 || lineOf(p) != 0 && !reportedAt(ps, lineOf(p)) {
 			ps.list = append(ps.list, p)
 		}
 		return nil, ps.err()

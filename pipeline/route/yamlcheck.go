@@ -159,13 +159,14 @@ func (ps *problems) walk(n ast.Node, t reflect.Type, path string, depth int) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if reflect.PointerTo(t).Implements(textUnmarshaler) {
+		ps.checkText(n, t, path)
+		return
+	}
 	switch t.Kind() {
 	case reflect.Interface:
 		return // options: any value
 	case reflect.Struct, reflect.Map:
-		if t.Kind() == reflect.Struct && t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
-			return
-		}
 		values, ok := mappingValues(n)
 		if !ok {
 			ps.add(nodeLine(n), path, "expected a mapping (key: value), got %s", n.Type())
@@ -181,19 +182,13 @@ func (ps *problems) walk(n ast.Node, t reflect.Type, path string, depth int) {
 				}
 			}
 		}
-		seen := map[string]bool{}
 		for _, mv := range values {
 			key := keyString(mv.Key)
 			kpath := key
 			if path != "" {
 				kpath = path + "." + key
 			}
-			line := nodeLine(mv.Key)
-			if seen[key] {
-				ps.add(line, kpath, "duplicate key %q", key)
-				continue
-			}
-			seen[key] = true
+			line := nodeLine(mv.Key) // duplicate keys are refused by goccy's parser
 			ps.lines[kpath] = line
 			if t.Kind() == reflect.Map {
 				ps.walk(mv.Value, t.Elem(), kpath, depth+1)
@@ -222,6 +217,20 @@ func (ps *problems) walk(n ast.Node, t reflect.Type, path string, depth int) {
 		case *ast.MappingNode, *ast.MappingValueNode, *ast.SequenceNode:
 			ps.add(nodeLine(n), path, "expected a single value, got %s", n.Type())
 		}
+	}
+}
+
+// checkText decodes a scalar meant for an encoding.TextUnmarshaler (a Size), because goccy's
+// decoder reports that error without its position.
+func (ps *problems) checkText(n ast.Node, t reflect.Type, path string) {
+	s, ok := n.(ast.ScalarNode)
+	if !ok {
+		ps.add(nodeLine(n), path, "expected a single value, got %s", n.Type())
+		return
+	}
+	text := fmt.Sprint(s.GetValue())
+	if err := reflect.New(t).Interface().(interface{ UnmarshalText([]byte) error }).UnmarshalText([]byte(text)); err != nil {
+		ps.add(nodeLine(n), path, "%v", err)
 	}
 }
 
