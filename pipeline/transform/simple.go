@@ -2,6 +2,7 @@ package transform
 
 import (
 	"bufio"
+	"bytes"
 	"compress/flate"
 	"compress/gzip"
 	"context"
@@ -144,54 +145,53 @@ func (newlines) Apply(ctx context.Context, in File, emit func(File) error) error
 
 type crlfReader struct {
 	src    io.Reader
-	pendCR bool // the previous chunk ended in CR
+	buf    []byte
+	out    []byte // converted bytes not yet read, in buf
+	pendCR bool   // the last chunk ended in CR: kept back until the next byte is known
 	err    error
 }
 
 func (r *crlfReader) Read(p []byte) (int, error) {
-	if len(p) < 2 {
-		return 0, errors.New("newlines: read buffer smaller than 2 bytes")
-	}
-	for {
+	for len(r.out) == 0 {
 		if r.err != nil {
 			if r.pendCR {
 				r.pendCR = false
-				p[0] = '\r'
-				return 1, nil
+				r.out = append(r.buf[:0], '\r')
+				break
 			}
 			return 0, r.err
+		}
+		if r.buf == nil {
+			r.buf = make([]byte, 32<<10)
 		}
 		start := 0
 		if r.pendCR {
-			p[0] = '\r'
-			start = 1
+			r.buf[0], start = '\r', 1
 		}
-		n, err := r.src.Read(p[start:])
-		r.err = err
-		n += start
-		r.pendCR = false
-		// Squeeze CRLF -> LF in place.
-		w := 0
-		for i := 0; i < n; i++ {
-			c := p[i]
-			if c == '\r' {
-				if i+1 < n {
-					if p[i+1] == '\n' {
-						continue
-					}
-				} else if r.err == nil {
-					r.pendCR = true // decide with the next chunk
+		n, err := r.src.Read(r.buf[start:])
+		r.err, r.pendCR = err, false
+		b := r.buf[:start+n]
+		if bytes.IndexByte(b, '\r') < 0 {
+			r.out = b
+			continue
+		}
+		w := 0 // squeeze CRLF -> LF in place
+		for i := 0; i < len(b); i++ {
+			if b[i] == '\r' {
+				if i+1 < len(b) && b[i+1] == '\n' {
+					continue
+				}
+				if i+1 == len(b) && r.err == nil {
+					r.pendCR = true
 					continue
 				}
 			}
-			p[w] = c
+			b[w] = b[i]
 			w++
 		}
-		if w > 0 || r.err != nil && !r.pendCR {
-			if w > 0 {
-				return w, nil
-			}
-			return 0, r.err
-		}
+		r.out = b[:w]
 	}
+	n := copy(p, r.out)
+	r.out = r.out[n:]
+	return n, nil
 }
