@@ -13,9 +13,12 @@ import (
 	"os"
 	"path"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/ferrygw/ferry/pipeline/transform"
 )
 
 // DefaultIgnore are the temporary names clients write before renaming (WinSCP's .filepart,
@@ -62,7 +65,7 @@ type Route struct {
 	// UserFromPrefix: when an object carries no user in its metadata, the user is the key segment
 	// right after this prefix ("incoming/alice/x.csv" -> "alice"). Defaults to Match.Prefix.
 	UserFromPrefix string
-	Steps          []Step // in order
+	Steps          []transform.Step // in order; each built by the registry at load
 	Output         string // key template for each output file
 	Quarantine     string // key template (or prefix ending in "/") for a rejected input
 	Dataset        string
@@ -114,22 +117,27 @@ type fileCompleteOn struct {
 	Marker string `yaml:"marker"`
 }
 
-// Load reads and parses a routes file.
-func Load(file string) (*Config, error) {
+// Load reads and parses a routes file, checking transforms against transform.Default().
+func Load(file string) (*Config, error) { return LoadWith(file, transform.Default()) }
+
+// LoadWith is Load with the registry a deployment runs (one with extra transforms).
+func LoadWith(file string, reg *transform.Registry) (*Config, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("route: load: %w", err)
 	}
-	return Parse(file, data)
+	return ParseWith(file, data, reg)
 }
 
-// Parse decodes and validates a routes file (named file in messages). The error joins a
-// *Problem for everything wrong, ordered by line.
+// Parse decodes and validates a routes file (named file in messages), checking every transform
+// step (name and options) against transform.Default(). The error joins a *Problem for everything
+// wrong, ordered by line.
 func Parse(file string, data []byte) (*Config, error) {
-	return parse(file, data, checkStep)
+	return ParseWith(file, data, transform.Default())
 }
 
-func parse(file string, data []byte, stepOK func(Step) error) (*Config, error) {
+// ParseWith is Parse with the registry a deployment runs.
+func ParseWith(file string, data []byte, reg *transform.Registry) (*Config, error) {
 	ps := &problems{file: file, lines: map[string]int{}}
 	if !ps.check(data, reflect.TypeFor[fileConfig]()) {
 		return nil, ps.err()
@@ -147,7 +155,7 @@ func parse(file string, data []byte, stepOK func(Step) error) (*Config, error) {
 		}
 		return nil, ps.err()
 	}
-	c := build(ps, &fc, stepOK)
+	c := build(ps, &fc, reg)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
@@ -165,7 +173,7 @@ func reportedAt(ps *problems, line int) bool {
 }
 
 // build validates the decoded file and turns it into a Config, reporting into ps.
-func build(ps *problems, fc *fileConfig, stepOK func(Step) error) *Config {
+func build(ps *problems, fc *fileConfig, reg *transform.Registry) *Config {
 	c := &Config{Ignore: DefaultIgnore, Datasets: map[string]Dataset{}}
 	if fc.Ignore != nil {
 		c.Ignore = *fc.Ignore
@@ -200,7 +208,7 @@ func build(ps *problems, fc *fileConfig, stepOK func(Step) error) *Config {
 			ps.at(p, "empty route")
 			continue
 		}
-		if r := buildRoute(ps, p, fr, c.Datasets, stepOK); r != nil {
+		if r := buildRoute(ps, p, fr, c.Datasets, reg); r != nil {
 			if j, dup := names[r.Name]; dup && r.Name != "" {
 				ps.at(p+".name", "route name %q is already used by routes[%d]", r.Name, j)
 			}
@@ -221,7 +229,7 @@ func build(ps *problems, fc *fileConfig, stepOK func(Step) error) *Config {
 	return c
 }
 
-func buildRoute(ps *problems, p string, fr *fileRoute, datasets map[string]Dataset, stepOK func(Step) error) *Route {
+func buildRoute(ps *problems, p string, fr *fileRoute, datasets map[string]Dataset, reg *transform.Registry) *Route {
 	r := &Route{Name: fr.Name, Dataset: fr.Dataset, Output: fr.Output, Quarantine: fr.Quarantine}
 	if strings.TrimSpace(fr.Name) == "" {
 		ps.at(p+".name", "name is required")
@@ -262,16 +270,18 @@ func buildRoute(ps *problems, p string, fr *fileRoute, datasets map[string]Datas
 		ps.at(p+".transforms", "at least one transform is required (use copy to pass files through)")
 	}
 	for i, fs := range fr.Transforms {
-		st := Step{Name: fs.Name, Options: fs.Options}
+		st := transform.Step{Name: fs.Name, Options: fs.Options}
 		sp := fmt.Sprintf("%s.transforms[%d]", p, i)
 		if fs.Name == "" {
 			ps.at(sp, "transform name is required")
 			continue
 		}
-		if stepOK != nil {
-			if err := stepOK(st); err != nil {
-				ps.at(sp+".name", "%v", err)
+		if _, err := reg.New(st); err != nil {
+			where := sp + ".options" // the name is known: an option is wrong
+			if !slices.Contains(reg.Names(), fs.Name) {
+				where = sp + ".name"
 			}
+			ps.at(where, "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
 		r.Steps = append(r.Steps, st)
 	}
@@ -355,6 +365,3 @@ func checkAttrName(k string) error {
 	}
 	return nil
 }
-
-// checkStep is the transform registry check; until pipeline/transform lands it only needs a name.
-func checkStep(Step) error { return nil }

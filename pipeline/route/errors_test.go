@@ -79,6 +79,9 @@ func TestParseErrors(t *testing.T) {
 		{"undefined dataset", strings.Replace(okRoute, "dataset: d", "dataset: nope", 1), "x.yaml:9: routes[0].dataset: dataset \"nope\" is not defined"},
 		{"no transforms", strings.Replace(okRoute, "    transforms: [{name: copy}]\n", "", 1), "routes[0].transforms: at least one transform"},
 		{"unnamed transform", strings.Replace(okRoute, "{name: copy}", "{options: {a: 1}}", 1), "x.yaml:6: routes[0].transforms[0]: transform name is required"},
+		{"unknown transform", strings.Replace(okRoute, "{name: copy}", "{name: csv2json}", 1), "x.yaml:6: routes[0].transforms[0].name: transform \"csv2json\": unknown transform"},
+		{"unknown options", strings.Replace(okRoute, "{name: copy}", "{name: validate-csv, options: {required: [a], strict: true}}", 1), "x.yaml:6: routes[0].transforms[0].options: transform \"validate-csv\": unknown option \"required\"; unknown option \"strict\""},
+		{"bad option value", strings.Replace(okRoute, "{name: copy}", "{name: validate-csv, options: {columns: -1}}", 1), "x.yaml:6: routes[0].transforms[0].options: transform \"validate-csv\": option columns"},
 		{"no name", strings.Replace(okRoute, "name: r", "name: \"\"", 1), "routes[0].name: name is required"},
 		{"duplicate name", okRoute + "  - {name: r, match: {prefix: in2/}, transforms: [{name: copy}], output: \"out2/{name}\", quarantine: q2/, dataset: d}\n", "x.yaml:10: routes[1].name: route name \"r\" is already used by routes[0]"},
 		{"prefix under output", strings.Replace(okRoute, "{prefix: in/}", "{prefix: out/x/}", 1), "x.yaml:5: routes[0].match.prefix: prefix \"out/x/\" is under route \"r\"'s output"},
@@ -113,12 +116,12 @@ func TestParseErrors(t *testing.T) {
 // through with their YAML types.
 func TestStepOptions(t *testing.T) {
 	c, err := Parse("x.yaml", []byte(strings.Replace(okRoute, "{name: copy}",
-		"{name: validate-csv, options: {required: [id, name], columns: 3, strict: true, delimiter: \";\"}}", 1)))
+		"{name: validate-csv, options: {required_columns: [id, name], columns: 3, header: true, delimiter: \";\"}}", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := c.Routes[0].Steps[0].Options
-	if o["delimiter"] != ";" || o["strict"] != true || len(o["required"].([]any)) != 2 {
+	if o["delimiter"] != ";" || o["header"] != true || len(o["required_columns"].([]any)) != 2 {
 		t.Errorf("options = %#v", o)
 	}
 }

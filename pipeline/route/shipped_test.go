@@ -1,0 +1,70 @@
+package route
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferrygw/ferry/pipeline/transform"
+)
+
+// The shipped demo route, run through the real transforms: a good CSV becomes one JSONL output
+// at processed/<user>/<stem>.jsonl; a malformed one is a Rejection (-> quarantine/<user>/).
+func TestShippedDemoRouteRunsTheChain(t *testing.T) {
+	c, err := Load(filepath.Join(repoRoot(t), "configs", "pipeline.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Object{Key: "incoming/alice/sales.csv", Size: 30}
+	r, ok := c.Match(o)
+	if !ok {
+		t.Fatal("not routed")
+	}
+	run := func(body string) (map[string]string, error) {
+		var ts []transform.Transform
+		for _, s := range r.Steps {
+			tr, err := transform.Default().New(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts = append(ts, tr)
+		}
+		out := map[string]string{}
+		err := transform.Chain(context.Background(), ts, transform.File{Name: "sales.csv", Body: strings.NewReader(body)}, func(f transform.File) error {
+			b, err := io.ReadAll(f.Body)
+			if err != nil {
+				return err
+			}
+			k, err := r.OutputKey(o, f.Name, testTime)
+			if err != nil {
+				return err
+			}
+			out[k] = string(b)
+			return nil
+		})
+		return out, err
+	}
+	out, err := run("id,name\n1,ann\n2,bob\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 {
+		t.Fatalf("outputs = %v", out)
+	}
+	for k, v := range out {
+		if k != "processed/alice/sales.jsonl" || strings.Count(v, "\n") != 2 || !strings.Contains(v, `"name":"ann"`) {
+			t.Errorf("output %q = %q", k, v)
+		}
+	}
+	_, err = run("id,name\n1,ann,extra\n")
+	var rej *transform.Rejection
+	if !errors.As(err, &rej) {
+		t.Fatalf("malformed CSV: err = %v, want a Rejection", err)
+	}
+	if k, err := r.QuarantineKey(o, testTime); err != nil || k != "quarantine/alice/sales.csv" {
+		t.Errorf("quarantine = %q, %v", k, err)
+	}
+}
