@@ -66,8 +66,8 @@ type Route struct {
 	// right after this prefix ("incoming/alice/x.csv" -> "alice"). Defaults to Match.Prefix.
 	UserFromPrefix string
 	Steps          []transform.Step // in order; each built by the registry at load
-	Output         string // key template for each output file
-	Quarantine     string // key template (or prefix ending in "/") for a rejected input
+	Output         string           // key template for each output file
+	Quarantine     string           // key template (or prefix ending in "/") for a rejected input
 	Dataset        string
 	Topic          string            // the dataset's topic
 	Attributes     map[string]string // the dataset's attributes
