@@ -1,0 +1,531 @@
+package handler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/transform"
+)
+
+// Object metadata the gateway writes and the handler carries onto outputs.
+const (
+	MetaUser       = "ferry-user"
+	MetaTransferID = "ferry-transfer-id"
+	MetaSourceKey  = "ferry-source-key"
+	MetaReason     = "ferry-reject-reason"
+)
+
+// S3API is the S3 calls the transform handler makes; *s3.Client satisfies it.
+type S3API interface {
+	LedgerAPI
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns ...func(*s3.Options)) (*s3.CopyObjectOutput, error)
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPart(ctx context.Context, in *s3.UploadPartInput, optFns ...func(*s3.Options)) (*s3.UploadPartOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+}
+
+var _ S3API = (*s3.Client)(nil)
+
+// Emitter publishes pipeline events; *bus.Bus satisfies it, and EventBridgeEmitter does on AWS.
+// An error means "not published".
+type Emitter interface {
+	Put(ctx context.Context, events ...event.Envelope) error
+}
+
+// TransformConfig wires a TransformHandler.
+type TransformConfig struct {
+	S3       S3API
+	Routes   *route.Config
+	Registry *transform.Registry // nil: transform.Default()
+	Ledger   *Ledger             // required: idempotency and batches
+	Events   Emitter
+	Metrics  *Metrics // nil: none
+	Log      *slog.Logger
+	Account  string // envelope fields of published events (EventBridge overwrites them)
+	Region   string
+	PartSize int64 // multipart part size for outputs; default 8 MiB (min 5 MiB)
+}
+
+// TransformHandler routes each new object through its route's transform chain into the output
+// key(s) and publishes File Processed or File Rejected.
+type TransformHandler struct {
+	cfg TransformConfig
+	log *slog.Logger
+}
+
+// NewTransformHandler checks cfg and returns the handler.
+func NewTransformHandler(cfg TransformConfig) (*TransformHandler, error) {
+	var errs []error
+	if cfg.S3 == nil {
+		errs = append(errs, errors.New("transform handler: S3 client required"))
+	}
+	if cfg.Routes == nil {
+		errs = append(errs, errors.New("transform handler: routes required"))
+	}
+	if cfg.Ledger == nil {
+		errs = append(errs, errors.New("transform handler: ledger required"))
+	}
+	if cfg.Events == nil {
+		errs = append(errs, errors.New("transform handler: event emitter required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = transform.Default()
+	}
+	if cfg.PartSize == 0 {
+		cfg.PartSize = 8 << 20
+	}
+	if cfg.PartSize < 5<<20 {
+		cfg.PartSize = 5 << 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &TransformHandler{cfg: cfg, log: cfg.Log}, nil
+}
+
+// Deliver makes the handler a bus target.
+func (h *TransformHandler) Deliver(ctx context.Context, ev []byte) error { return h.Handle(ctx, ev) }
+
+// input is one file to process, as held in the ledger for batches.
+type input struct {
+	Bucket     string    `json:"bucket"`
+	Key        string    `json:"key"`
+	ETag       string    `json:"etag"`
+	Size       int64     `json:"size"`
+	User       string    `json:"user,omitempty"` // metadata ferry-user
+	TransferID string    `json:"transfer_id,omitempty"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"` // event time: output keys ({date}) are deterministic
+}
+
+func (in input) object() route.Object {
+	return route.Object{Bucket: in.Bucket, Key: in.Key, Size: in.Size, User: in.User}
+}
+
+// Handle processes one S3 Object Created event. Events it does not act on (other types,
+// directory markers, ignored or unrouted keys, superseded objects, duplicates) return nil;
+// transient failures return an error so the event is retried.
+func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) error {
+	e, err := event.DecodeS3(raw)
+	if err != nil {
+		h.log.ErrorContext(ctx, "transform: dropping an event that is not an S3 object event", "err", err)
+		return nil
+	}
+	if e.DetailType != event.DetailTypeObjectCreated {
+		return nil
+	}
+	d := e.Detail
+	o := d.Object
+	log := h.log.With("bucket", d.Bucket.Name, "key", o.Key, "etag", o.ETag, "reason", d.Reason, "eventId", e.ID)
+	if o.IsDirectoryMarker() || h.isLedgerKey(d.Bucket.Name, o.Key) || h.cfg.Routes.Ignored(o.Key) {
+		log.DebugContext(ctx, "transform: ignored")
+		return nil
+	}
+	head, err := h.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(d.Bucket.Name), Key: aws.String(o.Key), IfMatch: aws.String(quote(o.ETag)),
+	})
+	switch {
+	case isStatus(err, http.StatusNotFound), isStatus(err, http.StatusPreconditionFailed):
+		log.InfoContext(ctx, "transform: object deleted or replaced since the event; its own event follows")
+		return nil
+	case err != nil:
+		return fmt.Errorf("transform: head s3://%s/%s: %w", d.Bucket.Name, o.Key, err)
+	}
+	in := input{
+		Bucket: d.Bucket.Name, Key: o.Key, ETag: o.ETag, Size: aws.ToInt64(head.ContentLength),
+		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID],
+		Reason: d.Reason, At: e.Time,
+	}
+	if in.TransferID != "" {
+		log = log.With("transferId", in.TransferID)
+	}
+	if r, ok := h.cfg.Routes.MatchMarker(in.object()); ok && r.CompleteOn != nil {
+		return h.completeBatch(ctx, log, r, in)
+	}
+	r, ok := h.cfg.Routes.Match(in.object())
+	if !ok {
+		log.DebugContext(ctx, "transform: no route")
+		return nil
+	}
+	log = log.With("route", r.Name)
+	if r.CompleteOn != nil {
+		name := batchDir(r, in.Key) + hashOf(in.Key)
+		if err := h.cfg.Ledger.Put(ctx, name, in); err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "transform: held until the batch marker arrives", "marker", r.CompleteOn.Marker)
+		return nil
+	}
+	return h.once(ctx, log, "object/"+factID(in), func() (*event.FileDetail, error) {
+		if in.Reason == event.ReasonCopyObject {
+			done, err := h.cfg.Ledger.Has(ctx, contentName(in))
+			if err != nil {
+				return nil, err
+			}
+			if done {
+				log.InfoContext(ctx, "transform: copy of content already processed; not processing again")
+				return nil, nil
+			}
+		}
+		start := time.Now()
+		res, err := h.process(ctx, log, r, in)
+		if err != nil || res == nil {
+			return nil, err
+		}
+		h.record(r, []event.FileResult{*res}, time.Since(start))
+		return h.detail(r, factID(in), in, "", []event.FileResult{*res}), nil
+	})
+}
+
+// once runs work for the fact name at most once: claim in the ledger, work, publish, mark done.
+// work returning a nil detail means "nothing to publish". The inputs of the detail are
+// remembered by content so a later copy of them is not processed again.
+func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, name string, work func() (*event.FileDetail, error)) error {
+	state, _, err := h.cfg.Ledger.Claim(ctx, name)
+	if err != nil {
+		return err
+	}
+	switch state {
+	case Done:
+		log.InfoContext(ctx, "transform: duplicate event, already handled")
+		return nil
+	case Busy:
+		return fmt.Errorf("transform %s: %w", name, ErrBusy)
+	}
+	release := func(cause error) error {
+		if rerr := h.cfg.Ledger.Release(ctx, name); rerr != nil {
+			log.WarnContext(ctx, "transform: release claim", "err", rerr)
+		}
+		return cause
+	}
+	det, err := work()
+	if err != nil {
+		return release(err)
+	}
+	if det != nil {
+		fe, err := event.NewFileEvent(*det, h.cfg.Account, h.cfg.Region, time.Now())
+		if err != nil {
+			return release(fmt.Errorf("transform: build event: %w", err))
+		}
+		env, err := event.Raw(fe)
+		if err != nil {
+			return release(err)
+		}
+		if err := h.cfg.Events.Put(ctx, env); err != nil {
+			return release(fmt.Errorf("transform: publish %s: %w", fe.DetailType, err))
+		}
+		log.InfoContext(ctx, "transform: published", "detailType", fe.DetailType, "files", len(det.Files))
+	}
+	if det != nil {
+		for _, f := range det.Files {
+			in := input{Bucket: det.Bucket, Key: f.Key, ETag: f.ETag, Size: f.Size, TransferID: f.TransferID}
+			if err := h.cfg.Ledger.Done(ctx, contentName(in), map[string]string{"key": f.Key}); err != nil {
+				log.WarnContext(ctx, "transform: remember content", "err", err)
+			}
+		}
+	}
+	if err := h.cfg.Ledger.Done(ctx, name, det); err != nil {
+		// Published but not marked: a redelivery redoes the same outputs and event, which
+		// the notify handler's ledger (same detail id) absorbs.
+		log.ErrorContext(ctx, "transform: mark done", "err", err)
+	}
+	return nil
+}
+
+// completeBatch processes every held file of the marker's directory and publishes one event.
+func (h *TransformHandler) completeBatch(ctx context.Context, log *slog.Logger, r *route.Route, marker input) error {
+	log = log.With("route", r.Name, "marker", marker.Key)
+	dir := batchDir(r, marker.Key)
+	var names []string
+	err := h.once(ctx, log, "object/"+factID(marker), func() (*event.FileDetail, error) {
+		ns, vals, err := h.cfg.Ledger.List(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		var results []event.FileResult
+		for i, v := range vals {
+			var in input
+			if err := json.Unmarshal(v, &in); err != nil {
+				log.WarnContext(ctx, "transform: bad batch record", "name", ns[i], "err", err)
+				continue
+			}
+			res, err := h.process(ctx, log.With("member", in.Key), r, in)
+			if err != nil {
+				return nil, err
+			}
+			if res != nil {
+				results = append(results, *res)
+			}
+			names = append(names, ns[i])
+		}
+		if len(results) == 0 {
+			log.InfoContext(ctx, "transform: batch marker without files")
+			return nil, nil
+		}
+		h.record(r, results, time.Since(start))
+		return h.detail(r, factID(marker), marker, marker.Key, results), nil
+	})
+	if err != nil {
+		return err
+	}
+	// The batch is done: its files are no longer held (the next marker starts a new batch).
+	for _, n := range names {
+		if err := h.cfg.Ledger.Release(ctx, n); err != nil {
+			log.WarnContext(ctx, "transform: drop held record", "name", n, "err", err)
+		}
+	}
+	return nil
+}
+
+func (h *TransformHandler) detail(r *route.Route, id string, in input, marker string, files []event.FileResult) *event.FileDetail {
+	return &event.FileDetail{
+		ID: id, Route: r.Name, Dataset: r.Dataset, Topic: r.Topic,
+		User: r.UserOf(in.object()), TransferID: in.TransferID, Bucket: in.Bucket,
+		Marker: marker, Files: files,
+	}
+}
+
+func (h *TransformHandler) record(r *route.Route, files []event.FileResult, d time.Duration) {
+	s := Sample{Route: r.Name, Dataset: r.Dataset, Duration: d}
+	for _, f := range files {
+		s.BytesIn += f.Size
+		if f.Reason != "" {
+			s.Rejected++
+			continue
+		}
+		s.Processed++
+		for _, o := range f.Outputs {
+			s.BytesOut += o.Size
+		}
+	}
+	h.cfg.Metrics.Record(s)
+}
+
+// errSuperseded: the object changed between the event and the read.
+var errSuperseded = errors.New("object replaced since the event")
+
+// process streams one input through r's chain into its output keys. A Rejection (or an output
+// name that renders to no clean key) quarantines the input instead. A nil result means the
+// object is gone or was replaced (its own event handles the new one).
+func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *route.Route, in input) (*event.FileResult, error) {
+	ts := make([]transform.Transform, 0, len(r.Steps))
+	for _, st := range r.Steps {
+		t, err := h.cfg.Registry.New(transform.Step{Name: st.Name, Options: st.Options})
+		if err != nil {
+			return nil, fmt.Errorf("transform: route %s: %w", r.Name, err)
+		}
+		ts = append(ts, t)
+	}
+	get, err := h.cfg.S3.GetObject(ctx, &s3.GetObjectInput{
+		Bucket: aws.String(in.Bucket), Key: aws.String(in.Key), IfMatch: aws.String(quote(in.ETag)),
+	})
+	switch {
+	case isStatus(err, http.StatusNotFound), isStatus(err, http.StatusPreconditionFailed):
+		log.InfoContext(ctx, "transform: object deleted or replaced; skipped", "err", errSuperseded)
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("transform: get s3://%s/%s: %w", in.Bucket, in.Key, err)
+	}
+	defer get.Body.Close()
+	user := r.UserOf(in.object())
+	meta := map[string]string{MetaSourceKey: in.Key}
+	if user != "" {
+		meta[MetaUser] = user
+	}
+	if in.TransferID != "" {
+		meta[MetaTransferID] = in.TransferID
+	}
+	res := &event.FileResult{Key: in.Key, ETag: in.ETag, Size: in.Size, User: user, TransferID: in.TransferID}
+	cctx := transform.WithCounter(ctx)
+	err = transform.Chain(cctx, ts, transform.File{Name: path.Base(in.Key), Body: get.Body}, func(f transform.File) error {
+		key, err := r.OutputKey(in.object(), f.Name, in.At)
+		if err != nil {
+			return err
+		}
+		n, err := h.upload(ctx, in.Bucket, key, f.Body, meta)
+		if err != nil {
+			return err
+		}
+		res.Outputs = append(res.Outputs, event.FileOutput{Key: key, Size: n})
+		return nil
+	})
+	res.Records = transform.Records(cctx)
+	var rej *transform.Rejection
+	switch {
+	case err == nil:
+		log.InfoContext(ctx, "transform: processed", "outputs", len(res.Outputs), "records", res.Records)
+		return res, nil
+	case errors.As(err, &rej):
+		res.Reason, res.Line = rej.Reason, rej.Line
+	case errors.Is(err, route.ErrBadKey), errors.Is(err, route.ErrNoUser):
+		res.Reason = err.Error()
+	default:
+		return nil, fmt.Errorf("transform: s3://%s/%s through route %s: %w", in.Bucket, in.Key, r.Name, err)
+	}
+	// Rejected: outputs already written are withdrawn, the input goes to quarantine.
+	for _, o := range res.Outputs {
+		if _, derr := h.cfg.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(o.Key)}); derr != nil {
+			return nil, fmt.Errorf("transform: withdraw output %s: %w", o.Key, derr)
+		}
+	}
+	res.Outputs, res.Records = nil, 0
+	qkey, err := r.QuarantineKey(in.object(), in.At)
+	if err != nil {
+		return nil, fmt.Errorf("transform: quarantine key for %s: %w", in.Key, err)
+	}
+	meta[MetaReason] = asciiOnly(res.Reason)
+	if _, err := h.cfg.S3.CopyObject(ctx, &s3.CopyObjectInput{
+		Bucket: aws.String(in.Bucket), Key: aws.String(qkey),
+		CopySource:        aws.String(in.Bucket + "/" + in.Key),
+		CopySourceIfMatch: aws.String(quote(in.ETag)),
+		Metadata:          meta, MetadataDirective: s3types.MetadataDirectiveReplace,
+	}); err != nil {
+		return nil, fmt.Errorf("transform: quarantine %s -> %s: %w", in.Key, qkey, err)
+	}
+	res.Quarantine = qkey
+	if res.Reason == "" {
+		res.Reason = "rejected"
+	}
+	log.WarnContext(ctx, "transform: rejected, input quarantined", "quarantine", qkey, "why", res.Reason, "line", res.Line)
+	return res, nil
+}
+
+func (h *TransformHandler) isLedgerKey(bucket, key string) bool {
+	l := h.cfg.Ledger
+	return bucket == l.Bucket() && len(key) >= len(l.Prefix()) && key[:len(l.Prefix())] == l.Prefix()
+}
+
+// factID names the fact "this version of this object": bucket, key and etag.
+func factID(in input) string { return hashOf(in.Bucket + "\x00" + in.Key + "\x00" + in.ETag) }
+
+// contentName names the content of an input, to recognise a copy of processed content: the
+// gateway's transfer id (CopyObject keeps metadata) when present, else size plus etag (the MD5
+// of the bytes for single-part objects).
+func contentName(in input) string {
+	id := "etag\x00" + in.ETag + "\x00" + fmt.Sprint(in.Size)
+	if in.TransferID != "" {
+		id = "transfer\x00" + in.TransferID
+	}
+	return "content/" + hashOf(in.Bucket+"\x00"+id)
+}
+
+// batchDir is the ledger folder holding the files of the batch that key's directory forms.
+func batchDir(r *route.Route, key string) string {
+	return "batch/" + safeName(r.Name) + "/" + hashOf(path.Dir(key)) + "/"
+}
+
+func hashOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
+}
+
+func quote(etag string) string { return `"` + etag + `"` }
+
+// asciiOnly keeps metadata values to what S3 accepts in headers.
+func asciiOnly(s string) string {
+	b := []byte(s)
+	out := b[:0]
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7f {
+			out = append(out, c)
+		}
+	}
+	if len(out) > 512 {
+		out = out[:512]
+	}
+	return string(out)
+}
+
+// upload streams body to bucket/key: one PutObject when it fits in a part, else a multipart
+// upload (one part buffer in memory). It returns the bytes written.
+func (h *TransformHandler) upload(ctx context.Context, bucket, key string, body io.Reader, meta map[string]string) (int64, error) {
+	buf := make([]byte, h.cfg.PartSize)
+	n, err := io.ReadFull(body, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if _, err := h.cfg.S3.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(bucket), Key: aws.String(key), Body: bytesReader(buf[:n]),
+			ContentLength: aws.Int64(int64(n)), Metadata: meta,
+		}); err != nil {
+			return 0, fmt.Errorf("put s3://%s/%s: %w", bucket, key, err)
+		}
+		return int64(n), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	mpu, err := h.cfg.S3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), Metadata: meta,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("create multipart upload s3://%s/%s: %w", bucket, key, err)
+	}
+	abort := func(cause error) (int64, error) {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, _ = h.cfg.S3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: mpu.UploadId})
+		return 0, cause
+	}
+	var parts []s3types.CompletedPart
+	var total int64
+	for num := int32(1); ; num++ {
+		if num > 10000 {
+			return abort(fmt.Errorf("upload s3://%s/%s: more than 10000 parts", bucket, key))
+		}
+		up, err := h.cfg.S3.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: aws.String(bucket), Key: aws.String(key), UploadId: mpu.UploadId,
+			PartNumber: aws.Int32(num), Body: bytesReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
+		})
+		if err != nil {
+			return abort(fmt.Errorf("upload part %d of s3://%s/%s: %w", num, bucket, key, err))
+		}
+		parts = append(parts, s3types.CompletedPart{ETag: up.ETag, PartNumber: aws.Int32(num)})
+		total += int64(n)
+		n, err = io.ReadFull(body, buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil && err != io.ErrUnexpectedEOF {
+			return abort(err)
+		}
+		if err == io.ErrUnexpectedEOF {
+			up, err := h.cfg.S3.UploadPart(ctx, &s3.UploadPartInput{
+				Bucket: aws.String(bucket), Key: aws.String(key), UploadId: mpu.UploadId,
+				PartNumber: aws.Int32(num + 1), Body: bytesReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
+			})
+			if err != nil {
+				return abort(fmt.Errorf("upload part %d of s3://%s/%s: %w", num+1, bucket, key, err))
+			}
+			parts = append(parts, s3types.CompletedPart{ETag: up.ETag, PartNumber: aws.Int32(num + 1)})
+			total += int64(n)
+			break
+		}
+	}
+	if _, err := h.cfg.S3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), UploadId: mpu.UploadId,
+		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: parts},
+	}); err != nil {
+		return abort(fmt.Errorf("complete multipart upload s3://%s/%s: %w", bucket, key, err))
+	}
+	return total, nil
+}
