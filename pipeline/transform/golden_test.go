@@ -57,6 +57,7 @@ func TestGolden(t *testing.T) {
 		{"copy", "basic.csv", []Step{step("copy")}, "basic.csv", false},
 		{"csv-basic", "basic.csv", []Step{step("csv-to-jsonl")}, "basic.jsonl", false},
 		{"csv-delimiter-quote", "semicolon.csv", []Step{step("csv-to-jsonl", "delimiter", ";", "quote", "'")}, "semicolon.jsonl", false},
+		{"csv-tab-no-quote", "tab.tsv", []Step{step("csv-to-jsonl", "delimiter", "\t", "quote", "")}, "tab.jsonl", false},
 		{"csv-header-list", "noheader.csv", []Step{step("csv-to-jsonl", "header", []any{"n", "letter"})}, "noheader.jsonl", false},
 		{"csv-empty", "empty.csv", []Step{step("csv-to-jsonl")}, "empty.jsonl", false},
 		{"csv-header-only", "header-only.csv", []Step{step("csv-to-jsonl")}, "header-only.jsonl", false},
