@@ -142,12 +142,15 @@ func ParseWith(file string, data []byte, reg *transform.Registry) (*Config, erro
 	if !ps.check(data, reflect.TypeFor[fileConfig]()) {
 		return nil, ps.err()
 	}
+	if ps.shape {
+		return nil, ps.err()
+	}
 	var fc fileConfig
 	opts := []yaml.DecodeOption{}
 	if len(ps.list) == 0 {
 		opts = append(opts, yaml.Strict()) // belt and braces: check already refused unknown keys
 	}
-	if err := yaml.NewDecoder(bytes.NewReader(data), opts...).Decode(&fc); err != nil {
+	if err := decode(data, &fc, opts); err != nil {
 		p := ps.yamlProblem(err)
 		// check may already have said it (goccy gives some errors no line)
 		if len(ps.list) == 0 || lineOf(p) != 0 && !reportedAt(ps, lineOf(p)) {
@@ -364,4 +367,15 @@ func checkAttrName(k string) error {
 		}
 	}
 	return nil
+}
+
+// decode runs goccy's decoder, turning a panic (seen on inputs check should already refuse) into
+// an error.
+func decode(data []byte, fc *fileConfig, opts []yaml.DecodeOption) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("yaml: cannot decode this file (%v)", p)
+		}
+	}()
+	return yaml.NewDecoder(bytes.NewReader(data), opts...).Decode(fc)
 }

@@ -42,6 +42,10 @@ type problems struct {
 	file  string
 	lines map[string]int
 	list  []error
+	// shape is set when a value has the wrong shape (a list where a mapping belongs...): goccy's
+	// decoder must not see such a file (it can panic on some), while unknown keys alone still let
+	// it decode the rest, so later checks report their problems too.
+	shape bool
 }
 
 func (ps *problems) add(line int, path, format string, args ...any) {
@@ -134,6 +138,7 @@ func nodeLine(n ast.Node) int {
 
 func (ps *problems) walk(n ast.Node, t reflect.Type, path string, depth int) {
 	if depth > 32 {
+		ps.shape = true
 		ps.add(nodeLine(n), path, "nested too deeply")
 		return
 	}
@@ -169,6 +174,7 @@ func (ps *problems) walk(n ast.Node, t reflect.Type, path string, depth int) {
 	case reflect.Struct, reflect.Map:
 		values, ok := mappingValues(n)
 		if !ok {
+			ps.shape = true
 			ps.add(nodeLine(n), path, "expected a mapping (key: value), got %s", n.Type())
 			return
 		}
@@ -204,6 +210,7 @@ func (ps *problems) walk(n ast.Node, t reflect.Type, path string, depth int) {
 	case reflect.Slice:
 		seq, ok := n.(*ast.SequenceNode)
 		if !ok {
+			ps.shape = true
 			ps.add(nodeLine(n), path, "expected a list, got %s", n.Type())
 			return
 		}
@@ -215,6 +222,7 @@ func (ps *problems) walk(n ast.Node, t reflect.Type, path string, depth int) {
 	default:
 		switch n.(type) {
 		case *ast.MappingNode, *ast.MappingValueNode, *ast.SequenceNode:
+			ps.shape = true
 			ps.add(nodeLine(n), path, "expected a single value, got %s", n.Type())
 		}
 	}
@@ -225,11 +233,13 @@ func (ps *problems) walk(n ast.Node, t reflect.Type, path string, depth int) {
 func (ps *problems) checkText(n ast.Node, t reflect.Type, path string) {
 	s, ok := n.(ast.ScalarNode)
 	if !ok {
+		ps.shape = true
 		ps.add(nodeLine(n), path, "expected a single value, got %s", n.Type())
 		return
 	}
 	text := fmt.Sprint(s.GetValue())
 	if err := reflect.New(t).Interface().(interface{ UnmarshalText([]byte) error }).UnmarshalText([]byte(text)); err != nil {
+		ps.shape = true
 		ps.add(nodeLine(n), path, "%v", err)
 	}
 }
