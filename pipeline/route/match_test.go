@@ -22,7 +22,7 @@ routes:
     quarantine: "quarantine/{user}/"
     dataset: d
   - name: batch
-    match: {prefix: drops/, glob: "*.dat"}
+    match: {prefix: drops/}  # no glob: the marker check alone keeps markers out
     user_from_prefix: ""
     transforms: [{name: copy}]
     output: "out/batch/{dir}/{name}"
