@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BUILDFLAGS := -trimpath -ldflags "$(LDFLAGS)"
 VERSITYGW_VERSION := v1.8.0
 
-.PHONY: build run test bench tools vet fmt clean
+.PHONY: build run test bench tools vet fmt clean lambdas
 
 ## build: the one binary, bin/ferry (same flags as the Dockerfile)
 build:
@@ -26,6 +26,18 @@ test:
 ## bench: throughput and memory against baselines measured in the same run
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./gateway/bench/
+
+## lambdas: the pipeline's Lambda functions, dist/<name>.zip each holding a linux/arm64 `bootstrap`
+## (provided.al2023; -tags lambda.norpc drops the go1.x RPC, CGO_ENABLED=0 avoids glibc mismatch)
+LAMBDAS := transform notify
+lambdas:
+	@for n in $(LAMBDAS); do \
+		GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -tags lambda.norpc -ldflags "-s -w" \
+			-o dist/$$n/bootstrap ./pipeline/cmd/$$n || exit 1; \
+		cp configs/pipeline.yaml dist/$$n/pipeline.yaml || exit 1; \
+		rm -f dist/$$n.zip; (cd dist/$$n && zip -q -X ../$$n.zip bootstrap pipeline.yaml) || exit 1; \
+		echo "dist/$$n.zip"; \
+	done
 
 ## tools: test and benchmark tools that are Go programs
 tools:
