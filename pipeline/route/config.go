@@ -4,7 +4,20 @@
 // audience, with a quarantine for files that fail validation.
 //
 // Routes are written in YAML (configs/pipeline.yaml), decoded strictly: an unknown key is an error
-// and every problem is reported at once as "file:line: path: reason".
+// and every problem is reported at once as "file:line: path: reason". goccy/go-yaml parses; its
+// Strict decoder stops at the first unknown key, so this package walks the syntax tree itself to
+// list them all, with the line of every key for the semantic checks (globs, templates, transforms
+// against the transform registry, datasets).
+//
+// The uploader of an object is the gateway's metadata (x-amz-meta-ferry-user, passed in
+// Object.User) when present, else the key segment after the route's user_from_prefix (which
+// defaults to match.prefix): "incoming/alice/a.csv" -> "alice". A route whose match.user or
+// templates need a user does not select an object that has none.
+//
+// No loops: keys under the fixed prefix of any route's output or quarantine template (the text
+// before its first placeholder, which every template must have) are never routed, nor are
+// directory markers and temporary names (Config.Ignore). Rendered keys are clean: "." and ".."
+// segments are refused, never resolved.
 package route
 
 import (
@@ -40,7 +53,7 @@ type Dataset struct {
 	// default (the local sink in the embedded default).
 	Topic string
 	// Attributes are extra SNS message attributes (string values) sent with every notification,
-	// beside the dataset, user and status the notify handler always sets.
+	// beside the dataset, user, status and route the notify handler always sets.
 	Attributes map[string]string
 }
 
@@ -354,7 +367,7 @@ func checkAttrName(k string) error {
 	switch {
 	case k == "" || len(k) > 256:
 		return fmt.Errorf("attribute name must be 1 to 256 characters")
-	case k == "dataset" || k == "user" || k == "status":
+	case k == "dataset" || k == "user" || k == "status" || k == "route":
 		return fmt.Errorf("attribute %q is set by the notify handler itself", k)
 	case strings.HasPrefix(strings.ToLower(k), "aws.") || strings.HasPrefix(strings.ToLower(k), "amazon."):
 		return fmt.Errorf("attribute %q: names starting with AWS. or Amazon. are reserved", k)

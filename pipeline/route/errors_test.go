@@ -91,7 +91,7 @@ func TestParseErrors(t *testing.T) {
 		{"marker missing", strings.Replace(okRoute, "    dataset: d", "    dataset: d\n    complete_on: {}", 1), "x.yaml:10: routes[0].complete_on: complete_on needs a marker"},
 		{"bad marker glob", strings.Replace(okRoute, "    dataset: d", "    dataset: d\n    complete_on: {marker: \"[\"}", 1), "x.yaml:10: routes[0].complete_on.marker: glob \"[\""},
 		{"topic not ARN", strings.Replace(okRoute, "d: {}", "d: {topic: my-topic}", 1), "x.yaml:2: datasets.d.topic: topic \"my-topic\" is not an SNS topic ARN"},
-		{"reserved attribute", strings.Replace(okRoute, "d: {}", "d: {attributes: {status: x}}", 1), "datasets.d.attributes.status: attribute \"status\" is set by the notify handler"},
+		{"reserved attribute", strings.Replace(okRoute, "d: {}", "d: {attributes: {route: x}}", 1), "datasets.d.attributes.route: attribute \"route\" is set by the notify handler"},
 		{"AWS attribute", strings.Replace(okRoute, "d: {}", "d: {attributes: {AWS.x: y}}", 1), "reserved"},
 		{"string where list", strings.Replace(okRoute, "[{name: copy}]", "copy", 1), "x.yaml:6: routes[0].transforms: expected a list"},
 		{"mapping where string", strings.Replace(okRoute, "dataset: d", "dataset: {name: d}", 1), "x.yaml:9: routes[0].dataset: expected a single value"},
