@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
+	"github.com/ferrygw/ferry/pipeline/internal/lambdaemu"
+	"github.com/ferrygw/ferry/pipeline/internal/s3test"
+)
+
+// buildBootstrap builds a Lambda main for the test host, as `make lambdas` does for arm64.
+func buildBootstrap(t *testing.T, pkg string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "bootstrap")
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// TestBootstrapsUnderRuntimeAPI runs the real transform and notify binaries under a Lambda
+// Runtime API emulator, against versitygw and local endpoints speaking EventBridge's JSON 1.1
+// and SNS's query protocol: S3 event -> output object + PutEvents -> notify -> SNS Publish.
+func TestBootstrapsUnderRuntimeAPI(t *testing.T) {
+	srv := s3test.Start(t)
+	fake := fakeaws.Start(t)
+	transformBin := buildBootstrap(t, "github.com/ferrygw/ferry/pipeline/cmd/transform")
+	notifyBin := buildBootstrap(t, "github.com/ferrygw/ferry/pipeline/cmd/notify")
+	routes, err := filepath.Abs("../../../configs/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	env := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
+		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.Secret,
+		"AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_S3=" + srv.Endpoint, "S3_FORCE_PATH_STYLE=true",
+		"AWS_ENDPOINT_URL_EVENTBRIDGE=" + fake.URL, "AWS_ENDPOINT_URL_SNS=" + fake.URL,
+		"AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=ferry-test", "LAMBDA_TASK_ROOT=" + home,
+		"ROUTES=" + routes, "LEDGER_BUCKET=" + srv.Bucket, "SNS_TOPIC_ARN=arn:aws:sns:us-east-1:111122223333:ferry",
+	}
+	tEmu, nEmu := lambdaemu.New(t), lambdaemu.New(t)
+	tProc := tEmu.Run(transformBin, env)
+	nProc := nEmu.Run(notifyBin, env)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s3c := srv.Client()
+	seq := 0
+	upload := func(key, body string) []byte {
+		out, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(srv.Bucket), Key: aws.String(key), Body: strings.NewReader(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		ev, err := event.NewObjectCreated(event.S3Change{
+			Account: "111122223333", Region: "us-east-1", Bucket: srv.Bucket, Key: key, Size: int64(len(body)),
+			ETag: aws.ToString(out.ETag), Sequencer: strings.Repeat("0", 15) + string(rune('0'+seq)),
+			Requester: "111122223333", SourceIPAddress: "127.0.0.1", Reason: event.ReasonPutObject,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	invoke := func(emu *lambdaemu.Emulator, payload []byte, wantErr bool) lambdaemu.Result {
+		t.Helper()
+		r, err := emu.Invoke(ctx, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Err != wantErr {
+			t.Fatalf("invocation %s: error %v (%s), want error %v", r.RequestID, r.Err, r.Payload, wantErr)
+		}
+		return r
+	}
+
+	good := upload("incoming/alice/sales.csv", "id,name\n1,ann\n2,bob\n")
+	invoke(tEmu, good, false)
+	invoke(tEmu, good, false) // redelivery
+	invoke(tEmu, upload("incoming/bob/bad.csv", "a,b\n1\n"), false)
+	if _, err := s3c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(srv.Bucket), Key: aws.String("processed/alice/sales.jsonl")}); err != nil {
+		t.Errorf("output: %v", err)
+	}
+	if _, err := s3c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(srv.Bucket), Key: aws.String("quarantine/bob/bad.csv")}); err != nil {
+		t.Errorf("quarantine: %v", err)
+	}
+	entries := fake.Events()
+	if len(entries) != 2 || entries[0].DetailType != event.DetailTypeFileProcessed || entries[1].DetailType != event.DetailTypeFileRejected {
+		t.Fatalf("PutEvents entries %+v", entries)
+	}
+
+	// EventBridge delivers each entry to the notify function as an event (twice: at least once).
+	for i, en := range entries {
+		if en.Source != event.SourcePipeline || en.EventBusName != "default" {
+			t.Errorf("entry %d: %+v", i, en)
+		}
+		delivered, err := json.Marshal(map[string]any{
+			"version": "0", "id": event.NewID(), "detail-type": en.DetailType, "source": en.Source,
+			"account": "111122223333", "time": time.Now().UTC().Format(time.RFC3339), "region": "us-east-1",
+			"resources": en.Resources, "detail": json.RawMessage(en.Detail),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			fake.FailSNS(100) // SNS down: the function reports an error, Lambda would retry
+			invoke(nEmu, delivered, true)
+			fake.FailSNS(0)
+		}
+		invoke(nEmu, delivered, false)
+		invoke(nEmu, delivered, false)
+	}
+	msgs := fake.SNS()
+	if len(msgs) != 2 {
+		t.Fatalf("%d SNS messages, want 2: %+v", len(msgs), msgs)
+	}
+	if a := msgs[0].Attributes; a["dataset"] != "demo" || a["user"] != "alice" || a["status"] != "processed" {
+		t.Errorf("processed message attributes %v", a)
+	}
+	if a := msgs[1].Attributes; a["status"] != "rejected" || a["user"] != "bob" || !strings.Contains(msgs[1].Message, "quarantine/bob/bad.csv") {
+		t.Errorf("rejected message %+v", msgs[1])
+	}
+
+	// Logs are lambdacontext's JSON with the request id; metrics are EMF lines.
+	logs := tProc.Output()
+	if !strings.Contains(logs, `"requestId":"req-1"`) || !strings.Contains(logs, `"message":"transform: published"`) {
+		t.Errorf("transform logs lack JSON lines with requestId:\n%s", logs)
+	}
+	if !strings.Contains(logs, `"CloudWatchMetrics"`) || !strings.Contains(logs, `"FilesRejected":1`) {
+		t.Errorf("transform output lacks EMF metrics:\n%s", logs)
+	}
+	if !strings.Contains(nProc.Output(), `"requestId":"req-`) {
+		t.Errorf("notify logs:\n%s", nProc.Output())
+	}
+}
