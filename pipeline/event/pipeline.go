@@ -30,6 +30,7 @@ type FileEvent = Event[FileDetail]
 //	bucket       bucket of inputs and outputs
 //	marker       key of the completion marker of a batch
 //	files        the inputs, each with its outputs or quarantine key and reason
+//	attributes   the dataset's extra notification attributes
 type FileDetail struct {
 	ID         string       `json:"id"`
 	Route      string       `json:"route"`
@@ -40,6 +41,8 @@ type FileDetail struct {
 	Bucket     string       `json:"bucket"`
 	Marker     string       `json:"marker,omitempty"`
 	Files      []FileResult `json:"files"`
+	// Attributes are the dataset's extra notification attributes (SNS filter policies).
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // FileResult is one input file of a FileDetail.

@@ -137,10 +137,14 @@ func BuildNotification(e event.FileEvent) notify.Notification {
 	if at.IsZero() {
 		at = time.Now().UTC()
 	}
-	return notify.Notification{
-		ID: d.ID, Time: at, Dataset: d.Dataset, Subject: subject, Message: b.String(),
-		Attributes: map[string]string{"dataset": d.Dataset, "user": d.User, "status": status, "route": d.Route},
+	attrs := map[string]string{}
+	for k, v := range d.Attributes {
+		attrs[k] = v
 	}
+	for k, v := range map[string]string{"dataset": d.Dataset, "user": d.User, "status": status, "route": d.Route} {
+		attrs[k] = v // the fixed attributes win over a dataset's own
+	}
+	return notify.Notification{ID: d.ID, Time: at, Dataset: d.Dataset, Subject: subject, Message: b.String(), Attributes: attrs}
 }
 
 // safeName keeps ledger keys to a plain character set.

@@ -71,7 +71,7 @@ func TestNotifyEndToEnd(t *testing.T) {
 		t.Fatalf("%d notifications, want 2: %+v", len(msgs), msgs)
 	}
 	ok, bad := msgs[0], msgs[1]
-	want := map[string]string{"dataset": "demo", "user": "alice", "status": "processed", "route": "demo-csv"}
+	want := map[string]string{"dataset": "demo", "user": "alice", "status": "processed", "route": "demo-csv", "team": "demo"}
 	for k, v := range want {
 		if ok.Attributes[k] != v {
 			t.Errorf("attribute %s = %q, want %q", k, ok.Attributes[k], v)

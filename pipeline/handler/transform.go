@@ -302,7 +302,7 @@ func (h *TransformHandler) detail(r *route.Route, id string, in input, marker st
 	return &event.FileDetail{
 		ID: id, Route: r.Name, Dataset: r.Dataset, Topic: r.Topic,
 		User: r.UserOf(in.object()), TransferID: in.TransferID, Bucket: in.Bucket,
-		Marker: marker, Files: files,
+		Marker: marker, Files: files, Attributes: r.Attributes,
 	}
 }
 

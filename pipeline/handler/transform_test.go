@@ -2,9 +2,13 @@ package handler
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/pipeline/event"
 )
@@ -191,5 +195,43 @@ func TestTransformMarkerBatch(t *testing.T) {
 	evs = e.fileEvents()
 	if len(evs) != 2 || len(evs[1].Detail.Files) != 1 || evs[1].Detail.Files[0].Key != "batches/carol/3.csv" {
 		t.Errorf("second batch %+v", evs)
+	}
+}
+
+// TestTransformLargeOutputMultipart streams an input whose output spans several parts, so the
+// output goes up as a multipart upload (one part buffer in memory), byte-exact.
+func TestTransformLargeOutputMultipart(t *testing.T) {
+	e := newEnv(t)
+	e.h.cfg.PartSize = 5 << 20
+	var b strings.Builder
+	b.WriteString("id,payload\n")
+	pad := strings.Repeat("x", 200)
+	rows := 0
+	for b.Len() < 12<<20 {
+		rows++
+		fmt.Fprintf(&b, "%d,%s\n", rows, pad)
+	}
+	e.handle(e.upload("incoming/alice/big.csv", b.String(), nil))
+	body, _, ok := e.get("processed/alice/big.jsonl")
+	if !ok {
+		t.Fatalf("no output; keys %q", e.keys(""))
+	}
+	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	if len(lines) != rows || lines[rows-1] != fmt.Sprintf(`{"id":"%d","payload":"%s"}`, rows, pad) {
+		t.Fatalf("%d lines (want %d), last %.80q", len(lines), rows, lines[len(lines)-1])
+	}
+	f := e.fileEvents()[0].Detail.Files[0]
+	if f.Records != int64(rows) || f.Outputs[0].Size != int64(len(body)) || len(body) <= 10<<20 {
+		t.Errorf("result %+v, body %d bytes", f, len(body))
+	}
+	head, err := e.s3.HeadObject(ctx(t), &s3.HeadObjectInput{Bucket: aws.String(e.bucket), Key: aws.String("processed/alice/big.jsonl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if etag := aws.ToString(head.ETag); !strings.Contains(etag, "-3") {
+		t.Errorf("etag %s: not a 3-part multipart upload", etag)
+	}
+	if head.Metadata[MetaSourceKey] != "incoming/alice/big.csv" {
+		t.Errorf("metadata %v", head.Metadata)
 	}
 }
