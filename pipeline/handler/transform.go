@@ -169,6 +169,14 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 	}
 	log = log.With("route", r.Name)
 	if r.CompleteOn != nil {
+		done, err := h.cfg.Ledger.Has(ctx, "object/"+factID(in))
+		if err != nil {
+			return err
+		}
+		if done { // a late event of a file its batch's marker already took
+			log.InfoContext(ctx, "transform: already processed in its batch")
+			return nil
+		}
 		name := batchDir(r, in.Key) + hashOf(in.Key)
 		if err := h.cfg.Ledger.Put(ctx, name, in); err != nil {
 			return err
@@ -248,52 +256,6 @@ func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, name stri
 		// Published but not marked: a redelivery redoes the same outputs and event, which
 		// the notify handler's ledger (same detail id) absorbs.
 		log.ErrorContext(ctx, "transform: mark done", "err", err)
-	}
-	return nil
-}
-
-// completeBatch processes every held file of the marker's directory and publishes one event.
-func (h *TransformHandler) completeBatch(ctx context.Context, log *slog.Logger, r *route.Route, marker input) error {
-	log = log.With("route", r.Name, "marker", marker.Key)
-	dir := batchDir(r, marker.Key)
-	var names []string
-	err := h.once(ctx, log, "object/"+factID(marker), func() (*event.FileDetail, error) {
-		ns, vals, err := h.cfg.Ledger.List(ctx, dir)
-		if err != nil {
-			return nil, err
-		}
-		start := time.Now()
-		var results []event.FileResult
-		for i, v := range vals {
-			var in input
-			if err := json.Unmarshal(v, &in); err != nil {
-				log.WarnContext(ctx, "transform: bad batch record", "name", ns[i], "err", err)
-				continue
-			}
-			res, err := h.process(ctx, log.With("member", in.Key), r, in)
-			if err != nil {
-				return nil, err
-			}
-			if res != nil {
-				results = append(results, *res)
-			}
-			names = append(names, ns[i])
-		}
-		if len(results) == 0 {
-			log.InfoContext(ctx, "transform: batch marker without files")
-			return nil, nil
-		}
-		h.record(r, results, time.Since(start))
-		return h.detail(r, factID(marker), marker, marker.Key, results), nil
-	})
-	if err != nil {
-		return err
-	}
-	// The batch is done: its files are no longer held (the next marker starts a new batch).
-	for _, n := range names {
-		if err := h.cfg.Ledger.Release(ctx, n); err != nil {
-			log.WarnContext(ctx, "transform: drop held record", "name", n, "err", err)
-		}
 	}
 	return nil
 }

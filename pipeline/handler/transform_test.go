@@ -235,3 +235,26 @@ func TestTransformLargeOutputMultipart(t *testing.T) {
 		t.Errorf("metadata %v", head.Metadata)
 	}
 }
+
+// TestTransformMarkerBeforeFiles: S3 does not order events, so the marker's may come first.
+// The marker still takes the folder's files, and their late events change nothing.
+func TestTransformMarkerBeforeFiles(t *testing.T) {
+	e := newEnv(t)
+	f1 := e.upload("batches/erin/1.csv", goodCSV, map[string]string{MetaUser: "erin", MetaTransferID: "t-5"})
+	f2 := e.upload("batches/erin/2.csv", goodCSV, nil)
+	e.handle(e.upload("batches/erin/x.done", "", nil))
+	e.handle(f2)
+	e.handle(f1)
+	evs := e.fileEvents()
+	if len(evs) != 1 || len(evs[0].Detail.Files) != 2 {
+		t.Fatalf("events %+v", evs)
+	}
+	if f := evs[0].Detail.Files[0]; f.Key != "batches/erin/1.csv" || f.TransferID != "t-5" || f.User != "erin" {
+		t.Errorf("first file %+v", f)
+	}
+	// Nothing is left held: a new marker finds no batch.
+	e.handle(e.upload("batches/erin/y.done", "", nil))
+	if n := len(e.fileEvents()); n != 1 {
+		t.Errorf("%d events after an empty marker", n)
+	}
+}
