@@ -10,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -359,7 +361,7 @@ func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *rou
 	meta[MetaReason] = asciiOnly(res.Reason)
 	if _, err := h.cfg.S3.CopyObject(ctx, &s3.CopyObjectInput{
 		Bucket: aws.String(in.Bucket), Key: aws.String(qkey),
-		CopySource:        aws.String(in.Bucket + "/" + in.Key),
+		CopySource:        aws.String(copySource(in.Bucket, in.Key)),
 		CopySourceIfMatch: aws.String(quote(in.ETag)),
 		Metadata:          meta, MetadataDirective: s3types.MetadataDirectiveReplace,
 	}); err != nil {
@@ -400,6 +402,16 @@ func batchDir(r *route.Route, key string) string {
 func hashOf(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:16])
+}
+
+// copySource is CopyObject's x-amz-copy-source: the SDK sends it as given, so the key's
+// segments must be URL-encoded (spaces, non-ASCII).
+func copySource(bucket, key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return bucket + "/" + strings.Join(segs, "/")
 }
 
 func quote(etag string) string { return `"` + etag + `"` }

@@ -108,10 +108,18 @@ func TestTransformPoisonCSV(t *testing.T) {
 	if f.Line != 3 || f.Quarantine != "quarantine/alice/bad.csv" || f.Reason == "" {
 		t.Errorf("rejection %+v", f)
 	}
+	// A name with a space and non-ASCII letters quarantines too (CopyObject's source encoding).
+	e.handle(e.upload("incoming/alice/bad état #2.csv", bad, nil))
+	if _, _, ok := e.get("quarantine/alice/bad état #2.csv"); !ok {
+		t.Errorf("odd name not quarantined; keys %q", e.keys("quarantine/"))
+	}
+	if n := len(e.fileEvents()); n != 2 {
+		t.Fatalf("%d events", n)
+	}
 	// The quarantine copy's own event is ignored (no loop).
 	qe := e.created("quarantine/alice/bad.csv", e.put("quarantine/alice/bad.csv", bad, nil), len(bad), event.ReasonCopyObject)
 	e.handle(qe)
-	if n := len(e.fileEvents()); n != 1 {
+	if n := len(e.fileEvents()); n != 2 {
 		t.Errorf("%d events after the quarantine copy's event", n)
 	}
 	if !strings.Contains(e.metrics.String(), `"FilesRejected":1`) {
