@@ -24,6 +24,9 @@ type LedgerAPI interface {
 	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
 }
 
+// busyWait bounds how long a handler waits for a concurrent delivery of the same fact.
+const busyWait = 10 * time.Second
+
 // DefaultLedgerPrefix is where ledger objects live in the ledger bucket. The transform handler
 // never routes keys under it.
 const DefaultLedgerPrefix = ".ferry/ledger/"
@@ -114,6 +117,26 @@ func (l *Ledger) Claim(ctx context.Context, name string) (ClaimState, json.RawMe
 		return Busy, nil, nil
 	default:
 		return 0, nil, fmt.Errorf("ledger take over stale claim %s: %w", name, err)
+	}
+}
+
+// ClaimWait is Claim that, while another delivery holds a fresh claim, polls for up to wait:
+// a duplicate delivered at the same moment as the original then sees Done instead of failing
+// (and spending one of Lambda's two retries).
+func (l *Ledger) ClaimWait(ctx context.Context, name string, wait time.Duration) (ClaimState, json.RawMessage, error) {
+	deadline := time.Now().Add(wait)
+	delay := 50 * time.Millisecond
+	for {
+		state, res, err := l.Claim(ctx, name)
+		if err != nil || state != Busy || time.Now().Add(delay).After(deadline) {
+			return state, res, err
+		}
+		select {
+		case <-ctx.Done():
+			return Busy, nil, nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
 	}
 }
 

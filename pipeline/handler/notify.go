@@ -46,7 +46,7 @@ func (h *NotifyHandler) Handle(ctx context.Context, raw json.RawMessage) error {
 	n := BuildNotification(e)
 	name := "notify/" + safeName(d.ID)
 	if h.ledger != nil {
-		state, _, err := h.ledger.Claim(ctx, name)
+		state, _, err := h.ledger.ClaimWait(ctx, name, busyWait)
 		if err != nil {
 			return err
 		}

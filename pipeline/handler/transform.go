@@ -211,7 +211,7 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 // work returning a nil detail means "nothing to publish". The inputs of the detail are
 // remembered by content so a later copy of them is not processed again.
 func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, name string, work func() (*event.FileDetail, error)) error {
-	state, _, err := h.cfg.Ledger.Claim(ctx, name)
+	state, _, err := h.cfg.Ledger.ClaimWait(ctx, name, busyWait)
 	if err != nil {
 		return err
 	}
