@@ -291,7 +291,7 @@ func (b *syncBuffer) String() string {
 // TestRunEmbedded is the no-AWS default: the process serves an S3 endpoint on a local directory
 // and the gateway stores into it through the same S3 client code; S3-native clients see the file.
 func TestRunEmbedded(t *testing.T) {
-	l := startLocal(t)
+	l := startLocal(t, "")
 	dir, sftpAddr, logs := l.dir, l.sftp, l.logs
 	sc := sftpClient(t, sftpAddr, "demo", "demo")
 	f, err := sc.Create("/report.csv")
@@ -358,7 +358,8 @@ func (l *local) s3Server() *s3test.Server {
 	return &s3test.Server{Endpoint: "http://" + l.s3, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
 }
 
-func startLocal(t *testing.T) *local {
+// startLocal runs the embedded default; routes is a pipeline routes file, "" for none.
+func startLocal(t *testing.T, routes string) *local {
 	t.Helper()
 	dir := t.TempDir()
 	hash, err := users.HashPassword("demo")
@@ -387,7 +388,9 @@ embedded:
     dir: data/events
   notifications:
     outbox: data/outbox.jsonl
-`, l.sftp, l.s3))
+  pipeline:
+    routes: %q
+`, l.sftp, l.s3, routes))
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)

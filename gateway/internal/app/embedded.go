@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3events"
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
+	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/pipeline/bus"
+	"github.com/ferrygw/ferry/pipeline/handler"
 	"github.com/ferrygw/ferry/pipeline/notify"
+	"github.com/ferrygw/ferry/pipeline/route"
 )
 
 // embedded is the no-AWS default: an S3 endpoint on a local directory whose every change is
@@ -23,8 +27,9 @@ type embedded struct {
 
 // Rule patterns of the embedded default (EventBridge syntax).
 const (
-	patternAll      = `{"source": ["aws.s3", "ferry.gateway"]}`
+	patternAll      = `{"source": ["aws.s3", "ferry.gateway", "ferry.pipeline"]}`
 	patternArrivals = `{"source": ["aws.s3"], "detail-type": ["Object Created"]}`
+	patternPipeline = `{"source": ["ferry.pipeline"]}`
 )
 
 func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
@@ -83,8 +88,46 @@ func (e *embedded) addRules(cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return e.bus.AddRule(bus.Rule{Name: "arrivals", Pattern: patternArrivals,
-		Target: notify.Arrivals{Publisher: sink, Dataset: "arrivals"}})
+	if cfg.Embedded.Pipeline.Routes == "" {
+		// No routes: announce every arrival, so the bus is useful before any pipeline exists.
+		return e.bus.AddRule(bus.Rule{Name: "arrivals", Pattern: patternArrivals,
+			Target: notify.Arrivals{Publisher: sink, Dataset: "arrivals"}})
+	}
+	return e.addPipeline(cfg, sink, logger)
+}
+
+// addPipeline runs the Lambdas' handlers as bus targets: S3's Object Created -> transform ->
+// File Processed/Rejected on the bus -> notify -> the local sink. They reach the embedded
+// endpoint over HTTP with the same S3 client code as on AWS.
+func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger *slog.Logger) error {
+	routes, err := route.Load(cfg.Embedded.Pipeline.Routes)
+	if err != nil {
+		return err
+	}
+	s3c := cfg.Embedded.S3
+	client, err := s3store.NewClient(context.Background(), s3store.ClientConfig{
+		Endpoint: "http://" + s3c.Listen, Region: cfg.Storage.S3.Region, PathStyle: true,
+		AccessKey: s3c.AccessKey, Secret: s3c.Secret,
+	})
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	ledger := handler.NewLedger(client, cfg.Storage.S3.Bucket, "")
+	log := logger.With("component", "pipeline")
+	th, err := handler.NewTransformHandler(handler.TransformConfig{
+		S3: client, Routes: routes, Ledger: ledger, Events: e.bus, Log: log,
+		Account: s3events.LocalAccount, Region: cfg.Storage.S3.Region,
+	})
+	if err != nil {
+		return err
+	}
+	nh := handler.NewNotifyHandler(sink, ledger, log)
+	// Quick retries locally: a transient failure here is usually the endpoint starting up.
+	retry := bus.RetryPolicy{MaxAttempts: 8, MinBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second}
+	if err := e.bus.AddRule(bus.Rule{Name: "transform", Pattern: patternArrivals, Target: th, Retry: retry}); err != nil {
+		return err
+	}
+	return e.bus.AddRule(bus.Rule{Name: "notify", Pattern: patternPipeline, Target: nh, Retry: retry})
 }
 
 // close delivers what it can within the grace period; the rest is redelivered at next start.

@@ -155,6 +155,13 @@ type Embedded struct {
 	Events EmbeddedEvents `yaml:"events"`
 	// Notifications is the local sink standing in for SNS.
 	Notifications EmbeddedNotifications `yaml:"notifications"`
+	// Pipeline runs the same transform and notify handlers as the Lambdas, as bus targets.
+	Pipeline EmbeddedPipeline `yaml:"pipeline"`
+}
+
+// EmbeddedPipeline configures the local pipeline.
+type EmbeddedPipeline struct {
+	Routes string `yaml:"routes"` // routes file (configs/pipeline.yaml); empty disables the pipeline
 }
 
 // EmbeddedEvents configures the local event bus.
@@ -265,6 +272,7 @@ func Read(path string, lookup func(string) (string, bool)) (*Config, error) {
 	c.Embedded.S3.DataDir = resolve(dir, c.Embedded.S3.DataDir)
 	c.Embedded.Events.Dir = resolve(dir, c.Embedded.Events.Dir)
 	c.Embedded.Notifications.Outbox = resolve(dir, c.Embedded.Notifications.Outbox)
+	c.Embedded.Pipeline.Routes = resolve(dir, c.Embedded.Pipeline.Routes)
 	return c, nil
 }
 

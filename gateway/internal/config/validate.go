@@ -172,6 +172,14 @@ func (v *validator) embedded() {
 			v.errorf("embedded.notifications.webhook", "must be an http:// or https:// URL, got %q", w)
 		}
 	}
+	if p := v.c.Embedded.Pipeline.Routes; p != "" {
+		if v.c.Embedded.Events.Dir == "" {
+			v.errorf("embedded.pipeline.routes", "the local pipeline runs on the event bus: set embedded.events.dir")
+		}
+		if v.c.Embedded.Notifications.Outbox == "" {
+			v.errorf("embedded.pipeline.routes", "the local pipeline notifies through the local sink: set embedded.notifications.outbox")
+		}
+	}
 	if !e.Enabled() {
 		if v.c.Embedded.Events.Dir != "" {
 			v.errorf("embedded.events.dir", "the local event bus needs embedded.s3 (its events come from the embedded endpoint)")
