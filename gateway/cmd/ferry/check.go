@@ -11,15 +11,26 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/route"
 )
 
 // check validates everything serve would load, reporting every problem (one per line, as
 // file:line: reason) rather than stopping at the first.
 func check(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("check", "ferry check [--config FILE]\n\nChecks the configuration, its users file and the host key files that exist.", stderr)
+	fs := newFlags("check", "ferry check [--config FILE] [--routes FILE]\n\nChecks the configuration, its users file, the host key files that exist and the pipeline\nroutes (embedded.pipeline.routes, or --routes: the file the Lambdas load).", stderr)
 	path := fs.String("config", defaultConfig, "configuration `FILE`")
+	routesOnly := fs.String("routes", "", "check only this pipeline routes `FILE`")
 	if _, code, ok := parse(fs, args, 0); !ok {
 		return code
+	}
+	if *routesOnly != "" {
+		rc, err := route.Load(*routesOnly)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "ok: %s: %d route(s)\n", *routesOnly, len(rc.Routes))
+		return 0
 	}
 	problems := 0
 	report := func(err error) {
@@ -59,6 +70,16 @@ func check(args []string, stdout, stderr io.Writer) int {
 
 	nKeys, generated := checkHostKeys(cfg.HostKeys, cfg.Listen.SFTP != "", report)
 
+	nRoutes := 0
+	if p := cfg.Embedded.Pipeline.Routes; p != "" {
+		rc, err := route.Load(p)
+		if err != nil {
+			report(err)
+		} else {
+			nRoutes = len(rc.Routes)
+		}
+	}
+
 	if problems > 0 {
 		fmt.Fprintf(stderr, "check: %d problem(s)\n", problems)
 		return 1
@@ -66,6 +87,9 @@ func check(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "ok: %s: %d user(s) in %s, %d host key(s)", cfg.File(), nUsers, cfg.UsersFile, nKeys)
 	if generated > 0 {
 		fmt.Fprintf(stdout, ", %d to be generated on first start", generated)
+	}
+	if nRoutes > 0 {
+		fmt.Fprintf(stdout, ", %d pipeline route(s)", nRoutes)
 	}
 	fmt.Fprintln(stdout)
 	return 0

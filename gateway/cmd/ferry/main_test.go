@@ -300,3 +300,16 @@ func TestHashPassword(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckRoutes(t *testing.T) {
+	good := ferry(t, "", "check", "--routes", "../../../configs/pipeline.yaml")
+	if good.code != 0 || !strings.Contains(good.stdout, "1 route(s)") {
+		t.Errorf("check --routes pipeline.yaml = %+v", good)
+	}
+	bad := filepath.Join(t.TempDir(), "routes.yaml")
+	write(t, bad, "routes:\n  - name: x\n    bogus: 1\n")
+	r := ferry(t, "", "check", "--routes", bad)
+	if r.code != 1 || !strings.Contains(r.stderr, bad+":3: routes[0].bogus: unknown key") || !strings.Contains(r.stderr, "dataset is required") {
+		t.Errorf("check --routes with problems = %+v", r)
+	}
+}
