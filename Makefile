@@ -25,6 +25,7 @@ test:
 
 ## bench: throughput and memory against baselines measured in the same run
 bench: build
+	$(GO) test -run '^$$' -bench 'CSVToJSONL|Copy' -cpu 1 ./pipeline/transform/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./gateway/bench/
 
 ## lambdas: the pipeline's Lambda functions, dist/<name>.zip each holding a linux/arm64 `bootstrap`

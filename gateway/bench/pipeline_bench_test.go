@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ferrygw/ferry/gateway/internal/s3test"
+)
+
+// BenchmarkPipelineLatency measures, in the embedded default (bin/ferry with the shipped
+// configs/pipeline.yaml), the time from an upload's close (PutObject returning) to its
+// notification in the outbox: 500 CSV files of 1 MiB at 20 files/s (FERRY_BENCH_FILES
+// overrides the count). Reports p50 and p99.
+func BenchmarkPipelineLatency(b *testing.B) {
+	n := 500
+	if v := os.Getenv("FERRY_BENCH_FILES"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	routes, err := filepath.Abs("../../configs/pipeline.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	s3Addr, sftpAddr := freeAddr(b), freeAddr(b)
+	write(b, filepath.Join(dir, "users.yaml"), "users: []\n")
+	write(b, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
+  sftp: %q
+  metrics: ""
+storage:
+  s3:
+    bucket: ferry
+host_keys:
+  paths: [keys/ssh_host_ed25519_key]
+users_file: users.yaml
+embedded:
+  s3:
+    listen: %q
+    data_dir: data/s3
+    access_key: ferry
+    secret: ferrysecret
+  events:
+    dir: data/events
+  notifications:
+    outbox: data/outbox.jsonl
+  pipeline:
+    routes: %q
+log:
+  level: warn
+`, sftpAddr, s3Addr, routes))
+	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: sftpAddr}
+	g.cmd = exec.Command(ferryBinary(b), "serve", "--config", filepath.Join(dir, "ferry.yaml"))
+	g.cmd.Stdout, g.cmd.Stderr = g, g
+	if err := g.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = g.cmd.Process.Kill()
+		_ = g.cmd.Wait()
+	})
+	waitListening(b, s3Addr, g)
+	client := (&s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret"}).Client()
+
+	// 1 MiB of CSV.
+	var csv bytes.Buffer
+	csv.WriteString("id,name,qty,price\n")
+	for i := 0; csv.Len() < 1<<20; i++ {
+		fmt.Fprintf(&csv, "%d,item-%d,%d,%d.%02d\n", i, i, i%97, i%1000, i%100)
+	}
+	body := csv.Bytes()
+
+	var mu sync.Mutex
+	closed := map[string]time.Time{}
+	notified := map[string]time.Time{}
+	stopTail := make(chan struct{})
+	tailDone := make(chan struct{})
+	go tailOutbox(filepath.Join(dir, "data", "outbox.jsonl"), &mu, notified, stopTail, tailDone)
+
+	ctx := context.Background()
+	tick := time.NewTicker(50 * time.Millisecond) // 20 files/s
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		<-tick.C
+		key := fmt.Sprintf("incoming/bench/f%04d.csv", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("ferry"), Key: aws.String(key), Body: bytes.NewReader(body)})
+			if err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			closed[key] = time.Now()
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		mu.Lock()
+		got := len(notified)
+		mu.Unlock()
+		if got >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d notifications after 2 minutes\n%s", got, n, g)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stopTail)
+	<-tailDone
+	var lat []time.Duration
+	for key, c := range closed {
+		lat = append(lat, notified[key].Sub(c))
+	}
+	slices.Sort(lat)
+	p50, p99 := lat[len(lat)/2], lat[(len(lat)*99)/100]
+	b.ReportMetric(float64(p50.Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
+	b.Logf("%d files of 1 MiB at 20/s: upload close -> notification p50 %v, p99 %v, max %v",
+		n, p50.Round(time.Millisecond), p99.Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+}
+
+var arrivedKey = regexp.MustCompile(`Arrived: s3://ferry/(\S+)`)
+
+// tailOutbox records when each input key's notification appears in the outbox.
+func tailOutbox(path string, mu *sync.Mutex, seen map[string]time.Time, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	var off int64
+	var partial []byte
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if f, err := os.Open(path); err == nil {
+			f.Seek(off, 0)
+			r := bufio.NewReader(f)
+			for {
+				line, err := r.ReadBytes('\n')
+				off += int64(len(line))
+				if err != nil {
+					partial = append(partial, line...)
+					break
+				}
+				line = append(partial, line...)
+				partial = nil
+				var msg struct{ Message string }
+				if json.Unmarshal(line, &msg) == nil {
+					now := time.Now()
+					for _, m := range arrivedKey.FindAllStringSubmatch(msg.Message, -1) {
+						mu.Lock()
+						if _, ok := seen[m[1]]; !ok {
+							seen[m[1]] = now
+						}
+						mu.Unlock()
+					}
+				}
+			}
+			f.Close()
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
