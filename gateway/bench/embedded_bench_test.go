@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
+	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 // BenchmarkEmbedded measures the embedded default (bin/ferry with its own S3 endpoint, event

@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
+	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 // BenchmarkFTP compares 1 GiB uploads and downloads with curl through the gateway's FTP server

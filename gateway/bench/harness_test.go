@@ -26,8 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 const benchPassword = "bench-password"

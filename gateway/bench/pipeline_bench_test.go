@@ -19,7 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
+	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 // BenchmarkPipelineLatency measures, in the embedded default (bin/ferry with the shipped

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
+	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 const (

@@ -16,8 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
-	"github.com/ferrygw/ferry/pipeline/internal/s3test"
 	"github.com/ferrygw/ferry/pipeline/route"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/pipeline/internal/s3test"
+	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 func TestLedgerClaims(t *testing.T) {

@@ -51,8 +51,8 @@ func TestArrivals(t *testing.T) {
 	for _, ev := range [][]byte{
 		s3Event(t, "incoming/demo/report.csv", 42, false),
 		s3Event(t, "incoming/demo/report.csv", 42, false), // redelivered
-		s3Event(t, "incoming/demo/dir/", 0, false),         // directory marker: silent
-		s3Event(t, "incoming/demo/old.csv", 0, true),       // deletion: silent
+		s3Event(t, "incoming/demo/dir/", 0, false),        // directory marker: silent
+		s3Event(t, "incoming/demo/old.csv", 0, true),      // deletion: silent
 		s3Event(t, long, 1, false),
 	} {
 		if err := a.Deliver(ctx, ev); err != nil {

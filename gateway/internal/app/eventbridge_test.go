@@ -16,8 +16,8 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
 )
 

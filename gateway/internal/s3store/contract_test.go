@@ -5,9 +5,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/storage/storagetest"
+	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 const testPartSize = 5 << 20

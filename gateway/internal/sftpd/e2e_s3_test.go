@@ -15,9 +15,9 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 const partSize = 8 << 20 // s3store's default part size

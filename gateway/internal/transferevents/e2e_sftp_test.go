@@ -10,10 +10,10 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd/sftptest"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
 )
 

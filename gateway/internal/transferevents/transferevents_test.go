@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
-	"github.com/ferrygw/ferry/gateway/internal/s3test"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
+	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
 )
 
