@@ -166,6 +166,9 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 	}
 	r, ok := h.cfg.Routes.Match(in.object())
 	if !ok {
+		if data, alg, ok := h.cfg.Routes.SidecarOf(in.Key); ok {
+			return h.sidecarArrived(ctx, log.With("sidecar", in.Key), in.Bucket, data, alg)
+		}
 		log.DebugContext(ctx, "transform: no route")
 		return nil
 	}
@@ -186,6 +189,53 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 		log.InfoContext(ctx, "transform: held until the batch marker arrives", "marker", r.CompleteOn.Marker)
 		return nil
 	}
+	if r.Sidecar != "" {
+		sidecar := in.Key + "." + r.Sidecar
+		_, err := h.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(sidecar)})
+		switch {
+		case isStatus(err, http.StatusNotFound):
+			// Clients often send the digest after the data: the sidecar's own event resumes.
+			log.InfoContext(ctx, "transform: waiting for the sidecar", "sidecar", sidecar)
+			return nil
+		case err != nil:
+			return fmt.Errorf("transform: head sidecar s3://%s/%s: %w", in.Bucket, sidecar, err)
+		}
+	}
+	return h.processOnce(ctx, log, r, in)
+}
+
+// sidecarArrived handles the event of a digest file ("a.csv.sha256"): when its input is
+// already there and routed to a route that reads such sidecars, the input is processed now
+// (its own event found no sidecar and waited). Both events may race: the ledger lets one run.
+func (h *TransformHandler) sidecarArrived(ctx context.Context, log *slog.Logger, bucket, data, alg string) error {
+	head, err := h.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(data)})
+	switch {
+	case isStatus(err, http.StatusNotFound):
+		log.InfoContext(ctx, "transform: sidecar before its input; the input's event processes it", "input", data)
+		return nil
+	case err != nil:
+		return fmt.Errorf("transform: head s3://%s/%s: %w", bucket, data, err)
+	}
+	in := input{
+		Bucket: bucket, Key: data, ETag: strings.Trim(aws.ToString(head.ETag), `"`), Size: aws.ToInt64(head.ContentLength),
+		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID],
+		Reason: event.ReasonPutObject, At: aws.ToTime(head.LastModified).UTC(),
+	}
+	r, ok := h.cfg.Routes.Match(in.object())
+	if !ok || r.Sidecar != alg || r.CompleteOn != nil { // a batch reads its sidecars when the marker comes
+		log.DebugContext(ctx, "transform: sidecar of an input no route waits for", "input", data)
+		return nil
+	}
+	log = log.With("key", data, "etag", in.ETag, "route", r.Name)
+	if in.TransferID != "" {
+		log = log.With("transferId", in.TransferID)
+	}
+	return h.processOnce(ctx, log, r, in)
+}
+
+// processOnce processes one input of a route without batch completion, at most once per
+// version of the object.
+func (h *TransformHandler) processOnce(ctx context.Context, log *slog.Logger, r *route.Route, in input) error {
 	return h.once(ctx, log, "object/"+factID(in), func() (*event.FileDetail, error) {
 		if in.Reason == event.ReasonCopyObject {
 			done, err := h.cfg.Ledger.Has(ctx, contentName(in))
@@ -205,6 +255,20 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 		h.record(r, []event.FileResult{*res}, time.Since(start))
 		return h.detail(r, factID(in), in, "", []event.FileResult{*res}), nil
 	})
+}
+
+// readSidecar fetches and parses the digest file of an input. A missing or malformed sidecar
+// is a Rejection: by then the input is due (its batch marker, or the sidecar's own event).
+func (h *TransformHandler) readSidecar(ctx context.Context, bucket, key, alg string) (transform.Checksum, error) {
+	get, err := h.cfg.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	switch {
+	case isStatus(err, http.StatusNotFound):
+		return transform.Checksum{}, &transform.Rejection{Reason: "checksum: no sidecar " + path.Base(key)}
+	case err != nil:
+		return transform.Checksum{}, fmt.Errorf("transform: get sidecar s3://%s/%s: %w", bucket, key, err)
+	}
+	defer get.Body.Close()
+	return transform.ParseSidecar(get.Body, alg)
 }
 
 // once runs work for the fact name at most once: claim in the ledger, work, publish, mark done.
@@ -322,18 +386,15 @@ func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *rou
 	}
 	res := &event.FileResult{Key: in.Key, ETag: in.ETag, Size: in.Size, User: user, TransferID: in.TransferID}
 	cctx := transform.WithCounter(ctx)
-	err = transform.Chain(cctx, ts, transform.File{Name: path.Base(in.Key), Body: get.Body}, func(f transform.File) error {
-		key, err := r.OutputKey(in.object(), f.Name, in.At)
-		if err != nil {
-			return err
+	if r.Sidecar != "" {
+		var sum transform.Checksum
+		if sum, err = h.readSidecar(ctx, in.Bucket, in.Key+"."+r.Sidecar, r.Sidecar); err == nil {
+			cctx = transform.WithChecksum(cctx, sum)
 		}
-		n, err := h.upload(ctx, in.Bucket, key, f.Body, meta)
-		if err != nil {
-			return err
-		}
-		res.Outputs = append(res.Outputs, event.FileOutput{Key: key, Size: n})
-		return nil
-	})
+	}
+	if err == nil {
+		err = h.chain(cctx, r, in, ts, get.Body, meta, res)
+	}
 	res.Records = transform.Records(cctx)
 	var rej *transform.Rejection
 	switch {
@@ -502,4 +563,20 @@ func (h *TransformHandler) upload(ctx context.Context, bucket, key string, body 
 		return abort(fmt.Errorf("complete multipart upload s3://%s/%s: %w", bucket, key, err))
 	}
 	return total, nil
+}
+
+// chain streams body through ts, uploading each output to its key and listing it in res.
+func (h *TransformHandler) chain(ctx context.Context, r *route.Route, in input, ts []transform.Transform, body io.Reader, meta map[string]string, res *event.FileResult) error {
+	return transform.Chain(ctx, ts, transform.File{Name: path.Base(in.Key), Body: body}, func(f transform.File) error {
+		key, err := r.OutputKey(in.object(), f.Name, in.At)
+		if err != nil {
+			return err
+		}
+		n, err := h.upload(ctx, in.Bucket, key, f.Body, meta)
+		if err != nil {
+			return err
+		}
+		res.Outputs = append(res.Outputs, event.FileOutput{Key: key, Size: n})
+		return nil
+	})
 }

@@ -85,6 +85,10 @@ type Route struct {
 	Topic          string            // the dataset's topic
 	Attributes     map[string]string // the dataset's attributes
 	CompleteOn     *CompleteOn       // nil: each file completes on its own
+	// Sidecar is the digest algorithm ("sha256" or "md5") when a verify-checksum step takes its
+	// expected digest from a sidecar object: the input's key plus "."+Sidecar ("a.csv.sha256").
+	// The input waits for its sidecar; the sidecar itself is never routed as an input.
+	Sidecar string
 
 	out, quar *template
 	needsUser bool
@@ -298,6 +302,11 @@ func buildRoute(ps *problems, p string, fr *fileRoute, datasets map[string]Datas
 				where = sp + ".name"
 			}
 			ps.at(where, "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+		} else if a := transform.SidecarAlgorithm(st); a != "" {
+			if r.Sidecar != "" && r.Sidecar != a {
+				ps.at(sp, "a route reads one sidecar: this step wants a %s one, an earlier step a %s one", a, r.Sidecar)
+			}
+			r.Sidecar = a
 		}
 		r.Steps = append(r.Steps, st)
 	}

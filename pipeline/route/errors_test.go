@@ -94,6 +94,7 @@ func TestParseErrors(t *testing.T) {
 		{"reserved attribute", strings.Replace(okRoute, "d: {}", "d: {attributes: {route: x}}", 1), "datasets.d.attributes.route: attribute \"route\" is set by the notify handler"},
 		{"AWS attribute", strings.Replace(okRoute, "d: {}", "d: {attributes: {AWS.x: y}}", 1), "reserved"},
 		{"string where list", strings.Replace(okRoute, "[{name: copy}]", "copy", 1), "x.yaml:6: routes[0].transforms: expected a list"},
+		{"two sidecars", strings.Replace(okRoute, "[{name: copy}]", "[{name: verify-checksum}, {name: verify-checksum, options: {algorithm: md5}}]", 1), "x.yaml:6: routes[0].transforms[1]: a route reads one sidecar: this step wants a md5 one, an earlier step a sha256 one"},
 		{"mapping where string", strings.Replace(okRoute, "dataset: d", "dataset: {name: d}", 1), "x.yaml:9: routes[0].dataset: expected a single value"},
 	}
 	for _, tt := range tests {

@@ -80,10 +80,27 @@ func (r *Route) IsMarker(key string) bool {
 	return ok
 }
 
+// IsSidecar reports whether key names a sidecar (digest file) of this route's inputs.
+func (r *Route) IsSidecar(key string) bool {
+	return r.Sidecar != "" && strings.HasSuffix(key, "."+r.Sidecar)
+}
+
+// SidecarOf returns the input key whose sidecar key could be ("a.csv.sha256" -> "a.csv") and
+// the sidecar's algorithm, when some route reads sidecars of that algorithm. Which route, if
+// any, takes the input is up to Match on the input itself.
+func (c *Config) SidecarOf(key string) (input, algorithm string, ok bool) {
+	for _, r := range c.Routes {
+		if r.IsSidecar(key) && strings.HasPrefix(key, r.Match.Prefix) {
+			return strings.TrimSuffix(key, "."+r.Sidecar), r.Sidecar, true
+		}
+	}
+	return "", "", false
+}
+
 // selects applies the whole match: place (prefix, user) plus glob and size bounds.
 func (r *Route) selects(o Object) bool {
 	m := r.Match
-	if !r.selectsPlace(o) {
+	if !r.selectsPlace(o) || r.IsSidecar(o.Key) {
 		return false
 	}
 	if m.Glob != "" {

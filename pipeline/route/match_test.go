@@ -1,6 +1,7 @@
 package route
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -219,6 +220,61 @@ func TestUserOf(t *testing.T) {
 	} {
 		if got := tt.r.UserOf(tt.o); got != tt.want {
 			t.Errorf("%s.UserOf(%+v) = %q, want %q", tt.r.Name, tt.o, got, tt.want)
+		}
+	}
+}
+
+// A route whose verify-checksum step has no expected digest reads "<input>.<algorithm>"
+// sidecars: they are never routed as inputs themselves, even by a route matching any name.
+func TestSidecars(t *testing.T) {
+	c, err := Parse("s.yaml", []byte(`
+datasets: {d: {}}
+routes:
+  - name: signed
+    match: {prefix: signed/}
+    transforms: [{name: verify-checksum}, {name: copy}]
+    output: "out/signed/{name}"
+    quarantine: "q/signed/"
+    dataset: d
+  - name: pinned
+    match: {prefix: pinned/}
+    transforms: [{name: verify-checksum, options: {expected: "`+strings.Repeat("ab", 32)+`"}}]
+    output: "out/pinned/{name}"
+    quarantine: "q/pinned/"
+    dataset: d
+  - name: md5
+    match: {prefix: md5/, glob: "*.dat"}
+    transforms: [{name: verify-checksum, options: {algorithm: md5}}]
+    output: "out/md5/{name}"
+    quarantine: "q/md5/"
+    dataset: d
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := [3]string{c.Routes[0].Sidecar, c.Routes[1].Sidecar, c.Routes[2].Sidecar}; got != [3]string{"sha256", "", "md5"} {
+		t.Errorf("Sidecar = %q", got)
+	}
+	for _, tt := range []struct {
+		key        string
+		route      string // Match
+		input, alg string // SidecarOf
+	}{
+		{"signed/a/x.csv", "signed", "", ""},
+		{"signed/a/x.csv.sha256", "", "signed/a/x.csv", "sha256"},
+		{"signed/a/x.csv.md5", "signed", "", ""}, // not this route's algorithm: an input like any
+		{"pinned/x.csv.sha256", "pinned", "", ""},
+		{"md5/x.dat", "md5", "", ""},
+		{"md5/x.dat.md5", "", "md5/x.dat", "md5"},
+		{"other/x.csv.sha256", "", "", ""},
+	} {
+		got := ""
+		if r, ok := c.Match(Object{Key: tt.key}); ok {
+			got = r.Name
+		}
+		in, alg, _ := c.SidecarOf(tt.key)
+		if got != tt.route || in != tt.input || alg != tt.alg {
+			t.Errorf("%s: Match %q SidecarOf (%q, %q); want %q (%q, %q)", tt.key, got, in, alg, tt.route, tt.input, tt.alg)
 		}
 	}
 }

@@ -129,3 +129,19 @@ func (r *hashReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// SidecarAlgorithm returns the digest algorithm ("sha256" or "md5") of the sidecar a step needs
+// from its caller — a verify-checksum step without an expected option — or "" when the step
+// needs none.
+func SidecarAlgorithm(st Step) string {
+	if st.Name != "verify-checksum" {
+		return ""
+	}
+	if exp, _ := st.Options["expected"].(string); exp != "" {
+		return ""
+	}
+	if alg, _ := st.Options["algorithm"].(string); alg != "" {
+		return alg
+	}
+	return "sha256"
+}

@@ -32,7 +32,8 @@
 //	                 quote
 //	verify-checksum  passes bytes through, compares the digest at EOF; options algorithm
 //	                 (sha256 | md5), expected (hex) — else the caller's [WithChecksum] value,
-//	                 typically from a sidecar read with [ParseSidecar]
+//	                 typically from a sidecar read with [ParseSidecar]; [SidecarAlgorithm] says
+//	                 which sidecar a step needs (the transform handler fetches "<key>.<alg>")
 //
 // # Adding a transform
 //
