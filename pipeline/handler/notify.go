@@ -93,10 +93,7 @@ func BuildNotification(e event.FileEvent) notify.Notification {
 	if from == "" {
 		from = "an unknown sender"
 	}
-	subject := fmt.Sprintf("[%s] %s from %s %s", d.Dataset, what, from, status)
-	if len(subject) > 100 {
-		subject = subject[:97] + "..."
-	}
+	subject := notify.TruncateSubject(fmt.Sprintf("[%s] %s from %s %s", d.Dataset, what, from, status))
 	var b strings.Builder
 	fmt.Fprintf(&b, "Dataset %s, route %s: %s from %s was %s.\n", d.Dataset, d.Route, what, from, status)
 	if d.Marker != "" {

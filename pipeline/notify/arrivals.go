@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/ferrygw/ferry/pipeline/event"
 )
@@ -35,22 +34,10 @@ func (a Arrivals) Deliver(ctx context.Context, raw []byte) error {
 		ID:      fmt.Sprintf("arrival:%s/%s@%s:%s", e.Detail.Bucket.Name, o.Key, o.ETag, o.Sequencer),
 		Time:    e.Time,
 		Dataset: a.Dataset,
-		Subject: truncate("Arrived: "+o.Key, 100),
+		Subject: TruncateSubject("Arrived: " + o.Key),
 		Message: fmt.Sprintf("s3://%s/%s arrived (%d bytes, %s).", e.Detail.Bucket.Name, o.Key, size, e.Detail.Reason),
 		Attributes: map[string]string{
 			"dataset": a.Dataset, "status": "arrived", "bucket": e.Detail.Bucket.Name, "key": o.Key,
 		},
 	})
-}
-
-// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - 3
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }

@@ -5,7 +5,9 @@ package notify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Notification is one message to an audience. Attributes become SNS message attributes, so
@@ -35,9 +37,23 @@ func (n Notification) Validate() error {
 	if n.Subject == "" {
 		errs = append(errs, errors.New("notification: subject is required"))
 	}
-	if len(n.Subject) > 100 {
-		// SNS refuses longer subjects for email endpoints.
-		errs = append(errs, errors.New("notification: subject longer than 100 characters"))
+	if len(n.Subject) > MaxSubject {
+		errs = append(errs, fmt.Errorf("notification: subject longer than %d bytes", MaxSubject))
 	}
 	return errors.Join(errs...)
+}
+
+// MaxSubject is the longest subject, in bytes: SNS wants subjects "less than 100 characters".
+const MaxSubject = 99
+
+// TruncateSubject cuts s to MaxSubject bytes, on a rune boundary, ending in "..." when cut.
+func TruncateSubject(s string) string {
+	if len(s) <= MaxSubject {
+		return s
+	}
+	cut := MaxSubject - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -66,7 +66,7 @@ func (p *SNSPublisher) Publish(ctx context.Context, n Notification) error {
 	}
 	in := &sns.PublishInput{
 		TopicArn:          aws.String(topic),
-		Subject:           aws.String(n.Subject),
+		Subject:           aws.String(snsSubject(n.Subject)),
 		Message:           aws.String(n.Message),
 		MessageAttributes: messageAttributes(n),
 	}
@@ -101,4 +101,26 @@ func messageAttributes(n Notification) map[string]snstypes.MessageAttributeValue
 	}
 	attrs["dataset"] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(n.Dataset)}
 	return attrs
+}
+
+// snsSubject makes a subject SNS accepts: printable ASCII only (SNS refuses other characters
+// in subjects, while the message itself is UTF-8), so "état.csv" becomes "?tat.csv"; control
+// characters become spaces; it must start with a letter, digit or punctuation.
+func snsSubject(s string) string {
+	b := make([]byte, 0, len(s))
+	for _, r := range s {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			b = append(b, ' ')
+		case r > 0x7f:
+			b = append(b, '?')
+		default:
+			b = append(b, byte(r))
+		}
+	}
+	out := strings.TrimSpace(string(b))
+	if out == "" {
+		return "Notification"
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -32,21 +33,29 @@ func TestSNSPublisherWireFormat(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tests := []struct {
-		n         notify.Notification
-		wantTopic string
-		wantGroup string
+		n           notify.Notification
+		wantTopic   string
+		wantGroup   string
+		wantSubject string // "" = n.Subject unchanged
 	}{
 		{notify.Notification{ID: "a", Dataset: "demo", Subject: "report.csv arrived", Message: "body & more",
-			Attributes: map[string]string{"user": "alice", "status": "processed", "empty": ""}}, def, ""},
+			Attributes: map[string]string{"user": "alice", "status": "processed", "empty": ""}}, def, "", ""},
 		{notify.Notification{ID: "b", Dataset: "sales", Subject: "s", Message: "m",
-			Attributes: map[string]string{"status": "rejected"}}, fifo, "sales"},
+			Attributes: map[string]string{"status": "rejected"}}, fifo, "sales", ""},
+		// SNS refuses non-ASCII and control characters in subjects; the message keeps them.
+		{notify.Notification{ID: "c", Dataset: "demo", Subject: " état\tfinal.csv from zoë", Message: "état from zoë"},
+			def, "", "?tat final.csv from zo?"},
 	}
 	for i, tt := range tests {
 		if err := p.Publish(ctx, tt.n); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 		got := srv.SNS()[i]
-		if got.TopicArn != tt.wantTopic || got.Subject != tt.n.Subject || got.Message != tt.n.Message {
+		wantSubject := tt.n.Subject
+		if tt.wantSubject != "" {
+			wantSubject = tt.wantSubject
+		}
+		if got.TopicArn != tt.wantTopic || got.Subject != wantSubject || got.Message != tt.n.Message {
 			t.Errorf("publish %d: got %+v", i, got)
 		}
 		if got.MessageGroupID != tt.wantGroup || (tt.wantGroup != "") != (got.MessageDeduplicationID != "") {
@@ -73,7 +82,7 @@ func TestSNSPublisherErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := p.Publish(ctx, notify.Notification{Dataset: "d", Subject: strings.Repeat("x", 101), Message: "m"}); err == nil {
+	if err := p.Publish(ctx, notify.Notification{Dataset: "d", Subject: strings.Repeat("x", notify.MaxSubject+1), Message: "m"}); err == nil {
 		t.Error("over-long subject accepted")
 	}
 	srv.FailSNS(10) // more than the SDK's own retries
@@ -82,5 +91,20 @@ func TestSNSPublisherErrors(t *testing.T) {
 	}
 	if n := len(srv.SNS()); n != 0 {
 		t.Errorf("%d messages recorded", n)
+	}
+}
+
+func TestTruncateSubject(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"short", "short"},
+		{strings.Repeat("a", notify.MaxSubject), strings.Repeat("a", notify.MaxSubject)},
+		{strings.Repeat("a", notify.MaxSubject+1), strings.Repeat("a", notify.MaxSubject-3) + "..."},
+		// a 2-byte rune straddling the cut is dropped whole, never split
+		{strings.Repeat("a", notify.MaxSubject-4) + "éééé", strings.Repeat("a", notify.MaxSubject-4) + "..."},
+	} {
+		got := notify.TruncateSubject(tt.in)
+		if got != tt.want || len(got) > notify.MaxSubject || !utf8.ValidString(got) {
+			t.Errorf("TruncateSubject(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -130,6 +130,10 @@ func (s *Server) publish(w http.ResponseWriter, body []byte) {
 		queryError(w, http.StatusBadRequest, "InvalidParameter", "TopicArn and Message are required")
 		return
 	}
+	if err := checkSubject(m.Subject); err != nil {
+		queryError(w, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: Subject: "+err.Error())
+		return
+	}
 	s.mu.Lock()
 	fail := s.failSNS > 0
 	if fail {
@@ -182,4 +186,24 @@ func (s *Server) putEvents(w http.ResponseWriter, r *http.Request, body []byte) 
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// checkSubject applies SNS's rule for Publish's Subject: printable ASCII starting with a letter,
+// digit or punctuation, no line breaks or control characters, fewer than 100 characters.
+func checkSubject(s string) error {
+	if s == "" {
+		return nil // optional
+	}
+	if len(s) >= 100 {
+		return fmt.Errorf("%d characters, must be less than 100", len(s))
+	}
+	if s[0] == ' ' {
+		return fmt.Errorf("must begin with a letter, number or punctuation mark")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f {
+			return fmt.Errorf("byte %#x at %d: must be ASCII text without control characters", s[i], i)
+		}
+	}
+	return nil
 }
