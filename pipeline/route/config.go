@@ -4,10 +4,9 @@
 // audience, with a quarantine for files that fail validation.
 //
 // Routes are written in YAML (configs/pipeline.yaml), decoded strictly: an unknown key is an error
-// and every problem is reported at once as "file:line: path: reason". goccy/go-yaml parses; its
-// Strict decoder stops at the first unknown key, so this package walks the syntax tree itself to
-// list them all, with the line of every key for the semantic checks (globs, templates, transforms
-// against the transform registry, datasets).
+// and every problem is reported at once as "file:line: path: reason", by the same decoder as the
+// gateway's config (gateway/strictyaml), whose line of every key serves the semantic checks
+// (globs, templates, transforms against the transform registry, datasets).
 //
 // The uploader of an object is the gateway's metadata (x-amz-meta-ferry-user, passed in
 // Object.User) when present, else the key segment after the route's user_from_prefix (which
@@ -21,16 +20,14 @@
 package route
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path"
-	"reflect"
 	"slices"
 	"strings"
 
-	"github.com/goccy/go-yaml"
-
+	"github.com/ferrygw/ferry/gateway/strictyaml"
 	"github.com/ferrygw/ferry/pipeline/transform"
 )
 
@@ -155,25 +152,21 @@ func Parse(file string, data []byte) (*Config, error) {
 
 // ParseWith is Parse with the registry a deployment runs.
 func ParseWith(file string, data []byte, reg *transform.Registry) (*Config, error) {
-	ps := &problems{file: file, lines: map[string]int{}}
-	if !ps.check(data, reflect.TypeFor[fileConfig]()) {
-		return nil, ps.err()
-	}
-	if ps.shape {
-		return nil, ps.err()
-	}
 	var fc fileConfig
-	opts := []yaml.DecodeOption{}
-	if len(ps.list) == 0 {
-		opts = append(opts, yaml.Strict()) // belt and braces: check already refused unknown keys
-	}
-	if err := decode(data, &fc, opts); err != nil {
-		p := ps.yamlProblem(err)
-		// check may already have said it (goccy gives some errors no line)
-		if len(ps.list) == 0 || lineOf(p) != 0 && !reportedAt(ps, lineOf(p)) {
-			ps.list = append(ps.list, p)
+	pos, derr := strictyaml.Decode(file, data, &fc, strictyaml.Options{})
+	ps := &problems{file: file, pos: pos}
+	if derr != nil {
+		var u interface{ Unwrap() []error }
+		if !errors.As(derr, &u) {
+			return nil, derr
 		}
-		return nil, ps.err()
+		ps.decoding = u.Unwrap()
+		for _, e := range ps.decoding {
+			var p *Problem
+			if !errors.As(e, &p) || p.Line == 0 && p.Path == "" {
+				return nil, derr // syntax: nothing was decoded
+			}
+		}
 	}
 	c := build(ps, &fc, reg)
 	if err := ps.err(); err != nil {
@@ -183,14 +176,43 @@ func ParseWith(file string, data []byte, reg *transform.Registry) (*Config, erro
 	return c, nil
 }
 
-func reportedAt(ps *problems, line int) bool {
-	for _, e := range ps.list {
-		if lineOf(e) == line {
-			return true
+// Problem is one thing wrong with a routes file, at a line (0 when unknown).
+type Problem = strictyaml.Problem
+
+// problems collects the semantic problems of a decoded file at the lines of their keys.
+// decoding holds what strictyaml reported: a value that could not be decoded (a list where a
+// mapping belongs, a bad size) is not checked further, so it gets no second, misleading problem.
+type problems struct {
+	file     string
+	pos      strictyaml.Positions
+	decoding []error
+	list     []error
+}
+
+// at reports a problem at the line of path (or of its nearest ancestor written in the file).
+func (ps *problems) at(path, format string, args ...any) {
+	for _, e := range ps.decoding {
+		var p *Problem
+		if !errors.As(e, &p) {
+			continue
+		}
+		bad := p.Path
+		if p.UnknownKey != "" { // only that key is bad, not its mapping
+			bad = strings.TrimPrefix(bad+"."+p.UnknownKey, ".")
+		}
+		if under(path, bad) {
+			return
 		}
 	}
-	return false
+	ps.list = append(ps.list, &Problem{File: ps.file, Line: ps.pos.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
+
+// under reports whether path is dir or lies under it.
+func under(path, dir string) bool {
+	return path == dir || dir == "" || strings.HasPrefix(path, dir+".") || strings.HasPrefix(path, dir+"[")
+}
+
+func (ps *problems) err() error { return strictyaml.Join(append(ps.decoding, ps.list...)) }
 
 // build validates the decoded file and turns it into a Config, reporting into ps.
 func build(ps *problems, fc *fileConfig, reg *transform.Registry) *Config {
@@ -389,15 +411,4 @@ func checkAttrName(k string) error {
 		}
 	}
 	return nil
-}
-
-// decode runs goccy's decoder, turning a panic (seen on inputs check should already refuse) into
-// an error.
-func decode(data []byte, fc *fileConfig, opts []yaml.DecodeOption) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("yaml: cannot decode this file (%v)", p)
-		}
-	}()
-	return yaml.NewDecoder(bytes.NewReader(data), opts...).Decode(fc)
 }

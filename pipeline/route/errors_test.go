@@ -55,16 +55,16 @@ func TestParseErrors(t *testing.T) {
 		src  string
 		want string // "file:line: ..." substring
 	}{
-		{"unknown top key", "routez: []\n" + okRoute, "x.yaml:1: routez: unknown key \"routez\""},
-		{"unknown route key", strings.Replace(okRoute, "    dataset: d", "    dataset: d\n    outptu: x", 1), "x.yaml:10: routes[0].outptu: unknown key"},
-		{"unknown match key", strings.Replace(okRoute, "{prefix: in/}", "{prefix: in/, suffix: x}", 1), "x.yaml:5: routes[0].match.suffix: unknown key"},
-		{"unknown step key", strings.Replace(okRoute, "{name: copy}", "{name: copy, opts: {}}", 1), "x.yaml:6: routes[0].transforms[0].opts: unknown key"},
-		{"unknown dataset key", strings.Replace(okRoute, "d: {}", "d: {topik: x}", 1), "x.yaml:2: datasets.d.topik: unknown key"},
+		{"unknown top key", "routez: []\n" + okRoute, "x.yaml:1: unknown key \"routez\" (did you mean \"routes\"?)"},
+		{"unknown route key", strings.Replace(okRoute, "    dataset: d", "    dataset: d\n    outptu: x", 1), "x.yaml:10: routes[0]: unknown key \"outptu\" (did you mean \"output\"?)"},
+		{"unknown match key", strings.Replace(okRoute, "{prefix: in/}", "{prefix: in/, suffix: x}", 1), "x.yaml:5: routes[0].match: unknown key \"suffix\" (known: glob, max_size, min_size, prefix, user)"},
+		{"unknown step key", strings.Replace(okRoute, "{name: copy}", "{name: copy, opts: {}}", 1), "x.yaml:6: routes[0].transforms[0]: unknown key \"opts\" (known: name, options)"},
+		{"unknown dataset key", strings.Replace(okRoute, "d: {}", "d: {topik: x}", 1), "x.yaml:2: datasets.d: unknown key \"topik\" (did you mean \"topic\"?)"},
 		{"syntax", "routes: [\n", "x.yaml:1:"},
 		{"two documents", okRoute + "---\nroutes: []\n", "only one YAML document"},
 		{"list where mapping", strings.Replace(okRoute, "{prefix: in/}", "[in/]", 1), "x.yaml:5: routes[0].match: expected a mapping"},
 		{"bad size", strings.Replace(okRoute, "{prefix: in/}", "{prefix: in/, max_size: 5 parsecs}", 1), "x.yaml:5: routes[0].match.max_size: invalid size \"5 parsecs\""},
-		{"duplicate key", strings.Replace(okRoute, "    dataset: d", "    dataset: d\n    dataset: d", 1), "x.yaml:10: mapping key \"dataset\" already defined"},
+		{"duplicate key", strings.Replace(okRoute, "    dataset: d", "    dataset: d\n    dataset: d", 1), "x.yaml:10: yaml: mapping key \"dataset\" already defined"},
 		{"no routes", "datasets: {d: {}}\n", "routes: no routes"},
 		{"bad glob", strings.Replace(okRoute, "{prefix: in/}", "{prefix: in/, glob: \"[a-\"}", 1), "x.yaml:5: routes[0].match.glob: glob \"[a-\": syntax error in pattern"},
 		{"glob with slash", strings.Replace(okRoute, "{prefix: in/}", "{prefix: in/, glob: \"*/a.csv\"}", 1), "cannot contain /"},

@@ -309,7 +309,7 @@ func TestCheckRoutes(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "routes.yaml")
 	write(t, bad, "routes:\n  - name: x\n    bogus: 1\n")
 	r := ferry(t, "", "check", "--routes", bad)
-	if r.code != 1 || !strings.Contains(r.stderr, bad+":3: routes[0].bogus: unknown key") || !strings.Contains(r.stderr, "dataset is required") {
+	if r.code != 1 || !strings.Contains(r.stderr, bad+":3: routes[0]: unknown key \"bogus\"") || !strings.Contains(r.stderr, "dataset is required") {
 		t.Errorf("check --routes with problems = %+v", r)
 	}
 }

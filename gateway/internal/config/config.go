@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/internal/config/strictyaml"
+	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
 
 // Config is the whole configuration file.

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ferrygw/ferry/gateway/internal/config/strictyaml"
+	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
 
 // Validate checks the configuration and reports every problem at once (errors.Join of

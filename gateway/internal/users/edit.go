@@ -15,7 +15,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 
-	"github.com/ferrygw/ferry/gateway/internal/config/strictyaml"
+	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
 
 // The admin edits below (used by `ferry user`) change the users file in place: the text is

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/internal/config"
-	"github.com/ferrygw/ferry/gateway/internal/config/strictyaml"
+	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
 
 // File is the users file as written:

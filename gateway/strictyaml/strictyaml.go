@@ -6,8 +6,10 @@
 // the whole list. It also records the line of every value it decoded, so that a later semantic
 // check (Validate) can point at the right line too.
 //
-// Supported targets: structs (fields by `yaml:"name"` tag, unknown keys are errors), pointers,
-// slices, string, bool, integers, floats, time.Duration ("15m") and encoding.TextUnmarshaler.
+// Supported targets: structs (fields by `yaml:"name"` tag, unknown keys are errors), maps with
+// string keys (any key accepted), pointers, slices, string, bool, integers, floats,
+// time.Duration ("15m"), encoding.TextUnmarshaler, and `any` (free-form values: map[string]any,
+// []any, string, int64, float64, bool or nil, as written).
 // A null value ("key:" with nothing after it) keeps the value already in the target, so defaults
 // set before decoding survive a key whose children were all commented out.
 package strictyaml
@@ -16,8 +18,10 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +38,8 @@ type Problem struct {
 	Line int
 	Path string // e.g. "storage.s3.part_size" or "users[2].home"; may be empty
 	Msg  string
+	// UnknownKey is set for an unknown key: the key, written in the mapping at Path.
+	UnknownKey string
 }
 
 func (p *Problem) Error() string {
@@ -201,6 +207,16 @@ func (d *decoder) decode(node ast.Node, dst reflect.Value, path string) {
 	switch dst.Kind() {
 	case reflect.Struct:
 		d.decodeStruct(node, dst, path)
+	case reflect.Map:
+		d.decodeMap(node, dst, path)
+	case reflect.Interface:
+		if dst.NumMethod() != 0 {
+			d.problem(lineOf(node), path, "strictyaml: cannot decode into %s", dst.Type())
+			return
+		}
+		if v := d.generic(node, path); v != nil {
+			dst.Set(reflect.ValueOf(v))
+		}
 	case reflect.Slice:
 		d.decodeSlice(node, dst, path)
 	default:
@@ -250,27 +266,15 @@ func kindName(n ast.Node) string {
 }
 
 func (d *decoder) decodeStruct(node ast.Node, dst reflect.Value, path string) {
-	var pairs []*ast.MappingValueNode
-	switch n := node.(type) {
-	case *ast.MappingNode:
-		pairs = n.Values
-	case *ast.MappingValueNode:
-		pairs = []*ast.MappingValueNode{n}
-	default:
+	pairs, ok := mappingPairs(node)
+	if !ok {
 		d.problem(lineOf(node), path, "expected a mapping (key: value lines), got %s", kindName(node))
 		return
 	}
 	fields := fieldsOf(dst.Type())
 	for _, kv := range pairs {
-		keyNode := d.resolve(kv.Key, path)
-		line := lineOf(kv.Key)
-		if _, merge := keyNode.(*ast.MergeKeyNode); merge {
-			d.problem(line, path, "merge keys (<<) are not supported")
-			continue
-		}
-		key, ok := scalarText(keyNode)
+		key, line, ok := d.key(kv, path)
 		if !ok {
-			d.problem(line, path, "a key must be a plain name")
 			continue
 		}
 		sub := join(path, key)
@@ -279,13 +283,106 @@ func (d *decoder) decodeStruct(node ast.Node, dst reflect.Value, path string) {
 			msg := fmt.Sprintf("unknown key %q", key)
 			if s := suggest(key, fields); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			} else {
+				msg += " (known: " + strings.Join(slices.Sorted(maps.Keys(fields)), ", ") + ")"
 			}
-			d.problem(line, path, "%s", msg)
+			d.problems = append(d.problems, &Problem{File: d.file, Line: line, Path: path, Msg: msg, UnknownKey: key})
 			continue
 		}
 		d.pos[sub] = line
 		d.decode(kv.Value, dst.Field(idx), sub)
 	}
+}
+
+// decodeMap decodes a mapping into a map with string keys; every key is accepted. A key with
+// no value is present with the element's zero value.
+func (d *decoder) decodeMap(node ast.Node, dst reflect.Value, path string) {
+	pairs, ok := mappingPairs(node)
+	if !ok {
+		d.problem(lineOf(node), path, "expected a mapping (key: value lines), got %s", kindName(node))
+		return
+	}
+	if dst.Type().Key().Kind() != reflect.String {
+		d.problem(lineOf(node), path, "strictyaml: cannot decode into %s", dst.Type())
+		return
+	}
+	if dst.IsNil() {
+		dst.Set(reflect.MakeMapWithSize(dst.Type(), len(pairs)))
+	}
+	for _, kv := range pairs {
+		key, line, ok := d.key(kv, path)
+		if !ok {
+			continue
+		}
+		sub := join(path, key)
+		d.pos[sub] = line
+		elem := reflect.New(dst.Type().Elem()).Elem()
+		d.decode(kv.Value, elem, sub)
+		dst.SetMapIndex(reflect.ValueOf(key).Convert(dst.Type().Key()), elem)
+	}
+}
+
+// key returns a pair's key and line, or reports why it is not a usable key.
+func (d *decoder) key(kv *ast.MappingValueNode, path string) (string, int, bool) {
+	keyNode := d.resolve(kv.Key, path)
+	line := lineOf(kv.Key)
+	if _, merge := keyNode.(*ast.MergeKeyNode); merge {
+		d.problem(line, path, "merge keys (<<) are not supported")
+		return "", line, false
+	}
+	key, ok := scalarText(keyNode)
+	if !ok {
+		d.problem(line, path, "a key must be a plain name")
+	}
+	return key, line, ok
+}
+
+func mappingPairs(node ast.Node) ([]*ast.MappingValueNode, bool) {
+	switch n := node.(type) {
+	case *ast.MappingNode:
+		return n.Values, true
+	case *ast.MappingValueNode:
+		return []*ast.MappingValueNode{n}, true
+	}
+	return nil, false
+}
+
+// generic decodes a free-form value (an `any` target), node already resolved and not null.
+func (d *decoder) generic(node ast.Node, path string) any {
+	switch n := node.(type) {
+	case *ast.MappingNode, *ast.MappingValueNode:
+		m := map[string]any{}
+		d.decodeMap(node, reflect.ValueOf(&m).Elem(), path)
+		return m
+	case *ast.SequenceNode:
+		var s []any
+		d.decodeSlice(node, reflect.ValueOf(&s).Elem(), path)
+		return s
+	case *ast.IntegerNode:
+		switch v := n.Value.(type) {
+		case int64:
+			return v
+		case uint64:
+			if v <= math.MaxInt64 {
+				return int64(v)
+			}
+			return float64(v)
+		}
+	case *ast.FloatNode:
+		return n.Value
+	case *ast.InfinityNode:
+		return n.Value
+	case *ast.NanNode:
+		return math.NaN()
+	case *ast.BoolNode:
+		return n.Value
+	case *ast.StringNode, *ast.LiteralNode:
+		var s string
+		d.decodeScalar(node, reflect.ValueOf(&s).Elem(), path)
+		return s
+	}
+	d.problem(lineOf(node), path, "unsupported value %s", kindName(node))
+	return nil
 }
 
 func join(path, key string) string {

@@ -252,3 +252,43 @@ func TestProblemFormat(t *testing.T) {
 		}
 	}
 }
+
+// Maps accept any key; `any` values keep what was written, nested.
+func TestDecodeMapsAndAny(t *testing.T) {
+	type entry struct {
+		Topic string         `yaml:"topic"`
+		Opts  map[string]any `yaml:"opts"`
+	}
+	type file struct {
+		Sets map[string]*entry `yaml:"sets"`
+	}
+	src := `sets:
+  a:
+    topic: t
+    opts: {s: "x", n: 3, neg: -2, f: 1.5, b: true, l: [1, two], m: {k: v}, z: ~}
+  empty:
+  bad: {topik: y}
+  worse: [1]
+`
+	var f file
+	pos, err := Decode("m.yaml", []byte(src), &f, Options{})
+	want := []string{
+		`m.yaml:6: sets.bad: unknown key "topik" (did you mean "topic"?)`,
+		`m.yaml:7: sets.worse: expected a mapping (key: value lines), got a list`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Fatalf("error:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+	a := f.Sets["a"]
+	wantOpts := map[string]any{"s": "x", "n": int64(3), "neg": int64(-2), "f": 1.5, "b": true,
+		"l": []any{int64(1), "two"}, "m": map[string]any{"k": "v"}, "z": nil}
+	if a == nil || a.Topic != "t" || !reflect.DeepEqual(a.Opts, wantOpts) {
+		t.Fatalf("a = %+v", a)
+	}
+	if e, ok := f.Sets["empty"]; !ok || e != nil {
+		t.Errorf("empty = %v, %v; want present and nil", e, ok)
+	}
+	if pos["sets.a.opts.l[1]"] != 4 || pos["sets.empty"] != 5 {
+		t.Errorf("positions %v", pos)
+	}
+}
