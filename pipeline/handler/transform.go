@@ -237,7 +237,11 @@ func (h *TransformHandler) sidecarArrived(ctx context.Context, log *slog.Logger,
 // version of the object.
 func (h *TransformHandler) processOnce(ctx context.Context, log *slog.Logger, r *route.Route, in input) error {
 	return h.once(ctx, log, "object/"+factID(in), func() (*event.FileDetail, error) {
-		if in.Reason == event.ReasonCopyObject {
+		// A copy of content already processed (a rename) is not processed again. The gateway's
+		// renames copy its metadata, transfer id included, and above 5 GiB they are multipart
+		// copies whose event says CompleteMultipartUpload: a transfer id is checked whatever
+		// the reason.
+		if in.Reason == event.ReasonCopyObject || in.TransferID != "" {
 			done, err := h.cfg.Ledger.Has(ctx, contentName(in))
 			if err != nil {
 				return nil, err

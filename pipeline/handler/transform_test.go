@@ -139,6 +139,13 @@ func TestTransformCopyOfProcessedContent(t *testing.T) {
 	if n := len(e.fileEvents()); n != 1 {
 		t.Errorf("%d events", n)
 	}
+	// The gateway renames files above 5 GiB with a multipart copy: the event's reason is then
+	// CompleteMultipartUpload, and the transfer id the copy carries still says "seen".
+	etag = e.copyObj("incoming/alice/a.csv", "incoming/alice/big-renamed.csv")
+	e.handle(e.created("incoming/alice/big-renamed.csv", etag, len(goodCSV), event.ReasonCompleteMultipartUpload))
+	if _, _, ok := e.get("processed/alice/big-renamed.jsonl"); ok {
+		t.Error("a multipart copy of processed content was processed again")
+	}
 	// A client's temp-name upload renamed into place: the temp name was ignored, so the copy is
 	// the first time this content is seen and it is processed.
 	other := "id,name\n7,zed\n"
