@@ -106,6 +106,9 @@ type gateway struct {
 type gatewayOptions struct {
 	endpoint string // S3 endpoint the gateway uses
 	ftp      bool
+	// noMemoryLimit runs the gateway with memory_limit: 0 (Go's default GC pacing), to show
+	// what the default soft limit costs in throughput and saves in RSS.
+	noMemoryLimit bool
 }
 
 // startGateway writes a config for srv and starts bin/ferry serve.
@@ -143,6 +146,10 @@ func startGateway(b *testing.B, srv *s3test.Server, opts gatewayOptions) *gatewa
 		ftpLine = "  ftp: " + strconv.Quote(g.ftp) + "\n"
 		ftpSection = "ftp:\n  passive_ports: \"\"\n  tls:\n    mode: optional\n    dev_self_signed: true\n"
 	}
+	memLine := ""
+	if opts.noMemoryLimit {
+		memLine = "memory_limit: 0\n"
+	}
 	cfg := fmt.Sprintf(`listen:
   sftp: %q
 %s  metrics: ""
@@ -156,9 +163,9 @@ host_keys:
   paths: [keys/ssh_host_ed25519_key]
   generate: true
 users_file: users.yaml
-%slog:
+%s%slog:
   level: warn
-`, g.sftp, ftpLine, srv.Bucket, endpoint, srv.Region, ftpSection)
+`, g.sftp, ftpLine, srv.Bucket, endpoint, srv.Region, ftpSection, memLine)
 	write(b, filepath.Join(dir, "ferry.yaml"), cfg)
 	g.cmd = exec.Command(ferryBinary(b), "serve", "--config", filepath.Join(dir, "ferry.yaml"))
 	g.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.Secret)

@@ -58,19 +58,28 @@ func BenchmarkSFTP(b *testing.B) {
 
 	// Through the gateway (a separate bin/ferry process, so its RSS is its own).
 	g := startGateway(b, srv, gatewayOptions{})
-	up := map[string]float64{}
-	for _, cipher := range []string{"default", aesGCM} {
-		var extra []string
-		if cipher != "default" {
-			extra = []string{"-o", "Ciphers=" + cipher}
+	uploads := func(g *gateway) map[string]float64 {
+		up := map[string]float64{}
+		for _, cipher := range []string{"default", aesGCM} {
+			var extra []string
+			if cipher != "default" {
+				extra = []string{"-o", "Ciphers=" + cipher}
+			}
+			d := sftpBatch(b, g.sftp, g.keyFile, fmt.Sprintf("put %s /big-%s.bin\n", src, short(cipher)), extra...)
+			up[cipher] = mibps(size, d)
+			if got := objectSHA256(b, client, srv.Bucket, "bench/big-"+short(cipher)+".bin"); got != want {
+				b.Fatalf("uploaded object sha256 %s, want %s", got, want)
+			}
 		}
-		d := sftpBatch(b, g.sftp, g.keyFile, fmt.Sprintf("put %s /big-%s.bin\n", src, short(cipher)), extra...)
-		up[cipher] = mibps(size, d)
-		if got := objectSHA256(b, client, srv.Bucket, "bench/big-"+short(cipher)+".bin"); got != want {
-			b.Fatalf("uploaded object sha256 %s, want %s", got, want)
-		}
+		return up
 	}
+	up := uploads(g)
 	peak := g.peakRSS(b)
+	// The same uploads with memory_limit: 0, the other side of the default's trade.
+	gu := startGateway(b, srv, gatewayOptions{noMemoryLimit: true})
+	upNoLimit := uploads(gu)
+	peakNoLimit := gu.peakRSS(b)
+	_ = gu.cmd.Process.Kill()
 
 	// Downloads: the gateway (from S3) vs the same SFTP server code serving the bytes from memory.
 	mem := startMemoryServer(b, src)
@@ -127,11 +136,13 @@ func BenchmarkSFTP(b *testing.B) {
 		s := short(c)
 		b.ReportMetric(up[c], s+"-up-MiB/s")
 		b.ReportMetric(up[c]/direct, s+"-up-ratio")
+		b.ReportMetric(upNoLimit[c]/direct, s+"-up-nolimit-ratio")
 		b.ReportMetric(down[c], s+"-down-MiB/s")
 		b.ReportMetric(memDown[c], s+"-memdown-MiB/s")
 		b.ReportMetric(down[c]/memDown[c], s+"-down-ratio")
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(peakNoLimit)/(1<<20), "nolimit-peak-RSS-MiB")
 	b.ReportMetric(filesPerSec, "small-files/s")
 	b.ReportMetric(reqPerFile, "S3-req/file")
 	b.Logf("size %d MiB; direct upload %.0f MiB/s", size>>20, direct)
@@ -140,6 +151,8 @@ func BenchmarkSFTP(b *testing.B) {
 			c, up[c], up[c]/direct, down[c], memDown[c], down[c]/memDown[c])
 	}
 	b.Logf("gateway peak RSS during the uploads: %.1f MiB", float64(peak)/(1<<20))
+	b.Logf("with memory_limit: 0: upload %.0f MiB/s (ratio %.2f) default cipher, %.0f MiB/s (ratio %.2f) %s; peak RSS %.1f MiB",
+		upNoLimit["default"], upNoLimit["default"]/direct, upNoLimit[aesGCM], upNoLimit[aesGCM]/direct, aesGCM, float64(peakNoLimit)/(1<<20))
 	b.Logf("%d x 4 KiB files in one session: %.0f files/s, %.2f S3 requests/file (%s)",
 		nSmall, filesPerSec, reqPerFile, strings.Join(kinds, " "))
 }
