@@ -37,7 +37,7 @@ type Config struct {
 	// keeps an idle or one-transfer gateway small instead of letting the heap double. When
 	// transfers' buffers legitimately need more, the limit follows live memory (+1/8) so a busy
 	// gateway does not spend its CPU collecting. 0 leaves Go's default (no limit); GOMEMLIMIT
-	// in the environment overrides it. Default 48MiB.
+	// in the environment overrides it. Default 44MiB.
 	MemoryLimit Size `yaml:"memory_limit"`
 
 	file string               // the file it was read from, for messages
@@ -201,7 +201,7 @@ func Default() *Config {
 		Storage: Storage{S3: S3{
 			Bucket:        "",
 			Region:        "us-east-1",
-			PartSize:      8 * MiB,
+			PartSize:      5 * MiB,
 			Concurrency:   4,
 			MaxRenameKeys: 1000,
 		}},
@@ -210,7 +210,7 @@ func Default() *Config {
 			Generate: true,
 		},
 		UsersFile:   "users.yaml",
-		MemoryLimit: 48 * MiB,
+		MemoryLimit: 44 * MiB,
 		SFTP: SFTP{
 			IdleTimeout:      15 * time.Minute,
 			LoginTimeout:     30 * time.Second,

@@ -239,7 +239,7 @@ func TestValidate(t *testing.T) {
 func TestMemoryLimit(t *testing.T) {
 	c := Default()
 	c.Storage.S3.Bucket = "ferry"
-	if err := c.Validate(); err != nil || c.MemoryLimit != 48*MiB {
+	if err := c.Validate(); err != nil || c.MemoryLimit != 44*MiB {
 		t.Fatalf("default memory limit %s, validate: %v", c.MemoryLimit, err)
 	}
 	c.MemoryLimit = 0 // Go's default

@@ -89,7 +89,7 @@ func TestEndToEndS3(t *testing.T) {
 	if err := c.MakeDir("/e2e"); err != nil { // S3 homes, unlike memstore, need the parent to exist
 		t.Fatal(err)
 	}
-	const part = 8 << 20 // s3store's default part size
+	const part = s3store.DefaultPartSize
 	for _, n := range []int{0, 1, part - 1, part, part + 1, 100 << 20} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			data := randomData(t, n)

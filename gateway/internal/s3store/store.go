@@ -67,6 +67,11 @@ type Store struct {
 }
 
 // New returns a Store over api.
+// DefaultPartSize is S3's minimum part size, as the SDK's transfer manager uses: an upload
+// holds (Concurrency+1) parts in memory, and 5 MiB parts keep a one-upload gateway within
+// 64 MiB of RSS under the default memory_limit, where 8 MiB parts did not.
+const DefaultPartSize = 5 << 20
+
 func New(api API, cfg Config) (*Store, error) {
 	if api == nil {
 		return nil, errors.New("s3store: nil S3 client")
@@ -76,7 +81,7 @@ func New(api API, cfg Config) (*Store, error) {
 		errs = append(errs, errors.New("s3store: no default bucket"))
 	}
 	if cfg.PartSize == 0 {
-		cfg.PartSize = 8 << 20
+		cfg.PartSize = DefaultPartSize
 	}
 	if cfg.PartSize < minPartSize || cfg.PartSize > maxPartSize {
 		errs = append(errs, fmt.Errorf("s3store: part size %d outside S3's limits [5 MiB, 5 GiB]", cfg.PartSize))

@@ -85,7 +85,7 @@ func TestNewConfig(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("New(%+v) = %v", tt.cfg, err)
 		}
-		if err == nil && (s.cfg.PartSize != 8<<20 || s.cfg.Concurrency != 4 || s.cfg.MaxRenameKeys != 1000) {
+		if err == nil && (s.cfg.PartSize != 5<<20 || s.cfg.Concurrency != 4 || s.cfg.MaxRenameKeys != 1000) {
 			t.Errorf("defaults: %+v", s.cfg)
 		}
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
-const partSize = 8 << 20 // s3store's default part size
+const partSize = s3store.DefaultPartSize
 
 // s3env is the SFTP server over s3store on a real versitygw; alice's home is users/alice/.
 type s3env struct {
