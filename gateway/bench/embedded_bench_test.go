@@ -1,19 +1,14 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
-
-	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 // BenchmarkEmbedded measures the embedded default (bin/ferry with its own S3 endpoint, event
@@ -24,49 +19,10 @@ func BenchmarkEmbedded(b *testing.B) {
 	dir := b.TempDir()
 	src := filepath.Join(dir, "big.bin")
 	want := writeRandomFile(b, src, size)
-	s3Addr, sftpAddr := freeAddr(b), freeAddr(b)
-	write(b, filepath.Join(dir, "users.yaml"), "users: []\n")
-	write(b, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
-  sftp: %q
-  metrics: ""
-storage:
-  s3:
-    bucket: ferry
-host_keys:
-  paths: [keys/ssh_host_ed25519_key]
-users_file: users.yaml
-embedded:
-  s3:
-    listen: %q
-    data_dir: data/s3
-    access_key: ferry
-    secret: ferrysecret
-  events:
-    dir: data/events
-  notifications:
-    outbox: data/outbox.jsonl
-log:
-  level: warn
-`, sftpAddr, s3Addr))
-	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: sftpAddr}
-	g.cmd = exec.Command(ferryBinary(b), "serve", "--config", filepath.Join(dir, "ferry.yaml"))
-	g.cmd.Stdout, g.cmd.Stderr = g, g
-	if err := g.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = g.cmd.Process.Kill()
-		_ = g.cmd.Wait()
-	})
-	waitListening(b, s3Addr, g)
-	idle := g.peakRSS(b)
-
-	local := &s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
-	client := local.Client()
-	tm := transfermanager.New(client, func(o *transfermanager.Options) {
-		o.PartSizeBytes = partSize
-		o.Concurrency = concurrency
-	})
+	e := startEmbedded(b, "")
+	idle := e.peakRSS(b)
+	client := e.client
+	tm := newTransferManager(client)
 	f, err := os.Open(src)
 	if err != nil {
 		b.Fatal(err)
@@ -79,7 +35,7 @@ log:
 	}
 	up := mibps(size, time.Since(start))
 	f.Close()
-	peak := g.peakRSS(b)
+	peak := e.peakRSS(b)
 	if got := objectSHA256(b, client, "ferry", "incoming/big.bin"); got != want {
 		b.Fatalf("sha256 %s, want %s", got, want)
 	}

@@ -169,8 +169,16 @@ users_file: users.yaml
   level: warn
 `, g.sftp, ftpLine, srv.Bucket, endpoint, srv.Region, ftpSection, memLine)
 	write(b, filepath.Join(dir, "ferry.yaml"), cfg)
-	g.cmd = exec.Command(ferryBinary(b), "serve", "--config", filepath.Join(dir, "ferry.yaml"))
-	g.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.Secret)
+	g.start(b, "AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.Secret)
+	waitListening(b, g.sftp, g)
+	return g
+}
+
+// start runs bin/ferry serve with the config in g.dir until the benchmark ends.
+func (g *gateway) start(b *testing.B, env ...string) {
+	b.Helper()
+	g.cmd = exec.Command(ferryBinary(b), "serve", "--config", filepath.Join(g.dir, "ferry.yaml"))
+	g.cmd.Env = append(os.Environ(), env...)
 	g.cmd.Stdout, g.cmd.Stderr = g, g
 	if err := g.cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -179,8 +187,51 @@ users_file: users.yaml
 		_ = g.cmd.Process.Kill()
 		_ = g.cmd.Wait()
 	})
-	waitListening(b, g.sftp, g)
-	return g
+}
+
+// embedded is bin/ferry running the embedded default: its S3 endpoint, event bus and outbox in
+// a temporary folder (dir), and the pipeline when routes is a routes file.
+type embedded struct {
+	*gateway
+	client *s3.Client // the embedded endpoint, with its dev credentials
+}
+
+func startEmbedded(b *testing.B, routes string) *embedded {
+	b.Helper()
+	dir := b.TempDir()
+	s3Addr := freeAddr(b)
+	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: freeAddr(b)}
+	pipeline := ""
+	if routes != "" {
+		pipeline = fmt.Sprintf("  pipeline:\n    routes: %q\n", routes)
+	}
+	write(b, filepath.Join(dir, "users.yaml"), "users: []\n")
+	write(b, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
+  sftp: %q
+  metrics: ""
+storage:
+  s3:
+    bucket: ferry
+host_keys:
+  paths: [keys/ssh_host_ed25519_key]
+users_file: users.yaml
+embedded:
+  s3:
+    listen: %q
+    data_dir: data/s3
+    access_key: ferry
+    secret: ferrysecret
+  events:
+    dir: data/events
+  notifications:
+    outbox: data/outbox.jsonl
+%slog:
+  level: warn
+`, g.sftp, s3Addr, pipeline))
+	g.start(b)
+	waitListening(b, s3Addr, g)
+	local := &s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
+	return &embedded{gateway: g, client: local.Client()}
 }
 
 func (g *gateway) Write(p []byte) (int, error) {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,8 +17,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
 // BenchmarkPipelineLatency measures, in the embedded default (bin/ferry with the shipped
@@ -35,45 +32,8 @@ func BenchmarkPipelineLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := b.TempDir()
-	s3Addr, sftpAddr := freeAddr(b), freeAddr(b)
-	write(b, filepath.Join(dir, "users.yaml"), "users: []\n")
-	write(b, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
-  sftp: %q
-  metrics: ""
-storage:
-  s3:
-    bucket: ferry
-host_keys:
-  paths: [keys/ssh_host_ed25519_key]
-users_file: users.yaml
-embedded:
-  s3:
-    listen: %q
-    data_dir: data/s3
-    access_key: ferry
-    secret: ferrysecret
-  events:
-    dir: data/events
-  notifications:
-    outbox: data/outbox.jsonl
-  pipeline:
-    routes: %q
-log:
-  level: warn
-`, sftpAddr, s3Addr, routes))
-	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: sftpAddr}
-	g.cmd = exec.Command(ferryBinary(b), "serve", "--config", filepath.Join(dir, "ferry.yaml"))
-	g.cmd.Stdout, g.cmd.Stderr = g, g
-	if err := g.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = g.cmd.Process.Kill()
-		_ = g.cmd.Wait()
-	})
-	waitListening(b, s3Addr, g)
-	client := (&s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret"}).Client()
+	e := startEmbedded(b, routes)
+	dir, client := e.dir, e.client
 
 	// 1 MiB of CSV.
 	var csv bytes.Buffer
@@ -125,7 +85,7 @@ log:
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d notifications after 2 minutes\n%s", got, n, g)
+			b.Fatalf("%d of %d notifications after 2 minutes\n%s", got, n, e.gateway)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
