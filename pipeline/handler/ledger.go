@@ -33,16 +33,20 @@ const DefaultLedgerPrefix = ".ferry/ledger/"
 
 // Ledger records, in S3, which facts were handled, with conditional writes: a claim is a
 // PutObject with If-None-Match: * (412 = someone claimed it before), so two deliveries of one
-// event cannot both act. A claim is "pending" until Done; a pending claim older than Stale is
-// taken over (the claimant died), with If-Match on the claim's etag so only one taker wins.
+// event cannot both act. A claim is "pending" until Done. A pending claim is taken over (the
+// claimant died) once its claimant's deadline has passed — a Lambda invocation or a bus
+// delivery cannot outlive its context's deadline, which the claim records — or, for a claimant
+// without a deadline, once it is older than Stale; If-Match on the claim's etag lets only one
+// taker win.
 type Ledger struct {
 	api    LedgerAPI
 	bucket string
 	prefix string
-	// Stale is how old a pending claim must be before another delivery takes it over; it must
-	// exceed the longest run of a handler (Lambda: 15 min). Default 20 min.
+	// Stale is how old a pending claim of a claimant without a deadline must be before another
+	// delivery takes it over; it must exceed the longest run of such a handler. Default 20 min.
 	Stale time.Duration
 	now   func() time.Time
+	skew  time.Duration // claimSkew; tests shorten it
 }
 
 // NewLedger returns a ledger in bucket under prefix ("" = DefaultLedgerPrefix).
@@ -50,7 +54,7 @@ func NewLedger(api LedgerAPI, bucket, prefix string) *Ledger {
 	if prefix == "" {
 		prefix = DefaultLedgerPrefix
 	}
-	return &Ledger{api: api, bucket: bucket, prefix: prefix, Stale: 20 * time.Minute, now: time.Now}
+	return &Ledger{api: api, bucket: bucket, prefix: prefix, Stale: 20 * time.Minute, now: time.Now, skew: claimSkew}
 }
 
 // Bucket and Prefix say where the ledger lives.
@@ -71,40 +75,63 @@ const (
 var ErrBusy = errors.New("handler: another delivery is handling this event")
 
 type ledgerRecord struct {
-	State  string          `json:"state"` // pending | done
-	At     time.Time       `json:"at"`
+	State string    `json:"state"` // pending | done
+	At    time.Time `json:"at"`
+	// Until is a pending claimant's deadline: after it (plus claimSkew) the claimant is gone.
+	Until  time.Time       `json:"until,omitzero"`
 	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// claimSkew allows for clocks that differ between the hosts that claim.
+const claimSkew = 10 * time.Second
+
+// staleAt is when a pending claim may be taken over.
+func (l *Ledger) staleAt(rec ledgerRecord) time.Time {
+	if !rec.Until.IsZero() {
+		return rec.Until.Add(l.skew)
+	}
+	return rec.At.Add(l.Stale)
 }
 
 func (l *Ledger) key(name string) string { return l.prefix + name }
 
 // Claim tries to take the fact name. For Done it returns the stored result.
 func (l *Ledger) Claim(ctx context.Context, name string) (ClaimState, json.RawMessage, error) {
-	pending, _ := json.Marshal(ledgerRecord{State: "pending", At: l.now().UTC()})
+	state, res, _, err := l.claim(ctx, name)
+	return state, res, err
+}
+
+// claim is Claim that, for Busy, also says when the holder's claim goes stale (zero: unknown).
+func (l *Ledger) claim(ctx context.Context, name string) (ClaimState, json.RawMessage, time.Time, error) {
+	mine := ledgerRecord{State: "pending", At: l.now().UTC()}
+	if d, ok := ctx.Deadline(); ok {
+		mine.Until = d.UTC()
+	}
+	pending, _ := json.Marshal(mine)
 	_, err := l.api.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(l.bucket), Key: aws.String(l.key(name)), Body: bytes.NewReader(pending),
 		IfNoneMatch: aws.String("*"), ContentType: aws.String("application/json"),
 	})
 	switch {
 	case err == nil:
-		return Claimed, nil, nil
+		return Claimed, nil, time.Time{}, nil
 	case isStatus(err, http.StatusConflict):
-		return Busy, nil, nil // ConditionalRequestConflict: a concurrent claim
+		return Busy, nil, time.Time{}, nil // ConditionalRequestConflict: a concurrent claim
 	case !isStatus(err, http.StatusPreconditionFailed):
-		return 0, nil, fmt.Errorf("ledger claim %s: %w", name, err)
+		return 0, nil, time.Time{}, fmt.Errorf("ledger claim %s: %w", name, err)
 	}
 	rec, etag, err := l.read(ctx, name)
 	if errors.Is(err, errGone) {
-		return Busy, nil, nil // released between our put and read; a retry claims it
+		return Busy, nil, time.Time{}, nil // released between our put and read; a retry claims it
 	}
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, time.Time{}, err
 	}
 	if rec.State == "done" {
-		return Done, rec.Result, nil
+		return Done, rec.Result, time.Time{}, nil
 	}
-	if l.now().Sub(rec.At) < l.Stale {
-		return Busy, nil, nil
+	if stale := l.staleAt(rec); l.now().Before(stale) {
+		return Busy, nil, stale, nil
 	}
 	_, err = l.api.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(l.bucket), Key: aws.String(l.key(name)), Body: bytes.NewReader(pending),
@@ -112,23 +139,33 @@ func (l *Ledger) Claim(ctx context.Context, name string) (ClaimState, json.RawMe
 	})
 	switch {
 	case err == nil:
-		return Claimed, nil, nil
+		return Claimed, nil, time.Time{}, nil
 	case isStatus(err, http.StatusPreconditionFailed), isStatus(err, http.StatusConflict):
-		return Busy, nil, nil
+		return Busy, nil, time.Time{}, nil
 	default:
-		return 0, nil, fmt.Errorf("ledger take over stale claim %s: %w", name, err)
+		return 0, nil, time.Time{}, fmt.Errorf("ledger take over stale claim %s: %w", name, err)
 	}
 }
 
 // ClaimWait is Claim that, while another delivery holds a fresh claim, polls for up to wait:
 // a duplicate delivered at the same moment as the original then sees Done instead of failing
-// (and spending one of Lambda's two retries).
+// (and spending one of Lambda's two retries). When the holder's claim goes stale within this
+// caller's own deadline (its claimant died; this is a retry), it waits for that moment too and
+// takes the claim over, so a crashed delivery is redone by the next one instead of every retry
+// failing until the event is dead-lettered.
 func (l *Ledger) ClaimWait(ctx context.Context, name string, wait time.Duration) (ClaimState, json.RawMessage, error) {
 	deadline := time.Now().Add(wait)
 	delay := 50 * time.Millisecond
 	for {
-		state, res, err := l.Claim(ctx, name)
-		if err != nil || state != Busy || time.Now().Add(delay).After(deadline) {
+		state, res, stale, err := l.claim(ctx, name)
+		if err != nil || state != Busy {
+			return state, res, err
+		}
+		until := deadline
+		if own, ok := ctx.Deadline(); ok && !stale.IsZero() && stale.Add(claimReserve).Before(own) && stale.After(until) {
+			until = stale.Add(time.Second)
+		}
+		if time.Now().Add(delay).After(until) {
 			return state, res, err
 		}
 		select {
@@ -136,9 +173,20 @@ func (l *Ledger) ClaimWait(ctx context.Context, name string, wait time.Duration)
 			return Busy, nil, nil
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, time.Second)
+		poll := time.Second // a duplicate is usually done within the first seconds
+		if time.Now().After(deadline) {
+			poll = maxPoll // waiting for a dead claimant's deadline: no hurry
+		}
+		delay = min(2*delay, poll)
 	}
 }
+
+// claimReserve is the time a caller must have left after taking over a stale claim for the
+// wait to be worth it; maxPoll spaces the polls of a long wait.
+const (
+	claimReserve = 30 * time.Second
+	maxPoll      = 5 * time.Second
+)
 
 var errGone = errors.New("ledger record gone")
 
@@ -162,8 +210,11 @@ func (l *Ledger) read(ctx context.Context, name string) (ledgerRecord, string, e
 	return rec, aws.ToString(out.ETag), nil
 }
 
-// Done marks name handled and stores result (returned by later Claims).
+// Done marks name handled and stores result (returned by later Claims). Like Release it
+// outlives a cancelled ctx: the work is done, and not saying so would have it redone.
 func (l *Ledger) Done(ctx context.Context, name string, result any) error {
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	res, err := json.Marshal(result)
 	if err != nil {
 		return fmt.Errorf("ledger done %s: %w", name, err)
@@ -190,8 +241,12 @@ func (l *Ledger) Has(ctx context.Context, name string) (bool, error) {
 	return rec.State == "done", nil
 }
 
-// Release drops a claim so a retry can take it (the handler failed).
+// Release drops a claim so a retry can take it (the handler failed). It runs even when ctx is
+// cancelled — a handler usually fails because its context ended — as a claim left pending
+// would hold every retry off until the claimant's deadline.
 func (l *Ledger) Release(ctx context.Context, name string) error {
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	if _, err := l.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(l.bucket), Key: aws.String(l.key(name))}); err != nil {
 		return fmt.Errorf("ledger release %s: %w", name, err)
 	}
@@ -263,4 +318,10 @@ func isStatus(err error, code int) bool {
 		}
 	}
 	return false
+}
+
+// detached is ctx without its cancellation, bounded by a short timeout of its own: for the
+// ledger writes that record the outcome of work whose context may just have ended.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
