@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/pipeline/bus"
 	"github.com/ferrygw/ferry/pipeline/event"
 )
@@ -32,24 +31,6 @@ func putEvent(t *testing.T, b *bus.Bus, key string) string {
 		t.Fatal(err)
 	}
 	return e.ID
-}
-
-// syncBuffer is a bytes.Buffer safe to read while `ferry events --follow` writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestEvents(t *testing.T) {
@@ -85,7 +66,7 @@ func TestEvents(t *testing.T) {
 
 	// --follow prints what exists, then new events as they are put, until cancelled.
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb logbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"events", "--dir", dir, "--follow", "--poll", "10ms"}, strings.NewReader(""), &out, &errb)

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/gateway/s3test"
 )
@@ -75,7 +74,7 @@ ftp:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
 	t.Cleanup(func() {
 		cancel()
@@ -246,7 +245,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func waitListening(t *testing.T, addr string, done chan error, logs *syncBuffer) {
+func waitListening(t *testing.T, addr string, done chan error, logs *logbuf.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -269,23 +268,6 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestRunEmbedded is the no-AWS default: the process serves an S3 endpoint on a local directory
@@ -351,7 +333,7 @@ func TestRunEmbedded(t *testing.T) {
 // local is a running embedded default (S3 endpoint, bus, outbox) with SFTP and a demo user.
 type local struct {
 	dir, sftp, s3 string
-	logs          *syncBuffer
+	logs          *logbuf.Buffer
 }
 
 func (l *local) s3Server() *s3test.Server {
@@ -367,7 +349,7 @@ func startLocal(t *testing.T, routes string) *local {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: demo\n    password_hash: %q\n    home: incoming/demo/\n    permissions: [\"*\"]\n", hash))
-	l := &local{dir: dir, sftp: freeAddr(t), s3: freeAddr(t), logs: &syncBuffer{}}
+	l := &local{dir: dir, sftp: freeAddr(t), s3: freeAddr(t), logs: &logbuf.Buffer{}}
 	cfgFile := filepath.Join(dir, "ferry.yaml")
 	writeFile(t, cfgFile, fmt.Sprintf(`listen:
   sftp: %q

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
@@ -95,7 +96,7 @@ events:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
 	defer func() {
 		cancel()

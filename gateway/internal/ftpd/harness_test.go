@@ -1,7 +1,6 @@
 package ftpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -15,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
+	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
 	"github.com/ferrygw/ferry/gateway/internal/users"
@@ -59,24 +58,7 @@ type env struct {
 	store *countingFS
 	addr  string // control address, host:port
 	port  string
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *logbuf.Buffer
 }
 
 // startEnv starts a server with cfg (DevSelfSigned unless a cert is given) on 127.0.0.1:0.
@@ -91,7 +73,7 @@ func startEnvFS(t *testing.T, cfg Config, backend storage.FS, mem *memstore.FS) 
 	if cfg.TLS.Mode != TLSNone && cfg.TLS.CertFile == "" {
 		cfg.TLS.DevSelfSigned = true
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := &countingFS{FS: backend}
 	ro := allPerms()

@@ -1,28 +1,16 @@
 package users
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func userFile(t *testing.T, names ...string) string {
 	var b strings.Builder
@@ -45,11 +33,11 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func startWatch(t *testing.T, content string) (*Store, string, *syncBuffer) {
+func startWatch(t *testing.T, content string) (*Store, string, *logbuf.Buffer) {
 	t.Helper()
 	p := tempPath(t, "users.yaml")
 	writeFile(t, p, content)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	s, err := Open(p, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@
 package sftptest
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -11,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
+	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
@@ -32,7 +31,7 @@ type Server struct {
 	Port    int           //
 	HostKey ssh.PublicKey // to pin in clients
 	SFTP    *sftpd.Server
-	Logs    *LogBuffer // everything the server logged (at debug level)
+	Logs    *logbuf.Buffer // everything the server logged (at debug level)
 }
 
 // Options customise StartWith. Zero fields get test defaults.
@@ -71,7 +70,7 @@ func StartWith(t testing.TB, opts Options, us ...*users.User) *Server {
 	if auth == nil {
 		auth = NewAuth(us...)
 	}
-	logs := &LogBuffer{}
+	logs := &logbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
 		With("component", "sftpd", "protocol", "sftp")
 	srv, err := sftpd.New(cfg, sftpd.Deps{Auth: auth, Storage: opts.Storage, Logger: logger})
@@ -202,22 +201,4 @@ func (a *Auth) CheckPublicKey(_ context.Context, name string, key ssh.PublicKey,
 		}
 	}
 	return nil, errAuth
-}
-
-// LogBuffer is a goroutine-safe log sink.
-type LogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *LogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *LogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
