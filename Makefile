@@ -1,13 +1,16 @@
 # Ferry: `make run` starts the system on this machine, `make test` runs every test.
 GO        ?= go
-GOBIN     := $(shell $(GO) env GOPATH)/bin
-export PATH := $(GOBIN):$(PATH)
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BUILDFLAGS := -trimpath -ldflags "$(LDFLAGS)"
 VERSITYGW_VERSION := v1.8.0
+# Go programs the tests and benchmarks drive, installed at pinned versions into the project's own
+# tools folder (found there by pipeline/testtool), so nothing depends on what else is on the machine.
+TOOLS_DIR := $(CURDIR)/.tools
+TOOLS_BIN := $(TOOLS_DIR)/bin
+export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: build run test bench tools vet fmt clean lambdas
+.PHONY: build run test test-short bench tools deps vet fmt clean lambdas
 
 ## build: the one binary, bin/ferry (same flags as the Dockerfile)
 build:
@@ -18,10 +21,20 @@ build:
 run: build
 	bin/ferry serve --config configs/dev.yaml
 
-## test: vet + every test (real S3 server, real SSH/FTP clients); `make tools` first on a new machine
-test:
+## test: vet + every test (real S3 server, real SSH/FTP clients). Installs what the tests need
+## first (Go tools into .tools/bin; Debian clients with apt-get as root, otherwise it prints the
+## command); a test whose program is still missing fails, it never skips.
+test: tools deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 45m ./...
+
+## test-short: a deliberate quick run that skips the tests needing external programs
+test-short:
+	$(GO) test -count=1 -short ./...
+
+## deps: the Debian programs the tests drive (installed as root, otherwise the command is printed)
+deps:
+	@bash .ci/deps
 
 ## bench: throughput and memory against baselines measured in the same run
 # Bench data in RAM when /dev/shm exists: disk writeback would add noise to the ratios.
@@ -42,9 +55,12 @@ lambdas:
 		echo "dist/$$n.zip"; \
 	done
 
-## tools: test and benchmark tools that are Go programs
-tools:
-	$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+## tools: the Go programs the tests drive, at pinned versions, into .tools/bin (once per version)
+tools: $(TOOLS_DIR)/versitygw@$(VERSITYGW_VERSION)
+
+$(TOOLS_DIR)/versitygw@$(VERSITYGW_VERSION):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	@touch $@
 
 fmt:
 	gofmt -w gateway pipeline infra

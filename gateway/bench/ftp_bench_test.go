@@ -14,15 +14,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 
 	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // BenchmarkFTP compares 1 GiB uploads and downloads with curl through the gateway's FTP server
 // (plain FTP on loopback, extended passive) against the SDK's transfer manager straight to S3,
 // same run, same S3 server, and reports the gateway's peak RSS.
 func BenchmarkFTP(b *testing.B) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		b.Fatal("curl is needed: apt-get install curl")
-	}
+	testtool.Path(b, "curl")
 	size := benchSize(b)
 	srv := s3test.Start(b)
 	dir := b.TempDir()

@@ -1,9 +1,9 @@
 // Package s3test starts a real S3-compatible server (versitygw, posix backend) for tests.
 //
 // The server listens on 127.0.0.1 on a free port with its data in a temporary directory and is
-// stopped when the test ends. versitygw is found through $VERSITYGW, then PATH, then
-// $(go env GOPATH)/bin; `make tools` installs it. When it is missing the test is skipped with a
-// message, or fails when the CI environment variable is set.
+// stopped when the test ends. versitygw is found through $VERSITYGW, then the project's
+// .tools/bin (where `make tools` installs it), then PATH. When it is missing the test fails with
+// the command that installs it; only a `go test -short` run skips.
 //
 // The posix backend keeps object metadata (ETag, user metadata, tags) in user extended
 // attributes. Start checks that the temporary directory's file system accepts them (ext4, xfs,
@@ -19,8 +19,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -31,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/gateway/internal/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // Server is a running versitygw.
@@ -165,7 +164,8 @@ func (s *Server) NewBucket(t testing.TB) string {
 	return name
 }
 
-// findBinary locates versitygw or ends the test.
+// findBinary locates versitygw ($VERSITYGW, the project's .tools/bin, PATH) or fails the test
+// with how to install it (a -short run skips instead).
 func findBinary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("VERSITYGW"); p != "" {
@@ -174,23 +174,7 @@ func findBinary(t testing.TB) string {
 		}
 		return p
 	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		for dir := range strings.SplitSeq(strings.TrimSpace(string(out)), string(os.PathListSeparator)) {
-			p := filepath.Join(dir, "bin", "versitygw")
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	msg := "s3test: versitygw not found ($VERSITYGW, PATH, $(go env GOPATH)/bin); run `make tools` to install it"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testtool.Path(t, "versitygw")
 }
 
 // xattrsWork reports whether dir's file system stores user extended attributes.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // Real clients, as Debian packages them: curl and lftp, in passive and extended passive mode,
@@ -53,7 +55,7 @@ func (m clientMode) curlArgs(e *env) []string {
 func (e *env) url(p string) string { return "ftp://127.0.0.1:" + e.port + p }
 
 func TestCurl(t *testing.T) {
-	curl := needTool(t, "curl")
+	curl := testtool.Path(t, "curl")
 	e := startEnv(t, Config{TLS: TLSConfig{Mode: TLSOptional}})
 	for _, m := range clientModes {
 		t.Run(m.name, func(t *testing.T) {
@@ -97,7 +99,7 @@ func TestCurl(t *testing.T) {
 
 // A curl uploading from a pipe is killed with SIGKILL mid-transfer: no object, no pending upload.
 func TestKilledCurlLeavesNothing(t *testing.T) {
-	curl := needTool(t, "curl")
+	curl := testtool.Path(t, "curl")
 	e := startEnv(t, Config{TLS: TLSConfig{Mode: TLSOptional}})
 	for _, m := range clientModes {
 		t.Run(m.name, func(t *testing.T) {
@@ -151,7 +153,7 @@ func lftpScript(e *env, m clientMode, cmds ...string) []string {
 }
 
 func TestLftp(t *testing.T) {
-	lftp := needTool(t, "lftp")
+	lftp := testtool.Path(t, "lftp")
 	e := startEnv(t, Config{TLS: TLSConfig{Mode: TLSOptional}})
 	for _, m := range clientModes {
 		t.Run(m.name, func(t *testing.T) {
@@ -187,7 +189,7 @@ func TestLftp(t *testing.T) {
 // lftp retries 4xx replies forever: a missing file must fail at once. (net:max-retries is left
 // at its default here: with it lftp would give up on a 4xx too.)
 func TestLftpMissingFileFailsFast(t *testing.T) {
-	lftp := needTool(t, "lftp")
+	lftp := testtool.Path(t, "lftp")
 	e := startEnv(t, Config{})
 	for _, c := range []struct {
 		cmd    string
@@ -217,7 +219,7 @@ func TestLftpMissingFileFailsFast(t *testing.T) {
 
 // With TLS required, lftp forced to plaintext is refused with a permanent error.
 func TestLftpPlaintextRefused(t *testing.T) {
-	lftp := needTool(t, "lftp")
+	lftp := testtool.Path(t, "lftp")
 	e := startEnv(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

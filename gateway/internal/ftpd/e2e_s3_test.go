@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // s3env is the FTP server over the S3 store on a real versitygw; alice's home is users/alice/.
@@ -147,7 +148,7 @@ func TestEndToEndS3Aborts(t *testing.T) {
 	})
 
 	t.Run("killed curl", func(t *testing.T) {
-		curl := needTool(t, "curl")
+		curl := testtool.Path(t, "curl")
 		for _, m := range []clientMode{{"plain-epsv", false, true}, {"ftps-pasv", true, false}} {
 			name := "/killed-" + m.name + ".bin"
 			cmd := exec.Command(curl, append(m.curlArgs(e.env), "-T", "-", e.url(name))...)

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -219,21 +218,6 @@ func (u *countingUpload) Write(p []byte) (int, error) {
 	n, err := u.Upload.Write(p)
 	u.n.Add(int64(n))
 	return n, err
-}
-
-// needTool returns the path of a client program; without it the test fails in CI and is skipped
-// (with the reason) elsewhere.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is required in CI (apt-get install %s): %v", name, name, err)
-	}
-	t.Skipf("SKIP: %s not installed (apt-get install %s); this test drives the real client", name, name)
-	return ""
 }
 
 func writeTemp(t *testing.T, data []byte) string {

@@ -15,21 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-// requireTool returns the path of a client program. Missing, it fails the test in CI (where
-// the image must provide it) and skips it with a reason elsewhere.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (install openssh-client): %v", name, err)
-		}
-		t.Skipf("%s not installed (install openssh-client to run the real-client tests)", name)
-	}
-	return p
-}
+	"github.com/ferrygw/ferry/pipeline/testtool"
+)
 
 // openSSH runs OpenSSH's sftp against a server.
 type openSSH struct {
@@ -42,7 +30,7 @@ type openSSH struct {
 
 func newOpenSSH(t *testing.T, e *env, user string) *openSSH {
 	t.Helper()
-	bin := requireTool(t, "sftp")
+	bin := testtool.Path(t, "sftp")
 	dir := t.TempDir()
 	block, err := ssh.MarshalPrivateKey(e.priv, "")
 	if err != nil {

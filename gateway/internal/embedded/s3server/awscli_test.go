@@ -8,18 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // TestAWSCLI drives the real `aws` command (botocore's SigV4, its multipart uploads and its
 // checksums) against the endpoint, as the README tells users to.
 func TestAWSCLI(t *testing.T) {
-	bin, err := exec.LookPath("aws")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("aws CLI not installed (Debian package awscli)")
-		}
-		t.Skip("aws CLI not installed (Debian package awscli); CI requires it")
-	}
+	bin := testtool.Path(t, "aws")
 	h := newHarness(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config")
