@@ -166,7 +166,7 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 	}
 	r, ok := h.cfg.Routes.Match(in.object())
 	if !ok {
-		if data, alg, ok := h.cfg.Routes.SidecarOf(in.Key); ok {
+		if data, alg, ok := h.cfg.Routes.SidecarOf(in.object()); ok {
 			return h.sidecarArrived(ctx, log.With("sidecar", in.Key), in.Bucket, data, alg)
 		}
 		log.DebugContext(ctx, "transform: no route")
