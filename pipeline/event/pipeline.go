@@ -54,6 +54,7 @@ type FileResult struct {
 	TransferID string       `json:"transfer_id,omitempty"`
 	Outputs    []FileOutput `json:"outputs,omitempty"`
 	Records    int64        `json:"records,omitempty"` // rows written by csv-to-jsonl, when counted
+	SHA256     string       `json:"sha256,omitempty"`  // of the input's bytes, when read to the end
 	Quarantine string       `json:"quarantine,omitempty"`
 	Reason     string       `json:"reason,omitempty"` // why it was rejected
 	Line       int64        `json:"line,omitempty"`   // the line that was rejected, when known
