@@ -28,6 +28,7 @@ import (
 const (
 	MetaUser       = "ferry-user"
 	MetaTransferID = "ferry-transfer-id"
+	MetaProtocol   = "ferry-protocol"
 	MetaSourceKey  = "ferry-source-key"
 	MetaReason     = "ferry-reject-reason"
 )
@@ -116,8 +117,12 @@ type input struct {
 	Size       int64     `json:"size"`
 	User       string    `json:"user,omitempty"` // metadata ferry-user
 	TransferID string    `json:"transfer_id,omitempty"`
+	Protocol   string    `json:"protocol,omitempty"` // metadata ferry-protocol
 	Reason     string    `json:"reason"`
 	At         time.Time `json:"at"` // event time: output keys ({date}) are deterministic
+	// Received is when the upload completed, for the notice: the event time, or the object's
+	// LastModified for a batch file found by listing.
+	Received time.Time `json:"received,omitzero"`
 }
 
 func (in input) object() route.Object {
@@ -155,8 +160,8 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 	}
 	in := input{
 		Bucket: d.Bucket.Name, Key: o.Key, ETag: o.ETag, Size: aws.ToInt64(head.ContentLength),
-		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID],
-		Reason: d.Reason, At: e.Time,
+		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID], Protocol: head.Metadata[MetaProtocol],
+		Reason: d.Reason, At: e.Time, Received: e.Time,
 	}
 	if in.TransferID != "" {
 		log = log.With("transferId", in.TransferID)
@@ -218,8 +223,8 @@ func (h *TransformHandler) sidecarArrived(ctx context.Context, log *slog.Logger,
 	}
 	in := input{
 		Bucket: bucket, Key: data, ETag: strings.Trim(aws.ToString(head.ETag), `"`), Size: aws.ToInt64(head.ContentLength),
-		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID],
-		Reason: event.ReasonPutObject, At: aws.ToTime(head.LastModified).UTC(),
+		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID], Protocol: head.Metadata[MetaProtocol],
+		Reason: event.ReasonPutObject, At: aws.ToTime(head.LastModified).UTC(), Received: aws.ToTime(head.LastModified).UTC(),
 	}
 	r, ok := h.cfg.Routes.Match(in.object())
 	if !ok || r.Sidecar != alg || r.CompleteOn != nil { // a batch reads its sidecars when the marker comes
@@ -381,7 +386,12 @@ func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *rou
 	if in.TransferID != "" {
 		meta[MetaTransferID] = in.TransferID
 	}
-	res := &event.FileResult{Key: in.Key, ETag: in.ETag, Size: in.Size, User: user, TransferID: in.TransferID}
+	received := in.Received
+	if received.IsZero() {
+		received = in.At
+	}
+	res := &event.FileResult{Key: in.Key, ETag: in.ETag, Size: in.Size, User: user, TransferID: in.TransferID,
+		Protocol: in.Protocol, Received: received.UTC()}
 	cctx := transform.WithCounter(ctx)
 	if r.Sidecar != "" {
 		var sum transform.Checksum

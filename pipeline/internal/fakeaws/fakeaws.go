@@ -19,9 +19,13 @@ import (
 
 // SNSMessage is one decoded Publish call.
 type SNSMessage struct {
-	TopicArn               string
-	Subject                string
-	Message                string
+	TopicArn         string
+	Subject          string
+	Message          string
+	MessageStructure string
+	// Protocols are the per-protocol messages of a MessageStructure "json" publish, checked as
+	// SNS checks them: a JSON object whose values are strings, with a "default" key.
+	Protocols              map[string]string
 	MessageGroupID         string
 	MessageDeduplicationID string
 	Attributes             map[string]string // name -> value ("String" data type checked)
@@ -130,6 +134,24 @@ func (s *Server) publish(w http.ResponseWriter, body []byte) {
 		queryError(w, http.StatusBadRequest, "InvalidParameter", "TopicArn and Message are required")
 		return
 	}
+	m.MessageStructure = form.Get("MessageStructure")
+	switch m.MessageStructure {
+	case "":
+	case "json":
+		protos, err := checkStructured(m.Message)
+		if err != nil {
+			queryError(w, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: Message Structure - "+err.Error())
+			return
+		}
+		m.Protocols = protos
+	default:
+		queryError(w, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: MessageStructure: must be json")
+		return
+	}
+	if size := wireSize(m); size > maxMessageBytes {
+		queryError(w, http.StatusBadRequest, "InvalidParameter", fmt.Sprintf("Invalid parameter: Message too long: %d bytes", size))
+		return
+	}
 	if err := checkSubject(m.Subject); err != nil {
 		queryError(w, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: Subject: "+err.Error())
 		return
@@ -206,4 +228,37 @@ func checkSubject(s string) error {
 		}
 	}
 	return nil
+}
+
+// maxMessageBytes is SNS's default publish limit, message and attributes together.
+const maxMessageBytes = 256 << 10
+
+func wireSize(m SNSMessage) int {
+	n := len(m.Message)
+	for k, v := range m.Attributes {
+		n += len(k) + len("String") + len(v)
+	}
+	return n
+}
+
+// checkStructured applies SNS's rules for a MessageStructure "json" message: a syntactically
+// valid JSON object with a top-level "default" key whose value is a string; every other value is
+// the message of the protocol its key names, so it must be a string too.
+func checkStructured(msg string) (map[string]string, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(msg), &raw); err != nil || raw == nil {
+		return nil, fmt.Errorf("JSON message body failed to parse")
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, fmt.Errorf("JSON message body: the value of %q is not a string", k)
+		}
+		out[k] = s
+	}
+	if _, ok := out["default"]; !ok {
+		return nil, fmt.Errorf("No default entry in JSON message body")
+	}
+	return out, nil
 }
