@@ -51,6 +51,15 @@ type Server struct {
 	ev []PutEventsEntry
 	// FailSNS makes the next n Publish calls fail with a 500 (for retry tests).
 	failSNS int
+	refuse  func(PutEventsEntry) string
+}
+
+// RefuseEvents makes PutEvents fail the entries for which refuse returns an error code (the
+// call succeeds with FailedEntryCount, as EventBridge answers a partial failure).
+func (s *Server) RefuseEvents(refuse func(PutEventsEntry) string) {
+	s.mu.Lock()
+	s.refuse = refuse
+	s.mu.Unlock()
 }
 
 // Start runs a server until t ends.
@@ -77,7 +86,7 @@ func (s *Server) SNS() []SNSMessage {
 	return append([]SNSMessage(nil), s.sn...)
 }
 
-// Events returns the PutEvents entries received so far.
+// Events returns the PutEvents entries accepted so far.
 func (s *Server) Events() []PutEventsEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -192,7 +201,11 @@ func (s *Server) putEvents(w http.ResponseWriter, r *http.Request, body []byte) 
 		http.Error(w, `{"message":"bad request"}`, http.StatusBadRequest)
 		return
 	}
-	type result struct{ EventId string }
+	type result struct {
+		EventId      string `json:",omitempty"`
+		ErrorCode    string `json:",omitempty"`
+		ErrorMessage string `json:",omitempty"`
+	}
 	out := struct {
 		FailedEntryCount int
 		Entries          []result
@@ -201,6 +214,17 @@ func (s *Server) putEvents(w http.ResponseWriter, r *http.Request, body []byte) 
 	for _, e := range in.Entries {
 		if e.Source == "" || e.DetailType == "" || !json.Valid([]byte(e.Detail)) {
 			s.t.Errorf("fakeaws: incomplete PutEvents entry %+v", e)
+		}
+		code := ""
+		if strings.HasPrefix(e.Source, "aws.") {
+			code = "NotAuthorizedForSourceException" // EventBridge keeps aws.* sources to AWS
+		} else if s.refuse != nil {
+			code = s.refuse(e)
+		}
+		if code != "" {
+			out.FailedEntryCount++
+			out.Entries = append(out.Entries, result{ErrorCode: code, ErrorMessage: "refused: " + e.Source})
+			continue
 		}
 		s.ev = append(s.ev, e)
 		out.Entries = append(out.Entries, result{EventId: fmt.Sprintf("ev-%d", len(s.ev))})
