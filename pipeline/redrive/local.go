@@ -19,6 +19,9 @@ type Local struct {
 
 // List returns the dead letters, oldest first.
 func (l Local) List() ([]Item, error) {
+	if _, err := os.Stat(l.Dir); err != nil {
+		return nil, fmt.Errorf("event bus folder: %w", err)
+	}
 	dls, err := bus.DeadLetters(l.Dir, l.Rules...)
 	if err != nil {
 		return nil, err

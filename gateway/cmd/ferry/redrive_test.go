@@ -111,6 +111,9 @@ func TestRedriveLocal(t *testing.T) {
 	if r := ferry(t, "", "redrive", "--dir", dir); r.code != 0 || !strings.Contains(r.stdout, "redriven 0 event(s)") {
 		t.Errorf("nothing left to redrive = %+v", r)
 	}
+	if r := ferry(t, "", "redrive", "--dir", dir+"/nope"); r.code != 1 || !strings.Contains(r.stderr, "event bus folder") {
+		t.Errorf("a missing folder = %+v", r)
+	}
 }
 
 // TestRedriveQueues: `ferry redrive --queue` against SQS and EventBridge endpoints (moto), with

@@ -3,7 +3,10 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,5 +199,66 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEmbeddedNoticeLinks: with the shipped routes' download_links example switched on, the
+// outbox shows each protocol's message — the e-mail with a link to the output, the JSON for
+// machines — and the link opens the output on the embedded endpoint with no credentials.
+func TestEmbeddedNoticeLinks(t *testing.T) {
+	shipped, err := os.ReadFile("../../../configs/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(string(shipped), "    # download_links:\n    #   expires: 24h\n", "    download_links:\n      expires: 24h\n", 1)
+	if src == string(shipped) {
+		t.Fatal("the shipped routes no longer have the download_links example")
+	}
+	routes := filepath.Join(t.TempDir(), "pipeline.yaml")
+	writeFile(t, routes, src)
+	l := startLocal(t, routes)
+	sc := sftpClient(t, l.sftp, "demo", "demo")
+	f, err := sc.Create("/links.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("a,b\n1,2\n"))
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	outbox := filepath.Join(l.dir, "data", "outbox.jsonl")
+	waitFor(t, 20*time.Second, "the notice", func() bool { return countLines(outbox) == 1 })
+	data, err := os.ReadFile(outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entry struct {
+		Subject          string
+		MessageStructure string `json:"message_structure"`
+		Deliveries       map[string]string
+	}
+	if err := json.Unmarshal(data, &entry); err != nil {
+		t.Fatal(err)
+	}
+	var notice struct {
+		Files []struct{ Outputs []struct{ Key, Link string } }
+	}
+	if err := json.Unmarshal([]byte(entry.Deliveries["https"]), &notice); err != nil || len(notice.Files) != 1 || len(notice.Files[0].Outputs) != 1 {
+		t.Fatalf("https delivery %q: %v", entry.Deliveries["https"], err)
+	}
+	out := notice.Files[0].Outputs[0]
+	if entry.MessageStructure != "json" || entry.Subject != "[demo] Processed: links.csv from demo" ||
+		!strings.Contains(entry.Deliveries["email"], "Download:  "+out.Link) || entry.Deliveries["sqs"] != entry.Deliveries["https"] ||
+		entry.Deliveries["sms"] != "links.csv processed: 1 record." {
+		t.Errorf("outbox entry %+v", entry)
+	}
+	resp, err := http.Get(out.Link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != `{"a":"1","b":"2"}`+"\n" {
+		t.Errorf("GET %s: %s %q", out.Link, resp.Status, body)
 	}
 }
