@@ -13,6 +13,8 @@
 //     again: at least once, never lost; duplicates are possible, as on AWS.
 //   - Old segments are deleted once every rule's cursor has passed them, keeping the newest
 //     Config.KeepSegments for `ferry events`.
+//   - Other processes put events through the inbox folder (Enqueue): `ferry redrive` sends
+//     dead letters back this way while `ferry serve` holds the bus.
 //
 // A rule added for the first time starts at the end of the log (like a new EventBridge rule,
 // it sees only new events). Removing a rule from the configuration leaves its cursor file,
@@ -47,6 +49,7 @@ type Config struct {
 	SegmentBytes       int64         // rotate the log past this size; 8 MiB
 	KeepSegments       int           // newest segments never compacted (history for `ferry events`); 4
 	CheckpointInterval time.Duration // how often cursors are saved and the log compacted; 250ms
+	InboxInterval      time.Duration // how often the inbox (see Enqueue) is read; 1s
 }
 
 func (c Config) withDefaults() Config {
@@ -67,6 +70,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = 250 * time.Millisecond
+	}
+	if c.InboxInterval <= 0 {
+		c.InboxInterval = time.Second
 	}
 	return c
 }
@@ -128,6 +134,8 @@ type Bus struct {
 	inflight  sync.WaitGroup
 	ckptDone  chan struct{}
 	ckptStop  chan struct{}
+	inboxStop chan struct{}
+	inboxDone chan struct{}
 }
 
 // Open opens (creating if needed) the bus in dir and recovers its log. Rules are added with
@@ -137,7 +145,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Bus, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	for _, d := range []string{dir, filepath.Join(dir, "cursors"), filepath.Join(dir, "dead-letter")} {
+	for _, d := range []string{dir, filepath.Join(dir, "cursors"), filepath.Join(dir, "dead-letter"), filepath.Join(dir, "inbox")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("open event bus: %w", err)
 		}
@@ -150,7 +158,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Bus, error) {
 		dir: dir, cfg: cfg, log: logger.With("component", "bus"), lock: lock,
 		notify: make(chan struct{}), rules: map[string]*rule{},
 		jobs: make(chan *job, cfg.Workers), stopFeed: make(chan struct{}), drainFeed: make(chan struct{}),
-		ckptDone: make(chan struct{}), ckptStop: make(chan struct{}),
+		ckptDone: make(chan struct{}), ckptStop: make(chan struct{}), inboxStop: make(chan struct{}), inboxDone: make(chan struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	w, last, err := openLog(dir, cfg.SegmentBytes, b.committed)
@@ -164,6 +172,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Bus, error) {
 		go b.work()
 	}
 	go b.checkpointLoop()
+	go b.inboxLoop()
 	b.log.Debug("event bus open", "dir", dir, "last_seq", last)
 	return b, nil
 }
@@ -340,6 +349,8 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.closed = true
 	b.mu.Unlock()
 
+	close(b.inboxStop)
+	<-b.inboxDone // no inbox event is put after this
 	b.w.close()
 	close(b.drainFeed)
 	drained := make(chan struct{})

@@ -23,6 +23,10 @@ import (
 const (
 	SourceS3      = "aws.s3"        // S3's own events
 	SourceGateway = "ferry.gateway" // Ferry's gateway events
+	// SourceRedrive carries an S3 event sent back for delivery by `ferry redrive`: EventBridge
+	// refuses PutEvents entries whose source starts with "aws.", so the event goes back under
+	// this source with its detail-type and detail unchanged, and DecodeS3 reads it as S3's.
+	SourceRedrive = "ferry.redrive"
 )
 
 // Detail types.

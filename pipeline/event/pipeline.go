@@ -52,8 +52,11 @@ type FileResult struct {
 	Size       int64        `json:"size"`
 	User       string       `json:"user,omitempty"`
 	TransferID string       `json:"transfer_id,omitempty"`
+	Protocol   string       `json:"protocol,omitempty"` // the gateway's (object metadata ferry-protocol)
+	Received   time.Time    `json:"received,omitzero"`  // when the upload completed (its event's time)
 	Outputs    []FileOutput `json:"outputs,omitempty"`
 	Records    int64        `json:"records,omitempty"` // rows written by csv-to-jsonl, when counted
+	SHA256     string       `json:"sha256,omitempty"`  // of the input's bytes, when read to the end
 	Quarantine string       `json:"quarantine,omitempty"`
 	Reason     string       `json:"reason,omitempty"` // why it was rejected
 	Line       int64        `json:"line,omitempty"`   // the line that was rejected, when known

@@ -179,17 +179,19 @@ func newRequestID() string {
 // DecodeS3 parses an S3 Object Created / Object Deleted event. It rejects other sources and
 // detail types, and events whose detail is not an object, but is otherwise lenient (fields S3
 // may add later are ignored); use ValidateS3 for the full check.
+// An event redriven under SourceRedrive decodes as S3's own (its Source reads "aws.s3").
 func DecodeS3(data []byte) (S3Event, error) {
 	env, err := DecodeEnvelope(data)
 	if err != nil {
 		return S3Event{}, err
 	}
-	if env.Source != SourceS3 {
+	if env.Source != SourceS3 && env.Source != SourceRedrive {
 		return S3Event{}, fmt.Errorf("decode s3 event: source %q, want %q", env.Source, SourceS3)
 	}
 	if env.DetailType != DetailTypeObjectCreated && env.DetailType != DetailTypeObjectDeleted {
 		return S3Event{}, fmt.Errorf("decode s3 event: unsupported detail-type %q", env.DetailType)
 	}
+	env.Source = SourceS3 // a redriven S3 event is S3's event
 	return As[S3ObjectDetail](env)
 }
 

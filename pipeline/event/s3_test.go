@@ -210,3 +210,24 @@ func TestNewID(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// An S3 event sent back by `ferry redrive` (EventBridge refuses aws.* sources from PutEvents)
+// decodes as S3's own.
+func TestDecodeRedrivenS3(t *testing.T) {
+	ev, err := NewObjectCreated(S3Change{Account: "1", Region: "us-east-1", Bucket: "b", Key: "k", Size: 1, ETag: "e",
+		Sequencer: "01", Requester: "1", Reason: ReasonPutObject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Source = SourceRedrive
+	raw, _ := json.Marshal(ev)
+	got, err := DecodeS3(raw)
+	if err != nil || got.Source != SourceS3 || got.Detail.Object.Key != "k" {
+		t.Errorf("DecodeS3 = %+v, %v", got, err)
+	}
+	ev.Source = "other.source"
+	raw, _ = json.Marshal(ev)
+	if _, err := DecodeS3(raw); err == nil {
+		t.Error("another source decoded as S3's")
+	}
+}

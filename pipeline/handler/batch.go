@@ -101,7 +101,8 @@ func (h *TransformHandler) batchMembers(ctx context.Context, log *slog.Logger, r
 			if prev, ok := byKey[key]; ok && prev.ETag == etag {
 				continue
 			}
-			in := input{Bucket: marker.Bucket, Key: key, ETag: etag, Size: aws.ToInt64(o.Size), Reason: event.ReasonPutObject, At: marker.At}
+			in := input{Bucket: marker.Bucket, Key: key, ETag: etag, Size: aws.ToInt64(o.Size), Reason: event.ReasonPutObject,
+				At: marker.At, Received: aws.ToTime(o.LastModified).UTC()}
 			if m, ok := h.cfg.Routes.Match(in.object()); !ok || m != r {
 				continue
 			}
@@ -112,7 +113,7 @@ func (h *TransformHandler) batchMembers(ctx context.Context, log *slog.Logger, r
 			if err != nil {
 				return nil, nil, err
 			}
-			in.User, in.TransferID = head.Metadata[MetaUser], head.Metadata[MetaTransferID]
+			in.User, in.TransferID, in.Protocol = head.Metadata[MetaUser], head.Metadata[MetaTransferID], head.Metadata[MetaProtocol]
 			if m, ok := h.cfg.Routes.Match(in.object()); !ok || m != r {
 				continue
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +35,10 @@ func TestHandlersOnEmbeddedBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh := NewNotifyHandler(sink, NewLedger(e.s3, e.bucket, ""), testLogger(t))
+	nh, err := NewNotifyHandler(NotifyConfig{Publisher: sink, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	fast := bus.RetryPolicy{MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
 	for _, r := range []bus.Rule{
 		{Name: "transform", Pattern: `{"source":["aws.s3"],"detail-type":["Object Created"]}`, Target: e.h, Retry: fast},
@@ -79,7 +81,7 @@ func TestHandlersOnEmbeddedBus(t *testing.T) {
 	}
 	status := map[string]int{}
 	for _, n := range got {
-		if n.Dataset == "batches" && !strings.Contains(n.Subject, "batch of 2 files") {
+		if n.Dataset == "batches" && n.Subject != "[batches] Batch complete from dan: 2 processed, 0 rejected" {
 			t.Errorf("batch notification %+v", n)
 		}
 		status[n.Attributes["status"]+"/"+n.Dataset]++

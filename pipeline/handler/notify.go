@@ -3,30 +3,61 @@ package handler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"path"
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/notify"
+	"github.com/ferrygw/ferry/pipeline/route"
 )
 
-// NotifyHandler turns File Processed / File Rejected events into notifications. With a
-// Ledger, a redelivered event (same detail id) yields one notification only.
+// NotifyHandler turns File Processed / File Rejected events into notifications written by the
+// dataset's templates. With a Ledger, a redelivered event (same detail id) yields one
+// notification only.
 type NotifyHandler struct {
-	pub    notify.Publisher
-	ledger *Ledger
-	log    *slog.Logger
+	cfg      NotifyConfig
+	fallback *notify.Templates
+	log      *slog.Logger
 }
 
-// NewNotifyHandler returns a handler publishing to pub; ledger may be nil (no dedup).
-func NewNotifyHandler(pub notify.Publisher, ledger *Ledger, logger *slog.Logger) *NotifyHandler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// NotifyConfig wires a NotifyHandler.
+type NotifyConfig struct {
+	Publisher notify.Publisher
+	Ledger    *Ledger // nil: no dedup
+	Log       *slog.Logger
+	// Datasets give each dataset's templates (language, overrides) and download links; a dataset
+	// not listed gets the English built-ins and no links.
+	Datasets map[string]route.Dataset
+	// Presigner signs the download links of datasets that ask for them; nil: no links (logged).
+	Presigner Presigner
+	// Credentials are the ones the Presigner signs with: a link signed with temporary
+	// credentials dies with them, so the expiry a notice states is the earlier of the two.
+	Credentials aws.CredentialsProvider
+}
+
+// Presigner makes pre-signed GET URLs; *s3.PresignClient satisfies it.
+type Presigner interface {
+	PresignGetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
+}
+
+var _ Presigner = (*s3.PresignClient)(nil)
+
+// NewNotifyHandler returns a handler.
+func NewNotifyHandler(cfg NotifyConfig) (*NotifyHandler, error) {
+	if cfg.Publisher == nil {
+		return nil, errors.New("notify handler: publisher required")
 	}
-	return &NotifyHandler{pub: pub, ledger: ledger, log: logger}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &NotifyHandler{cfg: cfg, fallback: notify.MustBuiltin(notify.DefaultLanguage), log: cfg.Log}, nil
 }
 
 // Deliver makes the handler a bus target.
@@ -43,10 +74,10 @@ func (h *NotifyHandler) Handle(ctx context.Context, raw json.RawMessage) error {
 	}
 	d := e.Detail
 	log := h.log.With("transferId", d.TransferID, "route", d.Route, "dataset", d.Dataset, "id", d.ID)
-	n := BuildNotification(e)
 	name := "notify/" + safeName(d.ID)
-	if h.ledger != nil {
-		state, _, err := h.ledger.ClaimWait(ctx, name, busyWait)
+	l := h.cfg.Ledger
+	if l != nil {
+		state, _, err := l.ClaimWait(ctx, name, busyWait)
 		if err != nil {
 			return err
 		}
@@ -58,90 +89,88 @@ func (h *NotifyHandler) Handle(ctx context.Context, raw json.RawMessage) error {
 			return fmt.Errorf("notify %s: %w", d.ID, ErrBusy)
 		}
 	}
-	if err := h.pub.Publish(ctx, n); err != nil {
-		if h.ledger != nil {
-			if rerr := h.ledger.Release(ctx, name); rerr != nil {
+	n := h.Build(ctx, log, e)
+	if err := h.cfg.Publisher.Publish(ctx, n); err != nil {
+		if l != nil {
+			if rerr := l.Release(ctx, name); rerr != nil {
 				log.WarnContext(ctx, "notify: release claim", "err", rerr)
 			}
 		}
 		return fmt.Errorf("notify %s: %w", d.ID, err)
 	}
-	if h.ledger != nil {
-		if err := h.ledger.Done(ctx, name, map[string]string{"event": e.ID}); err != nil {
+	if l != nil {
+		if err := l.Done(ctx, name, map[string]string{"event": e.ID}); err != nil {
 			// Sent but not marked: a redelivery would send again. Log, do not retry (that
 			// would certainly send again).
 			log.ErrorContext(ctx, "notify: mark sent", "err", err)
 		}
 	}
-	log.InfoContext(ctx, "notify: sent", "subject", n.Subject, "status", n.Attributes["status"])
+	log.InfoContext(ctx, "notify: sent", "subject", n.Subject, "status", n.Attributes["status"], "kind", n.Attributes["kind"])
 	return nil
 }
 
-// BuildNotification writes the human-readable subject and body of a pipeline event: what
-// arrived, from whom, where the output is and how many records, or why it was rejected.
-func BuildNotification(e event.FileEvent) notify.Notification {
-	d := e.Detail
-	status := "processed"
-	if e.DetailType == event.DetailTypeFileRejected {
-		status = "rejected"
-	}
-	what := path.Base(d.Files[0].Key)
-	if len(d.Files) > 1 {
-		what = fmt.Sprintf("batch of %d files", len(d.Files))
-	}
-	from := d.User
-	if from == "" {
-		from = "an unknown sender"
-	}
-	subject := notify.TruncateSubject(fmt.Sprintf("[%s] %s from %s %s", d.Dataset, what, from, status))
-	var b strings.Builder
-	fmt.Fprintf(&b, "Dataset %s, route %s: %s from %s was %s.\n", d.Dataset, d.Route, what, from, status)
-	if d.Marker != "" {
-		fmt.Fprintf(&b, "Batch completed by s3://%s/%s.\n", d.Bucket, d.Marker)
-	}
-	for _, f := range d.Files {
-		fmt.Fprintf(&b, "\nArrived: s3://%s/%s (%d bytes)", d.Bucket, f.Key, f.Size)
-		user := f.User
-		if user == "" {
-			user = d.User
+// Build writes the notification of a pipeline event in its dataset's templates, with download
+// links when the dataset asks for them. Problems that should not stop a notice (a link that
+// could not be signed, a template failing on unforeseen data, which falls back to the built-in
+// text) are logged.
+func (h *NotifyHandler) Build(ctx context.Context, log *slog.Logger, e event.FileEvent) notify.Notification {
+	n := notify.NewNotice(e)
+	tpl := h.fallback
+	if ds, ok := h.cfg.Datasets[n.Dataset]; ok {
+		if ds.Templates != nil {
+			tpl = ds.Templates
 		}
-		if user != "" {
-			fmt.Fprintf(&b, " from %s", user)
+		n.LinkExpiry = ds.LinkExpiry
+	}
+	if n.LinkExpiry > 0 {
+		h.addLinks(ctx, log, &n)
+	}
+	out, err := tpl.Render(n)
+	if err != nil {
+		log.ErrorContext(ctx, "notify: a template failed; the built-in text was used", "err", err)
+	}
+	return out
+}
+
+// addLinks signs a GET of every output, valid for the dataset's expiry or until the signing
+// credentials expire, whichever is first, and says so in the notice.
+func (h *NotifyHandler) addLinks(ctx context.Context, log *slog.Logger, n *notify.Notice) {
+	if h.cfg.Presigner == nil {
+		log.WarnContext(ctx, "notify: the dataset wants download links but no presigner is configured")
+		return
+	}
+	now := time.Now().UTC()
+	expires := now.Add(n.LinkExpiry)
+	if h.cfg.Credentials != nil {
+		creds, err := h.cfg.Credentials.Retrieve(ctx)
+		if err != nil {
+			log.WarnContext(ctx, "notify: no credentials to sign download links", "err", err)
+			return
 		}
-		if f.TransferID != "" {
-			fmt.Fprintf(&b, ", transfer %s", f.TransferID)
+		if creds.CanExpire && creds.Expires.Before(expires) {
+			expires = creds.Expires.UTC()
 		}
-		b.WriteString("\n")
-		if f.Reason != "" || f.Quarantine != "" {
-			if f.Line > 0 {
-				fmt.Fprintf(&b, "Rejected at line %d: %s\n", f.Line, f.Reason)
-			} else {
-				fmt.Fprintf(&b, "Rejected: %s\n", f.Reason)
+	}
+	valid := expires.Sub(now).Truncate(time.Second)
+	if valid < time.Minute {
+		log.WarnContext(ctx, "notify: the signing credentials expire within a minute; no download links", "expires", expires)
+		return
+	}
+	for i := range n.Files {
+		for j := range n.Files[i].Outputs {
+			o := &n.Files[i].Outputs[j]
+			req, err := h.cfg.Presigner.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(n.Bucket), Key: aws.String(o.Key)},
+				s3.WithPresignExpires(valid))
+			if err != nil {
+				log.WarnContext(ctx, "notify: sign a download link", "key", o.Key, "err", err)
+				continue
 			}
-			if f.Quarantine != "" {
-				fmt.Fprintf(&b, "Kept in quarantine: s3://%s/%s\n", d.Bucket, f.Quarantine)
-			}
-			continue
-		}
-		for _, o := range f.Outputs {
-			fmt.Fprintf(&b, "Output: s3://%s/%s (%d bytes)\n", d.Bucket, o.Key, o.Size)
-		}
-		if f.Records > 0 {
-			fmt.Fprintf(&b, "Records: %d\n", f.Records)
+			o.Link, o.LinkExpires = req.URL, now.Add(valid)
 		}
 	}
-	at := e.Time
-	if at.IsZero() {
-		at = time.Now().UTC()
+	if len(n.Files) > 0 {
+		n.File = n.Files[0]
 	}
-	attrs := map[string]string{}
-	for k, v := range d.Attributes {
-		attrs[k] = v
-	}
-	for k, v := range map[string]string{"dataset": d.Dataset, "user": d.User, "status": status, "route": d.Route} {
-		attrs[k] = v // the fixed attributes win over a dataset's own
-	}
-	return notify.Notification{ID: d.ID, Time: at, Dataset: d.Dataset, Subject: subject, Message: b.String(), Attributes: attrs}
 }
 
 // safeName keeps ledger keys to a plain character set.

@@ -26,7 +26,11 @@ func newNotify(t *testing.T, e *env) (*NotifyHandler, *fakeaws.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewNotifyHandler(pub, NewLedger(e.s3, e.bucket, ""), testLogger(t)), fake
+	nh, err := NewNotifyHandler(NotifyConfig{Publisher: pub, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t), Datasets: e.h.cfg.Routes.Datasets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nh, fake
 }
 
 func rawEvents(t *testing.T, e *env) [][]byte {
@@ -80,13 +84,19 @@ func TestNotifyEndToEnd(t *testing.T) {
 	if ok.TopicArn != defaultTopic || !strings.Contains(ok.Subject, "sales.csv") || !strings.Contains(ok.Subject, "alice") {
 		t.Errorf("processed notification %+v", ok)
 	}
-	for _, s := range []string{"incoming/alice/sales.csv", "processed/alice/sales.jsonl", "Records: 2", "transfer t-1"} {
-		if !strings.Contains(ok.Message, s) {
-			t.Errorf("message lacks %q:\n%s", s, ok.Message)
+	email := ok.Protocols["email"]
+	for _, s := range []string{"s3://" + e.bucket + "/incoming/alice/sales.csv", "Output:    s3://" + e.bucket + "/processed/alice/sales.jsonl",
+		"Records:   2", "transfer t-1", "Sent by:   alice", "SHA-256:   " + sha256Hex(goodCSV)} {
+		if !strings.Contains(email, s) {
+			t.Errorf("e-mail lacks %q:\n%s", s, email)
 		}
 	}
-	if bad.Attributes["status"] != "rejected" || bad.Attributes["user"] != "bob" ||
-		!strings.Contains(bad.Message, "line 2") || !strings.Contains(bad.Message, "quarantine/bob/bad.csv") {
+	if ok.MessageStructure != "json" || ok.Protocols["sms"] != "sales.csv processed: 2 records." || !strings.Contains(ok.Protocols["default"], `"kind":"processed"`) {
+		t.Errorf("per-protocol messages %+v", ok.Protocols)
+	}
+	if bad.Attributes["status"] != "rejected" || bad.Attributes["user"] != "bob" || bad.Attributes["kind"] != "rejected" ||
+		!strings.Contains(bad.Protocols["email"], "Where:     line 2") || !strings.Contains(bad.Protocols["email"], "quarantine/bob/bad.csv") ||
+		bad.Subject != "[demo] Rejected: bad.csv (line 2) from bob" {
 		t.Errorf("rejected notification %+v", bad)
 	}
 }

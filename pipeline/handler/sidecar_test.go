@@ -57,6 +57,9 @@ func TestTransformSidecar(t *testing.T) {
 			if evs[0].DetailType != c.wantType || len(d.Files) != 1 || d.Files[0].Key != c.key || d.TransferID != "t-9" || d.User != "dave" {
 				t.Fatalf("event %s %+v", evs[0].DetailType, d)
 			}
+			if ks := e.keys("verified-any/"); len(ks) != 0 {
+				t.Errorf("the later catch-all route took the sidecar as an input: %q", ks)
+			}
 			stem := strings.TrimSuffix(c.key[strings.LastIndex(c.key, "/")+1:], ".csv")
 			_, _, processed := e.get("verified-out/dave/" + stem + ".jsonl")
 			_, _, quarantined := e.get("verified-quarantine/dave/" + stem + ".csv")
@@ -70,6 +73,19 @@ func TestTransformSidecar(t *testing.T) {
 				t.Errorf("processed %v quarantined %v reason %q (want %q)", processed, quarantined, d.Files[0].Reason, c.wantReason)
 			}
 		})
+	}
+}
+
+// TestTransformSidecarCatchAll: the catch-all route after the sidecar route still takes every
+// other file under the prefix, digest files that are no input's sidecar included.
+func TestTransformSidecarCatchAll(t *testing.T) {
+	e := newEnv(t)
+	e.handle(e.upload("verified/dave/readme.txt", "hello\n", nil))
+	e.handle(e.upload("verified/dave/SHA256SUMS.sha256", sha256Hex(goodCSV)+"  a.csv\n", nil))
+	e.handle(e.upload("verified/dave/a.csv.sha256", sha256Hex(goodCSV)+"  a.csv\n", nil))
+	got := e.keys("verified-any/")
+	if len(got) != 2 || got[0] != "verified-any/dave/SHA256SUMS.sha256" || got[1] != "verified-any/dave/readme.txt" {
+		t.Errorf("catch-all outputs %q", got)
 	}
 }
 

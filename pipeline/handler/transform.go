@@ -28,6 +28,7 @@ import (
 const (
 	MetaUser       = "ferry-user"
 	MetaTransferID = "ferry-transfer-id"
+	MetaProtocol   = "ferry-protocol"
 	MetaSourceKey  = "ferry-source-key"
 	MetaReason     = "ferry-reject-reason"
 )
@@ -116,8 +117,12 @@ type input struct {
 	Size       int64     `json:"size"`
 	User       string    `json:"user,omitempty"` // metadata ferry-user
 	TransferID string    `json:"transfer_id,omitempty"`
+	Protocol   string    `json:"protocol,omitempty"` // metadata ferry-protocol
 	Reason     string    `json:"reason"`
 	At         time.Time `json:"at"` // event time: output keys ({date}) are deterministic
+	// Received is when the upload completed, for the notice: the event time, or the object's
+	// LastModified for a batch file found by listing.
+	Received time.Time `json:"received,omitzero"`
 }
 
 func (in input) object() route.Object {
@@ -155,8 +160,8 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 	}
 	in := input{
 		Bucket: d.Bucket.Name, Key: o.Key, ETag: o.ETag, Size: aws.ToInt64(head.ContentLength),
-		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID],
-		Reason: d.Reason, At: e.Time,
+		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID], Protocol: head.Metadata[MetaProtocol],
+		Reason: d.Reason, At: e.Time, Received: e.Time,
 	}
 	if in.TransferID != "" {
 		log = log.With("transferId", in.TransferID)
@@ -166,7 +171,7 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 	}
 	r, ok := h.cfg.Routes.Match(in.object())
 	if !ok {
-		if data, alg, ok := h.cfg.Routes.SidecarOf(in.Key); ok {
+		if data, alg, ok := h.cfg.Routes.SidecarOf(in.object()); ok {
 			return h.sidecarArrived(ctx, log.With("sidecar", in.Key), in.Bucket, data, alg)
 		}
 		log.DebugContext(ctx, "transform: no route")
@@ -218,8 +223,8 @@ func (h *TransformHandler) sidecarArrived(ctx context.Context, log *slog.Logger,
 	}
 	in := input{
 		Bucket: bucket, Key: data, ETag: strings.Trim(aws.ToString(head.ETag), `"`), Size: aws.ToInt64(head.ContentLength),
-		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID],
-		Reason: event.ReasonPutObject, At: aws.ToTime(head.LastModified).UTC(),
+		User: head.Metadata[MetaUser], TransferID: head.Metadata[MetaTransferID], Protocol: head.Metadata[MetaProtocol],
+		Reason: event.ReasonPutObject, At: aws.ToTime(head.LastModified).UTC(), Received: aws.ToTime(head.LastModified).UTC(),
 	}
 	r, ok := h.cfg.Routes.Match(in.object())
 	if !ok || r.Sidecar != alg || r.CompleteOn != nil { // a batch reads its sidecars when the marker comes
@@ -237,19 +242,11 @@ func (h *TransformHandler) sidecarArrived(ctx context.Context, log *slog.Logger,
 // version of the object.
 func (h *TransformHandler) processOnce(ctx context.Context, log *slog.Logger, r *route.Route, in input) error {
 	return h.once(ctx, log, "object/"+factID(in), func() (*event.FileDetail, error) {
-		// A copy of content already processed (a rename) is not processed again. The gateway's
-		// renames copy its metadata, transfer id included, and above 5 GiB they are multipart
-		// copies whose event says CompleteMultipartUpload: a transfer id is checked whatever
-		// the reason.
-		if in.Reason == event.ReasonCopyObject || in.TransferID != "" {
-			done, err := h.cfg.Ledger.Has(ctx, contentName(in))
-			if err != nil {
-				return nil, err
-			}
-			if done {
-				log.InfoContext(ctx, "transform: copy of content already processed; not processing again")
-				return nil, nil
-			}
+		if seen, how, err := h.seenContent(ctx, in); err != nil {
+			return nil, err
+		} else if seen {
+			log.InfoContext(ctx, "transform: copy of content already processed; not processing again", "recognisedBy", how)
+			return nil, nil
 		}
 		start := time.Now()
 		res, err := h.process(ctx, log, r, in)
@@ -316,10 +313,7 @@ func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, name stri
 	}
 	if det != nil {
 		for _, f := range det.Files {
-			in := input{Bucket: det.Bucket, Key: f.Key, ETag: f.ETag, Size: f.Size, TransferID: f.TransferID}
-			if err := h.cfg.Ledger.Done(ctx, contentName(in), map[string]string{"key": f.Key}); err != nil {
-				log.WarnContext(ctx, "transform: remember content", "err", err)
-			}
+			h.rememberContent(ctx, log, det.Bucket, f)
 		}
 	}
 	if err := h.cfg.Ledger.Done(ctx, name, det); err != nil {
@@ -380,6 +374,10 @@ func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *rou
 		return nil, fmt.Errorf("transform: get s3://%s/%s: %w", in.Bucket, in.Key, err)
 	}
 	defer get.Body.Close()
+	// The input's SHA-256, taken while the chain streams it: its content identity (a later
+	// copy of the same bytes is recognised by it) and what the notice tells the reader.
+	digest := sha256.New()
+	body := io.TeeReader(get.Body, digest)
 	user := r.UserOf(in.object())
 	meta := map[string]string{MetaSourceKey: in.Key}
 	if user != "" {
@@ -388,7 +386,12 @@ func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *rou
 	if in.TransferID != "" {
 		meta[MetaTransferID] = in.TransferID
 	}
-	res := &event.FileResult{Key: in.Key, ETag: in.ETag, Size: in.Size, User: user, TransferID: in.TransferID}
+	received := in.Received
+	if received.IsZero() {
+		received = in.At
+	}
+	res := &event.FileResult{Key: in.Key, ETag: in.ETag, Size: in.Size, User: user, TransferID: in.TransferID,
+		Protocol: in.Protocol, Received: received.UTC()}
 	cctx := transform.WithCounter(ctx)
 	if r.Sidecar != "" {
 		var sum transform.Checksum
@@ -397,7 +400,13 @@ func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *rou
 		}
 	}
 	if err == nil {
-		err = h.chain(cctx, r, in, ts, get.Body, meta, res)
+		err = h.chain(cctx, r, in, ts, body, meta, res)
+	}
+	if err == nil {
+		// Every transform reads its input to the end on success; this only makes sure.
+		if _, derr := io.Copy(io.Discard, body); derr == nil {
+			res.SHA256 = hex.EncodeToString(digest.Sum(nil))
+		}
 	}
 	res.Records = transform.Records(cctx)
 	var rej *transform.Rejection
@@ -447,17 +456,6 @@ func (h *TransformHandler) isLedgerKey(bucket, key string) bool {
 
 // factID names the fact "this version of this object": bucket, key and etag.
 func factID(in input) string { return hashOf(in.Bucket + "\x00" + in.Key + "\x00" + in.ETag) }
-
-// contentName names the content of an input, to recognise a copy of processed content: the
-// gateway's transfer id (CopyObject keeps metadata) when present, else size plus etag (the MD5
-// of the bytes for single-part objects).
-func contentName(in input) string {
-	id := "etag\x00" + in.ETag + "\x00" + fmt.Sprint(in.Size)
-	if in.TransferID != "" {
-		id = "transfer\x00" + in.TransferID
-	}
-	return "content/" + hashOf(in.Bucket+"\x00"+id)
-}
 
 // batchDir is the ledger folder holding the files of the batch that key's directory forms.
 func batchDir(r *route.Route, key string) string {

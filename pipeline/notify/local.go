@@ -14,7 +14,8 @@ import (
 )
 
 // LocalSink stands in for SNS on one machine: every notification is a log line, a JSON line
-// appended to an outbox file, and optionally an HTTP POST (the JSON) to a webhook.
+// appended to an outbox file (an OutboxEntry: exactly what SNS would be sent, and what each
+// protocol's subscribers would receive), and optionally an HTTP POST of that line to a webhook.
 type LocalSink struct {
 	log     *slog.Logger
 	outbox  string
@@ -50,23 +51,35 @@ func NewLocalSink(cfg LocalConfig, logger *slog.Logger) (*LocalSink, error) {
 
 var _ Publisher = (*LocalSink)(nil)
 
+// OutboxEntry is one line of the outbox.
+type OutboxEntry struct {
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Dataset string    `json:"dataset"`
+	Wire
+	// Deliveries is what a subscriber of each protocol receives as its message; the e-mail's
+	// subject is Subject.
+	Deliveries map[string]string `json:"deliveries"`
+}
+
 // Publish writes n to the outbox (fsync'd) and posts it to the webhook. A webhook failure is
 // returned so the caller retries; the outbox line may then appear twice (at-least-once, as SNS).
 func (s *LocalSink) Publish(ctx context.Context, n Notification) error {
-	if err := n.Validate(); err != nil {
+	w, err := n.Wire()
+	if err != nil {
 		return err
 	}
 	if n.Time.IsZero() {
 		n.Time = time.Now().UTC()
 	}
-	line, err := json.Marshal(n)
+	line, err := json.Marshal(OutboxEntry{ID: n.ID, Time: n.Time, Dataset: n.Dataset, Wire: w, Deliveries: w.Deliveries()})
 	if err != nil {
 		return fmt.Errorf("notify: encode: %w", err)
 	}
 	if err := s.append(line); err != nil {
 		return err
 	}
-	s.log.InfoContext(ctx, "notification", "dataset", n.Dataset, "subject", n.Subject, "id", n.ID)
+	s.log.InfoContext(ctx, "notification", "dataset", n.Dataset, "subject", w.Subject, "id", n.ID)
 	if s.webhook == "" {
 		return nil
 	}

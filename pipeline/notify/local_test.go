@@ -89,7 +89,7 @@ func TestLocalSinkErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = sink.Publish(context.Background(), notify.Notification{Dataset: "demo", Subject: "s"})
+	err = sink.Publish(context.Background(), notify.Notification{Dataset: "demo", Subject: "s", Message: "m"})
 	if err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("webhook 503 = %v, want an error to retry", err)
 	}
@@ -98,5 +98,39 @@ func TestLocalSinkErrors(t *testing.T) {
 	}
 	if _, err := notify.NewLocalSink(notify.LocalConfig{}, nil); err == nil {
 		t.Error("a sink without an outbox was accepted")
+	}
+}
+
+// The outbox line is what SNS would be sent (subject, structure, message, attributes) and what a
+// subscriber of each protocol would receive.
+func TestLocalSinkShowsDeliveries(t *testing.T) {
+	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
+	sink, err := notify.NewLocalSink(notify.LocalConfig{Outbox: outbox}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := notify.Notification{ID: "x", Dataset: "demo", Subject: "[demo] Rechazado: línea 7", Message: "Motivo: ...\n",
+		SMS: "malo.csv rechazado", JSON: []byte(`{"kind":"rejected"}`), Attributes: map[string]string{"status": "rejected"}}
+	if err := sink.Publish(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e notify.OutboxEntry
+	if err := json.Unmarshal(data, &e); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := n.Wire()
+	if e.Subject != "[demo] Rechazado: linea 7" || e.Structure != "json" || e.Message != w.Message ||
+		e.Attributes["dataset"] != "demo" || e.Attributes["status"] != "rejected" {
+		t.Errorf("entry %+v", e)
+	}
+	want := map[string]string{"email": n.Message, "sms": n.SMS, "https": string(n.JSON), "sqs": string(n.JSON), "lambda": string(n.JSON)}
+	for p, m := range want {
+		if e.Deliveries[p] != m {
+			t.Errorf("delivery %s = %q, want %q", p, e.Deliveries[p], m)
+		}
 	}
 }

@@ -4,22 +4,31 @@ package notify
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
 )
 
-// Notification is one message to an audience. Attributes become SNS message attributes, so
-// subscribers filter with SNS filter policies (e.g. {"dataset": ["sales"]}).
+// Notification is one message to an audience, in the forms its subscribers take: a readable
+// text (e-mail), optionally a short line (SMS) and the full JSON (HTTPS, SQS, Lambda subscribers,
+// who parse rather than read). Attributes become SNS message attributes, so subscribers filter
+// with SNS filter policies (e.g. {"dataset": ["sales"]}). Wire says what SNS is sent.
 type Notification struct {
 	// ID is stable for one fact (e.g. derived from the input object), so a redelivered event
 	// can be recognised downstream.
-	ID         string            `json:"id"`
-	Time       time.Time         `json:"time"`
-	Dataset    string            `json:"dataset"`
-	Subject    string            `json:"subject"`
-	Message    string            `json:"message"`
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Dataset string    `json:"dataset"`
+	// Subject is the e-mail subject as written (UTF-8); the wire form is ASCII (see Wire).
+	Subject string `json:"subject"`
+	// Message is the readable text: the e-mail body.
+	Message string `json:"message"`
+	// SMS is a short line for SMS subscribers; empty: they get the default.
+	SMS string `json:"sms,omitempty"`
+	// JSON is the whole notice for machine subscribers; when set it is the default message.
+	JSON       json.RawMessage   `json:"json,omitempty"`
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
@@ -39,6 +48,9 @@ func (n Notification) Validate() error {
 	}
 	if len(n.Subject) > MaxSubject {
 		errs = append(errs, fmt.Errorf("notification: subject longer than %d bytes", MaxSubject))
+	}
+	if n.JSON != nil && !json.Valid(n.JSON) {
+		errs = append(errs, errors.New("notification: json is not valid JSON"))
 	}
 	return errors.Join(errs...)
 }

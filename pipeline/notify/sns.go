@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -54,10 +53,13 @@ func (p *SNSPublisher) TopicFor(dataset string) string {
 	return p.defaultTopic
 }
 
-// Publish sends n. A FIFO topic (".fifo") gets the dataset as message group and a
-// deduplication id derived from n.ID, so SNS itself drops a redelivery within its window.
+// Publish sends n as its Wire says: per-protocol messages (MessageStructure "json") when n has a
+// short line or JSON, the ASCII subject, the attributes. A FIFO topic (".fifo") gets the dataset
+// as message group and a deduplication id derived from n.ID, so SNS itself drops a redelivery
+// within its window.
 func (p *SNSPublisher) Publish(ctx context.Context, n Notification) error {
-	if err := n.Validate(); err != nil {
+	w, err := n.Wire()
+	if err != nil {
 		return err
 	}
 	topic := p.TopicFor(n.Dataset)
@@ -66,15 +68,18 @@ func (p *SNSPublisher) Publish(ctx context.Context, n Notification) error {
 	}
 	in := &sns.PublishInput{
 		TopicArn:          aws.String(topic),
-		Subject:           aws.String(snsSubject(n.Subject)),
-		Message:           aws.String(n.Message),
-		MessageAttributes: messageAttributes(n),
+		Subject:           aws.String(w.Subject),
+		Message:           aws.String(w.Message),
+		MessageAttributes: messageAttributes(w.Attributes),
+	}
+	if w.Structure != "" {
+		in.MessageStructure = aws.String(w.Structure)
 	}
 	if strings.HasSuffix(topic, ".fifo") {
 		in.MessageGroupId = aws.String(n.Dataset)
 		id := n.ID
 		if id == "" {
-			id = n.Subject + "\n" + n.Message
+			id = n.Subject + "\n" + w.Message
 		}
 		sum := sha256.Sum256([]byte(id))
 		in.MessageDeduplicationId = aws.String(hex.EncodeToString(sum[:]))
@@ -85,42 +90,11 @@ func (p *SNSPublisher) Publish(ctx context.Context, n Notification) error {
 	return nil
 }
 
-// messageAttributes turns n's dataset and attributes into SNS String attributes. SNS refuses
-// empty values, so those are left out.
-func messageAttributes(n Notification) map[string]snstypes.MessageAttributeValue {
-	attrs := map[string]snstypes.MessageAttributeValue{}
-	keys := make([]string, 0, len(n.Attributes))
-	for k := range n.Attributes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if v := n.Attributes[k]; v != "" && k != "" {
-			attrs[k] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
-		}
-	}
-	attrs["dataset"] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(n.Dataset)}
-	return attrs
-}
-
-// snsSubject makes a subject SNS accepts: printable ASCII only (SNS refuses other characters
-// in subjects, while the message itself is UTF-8), so "état.csv" becomes "?tat.csv"; control
-// characters become spaces; it must start with a letter, digit or punctuation.
-func snsSubject(s string) string {
-	b := make([]byte, 0, len(s))
-	for _, r := range s {
-		switch {
-		case r < 0x20 || r == 0x7f:
-			b = append(b, ' ')
-		case r > 0x7f:
-			b = append(b, '?')
-		default:
-			b = append(b, byte(r))
-		}
-	}
-	out := strings.TrimSpace(string(b))
-	if out == "" {
-		return "Notification"
+// messageAttributes turns the wire's attributes into SNS String attributes.
+func messageAttributes(attrs map[string]string) map[string]snstypes.MessageAttributeValue {
+	out := make(map[string]snstypes.MessageAttributeValue, len(attrs))
+	for _, k := range sortedKeys(attrs) {
+		out[k] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(attrs[k])}
 	}
 	return out
 }

@@ -24,10 +24,13 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ferrygw/ferry/gateway/strictyaml"
+	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/transform"
 )
 
@@ -50,9 +53,18 @@ type Dataset struct {
 	// default (the local sink in the embedded default).
 	Topic string
 	// Attributes are extra SNS message attributes (string values) sent with every notification,
-	// beside the dataset, user, status and route the notify handler always sets.
+	// beside the dataset, user, status, route and kind the notify handler always sets.
 	Attributes map[string]string
+	// Templates write the dataset's notices: the built-ins of its language (en, es) with the
+	// dataset's own templates in their place. Never nil in a loaded Config.
+	Templates *notify.Templates
+	// LinkExpiry is how long the pre-signed download links in its notices are valid; 0 (the
+	// default): notices carry no links.
+	LinkExpiry time.Duration
 }
+
+// MaxLinkExpiry is the longest a pre-signed S3 URL can be valid (SigV4: 7 days).
+const MaxLinkExpiry = 7 * 24 * time.Hour
 
 // Match selects the objects a route applies to. Empty fields match everything.
 type Match struct {
@@ -99,8 +111,27 @@ type fileConfig struct {
 }
 
 type fileDataset struct {
-	Topic      string            `yaml:"topic"`
-	Attributes map[string]string `yaml:"attributes"`
+	Topic         string            `yaml:"topic"`
+	Attributes    map[string]string `yaml:"attributes"`
+	Language      string            `yaml:"language"`
+	Templates     *fileTemplates    `yaml:"templates"`
+	DownloadLinks *fileLinks        `yaml:"download_links"`
+}
+
+type fileTemplates struct {
+	Processed *fileTemplate `yaml:"processed"`
+	Rejected  *fileTemplate `yaml:"rejected"`
+	Batch     *fileTemplate `yaml:"batch"`
+}
+
+type fileTemplate struct {
+	Subject string `yaml:"subject"`
+	Body    string `yaml:"body"`
+	SMS     string `yaml:"sms"`
+}
+
+type fileLinks struct {
+	Expires time.Duration `yaml:"expires"`
 }
 
 type fileRoute struct {
@@ -154,7 +185,7 @@ func Parse(file string, data []byte) (*Config, error) {
 func ParseWith(file string, data []byte, reg *transform.Registry) (*Config, error) {
 	var fc fileConfig
 	pos, derr := strictyaml.Decode(file, data, &fc, strictyaml.Options{})
-	ps := &problems{file: file, pos: pos}
+	ps := &problems{file: file, data: data, pos: pos}
 	if derr != nil {
 		var u interface{ Unwrap() []error }
 		if !errors.As(derr, &u) {
@@ -184,6 +215,7 @@ type Problem = strictyaml.Problem
 // mapping belongs, a bad size) is not checked further, so it gets no second, misleading problem.
 type problems struct {
 	file     string
+	data     []byte
 	pos      strictyaml.Positions
 	decoding []error
 	list     []error
@@ -191,6 +223,11 @@ type problems struct {
 
 // at reports a problem at the line of path (or of its nearest ancestor written in the file).
 func (ps *problems) at(path, format string, args ...any) {
+	ps.atLine(path, ps.pos.Line(path), format, args...)
+}
+
+// atLine reports a problem about path at a given line.
+func (ps *problems) atLine(path string, line int, format string, args ...any) {
 	for _, e := range ps.decoding {
 		var p *Problem
 		if !errors.As(e, &p) {
@@ -204,7 +241,7 @@ func (ps *problems) at(path, format string, args ...any) {
 			return
 		}
 	}
-	ps.list = append(ps.list, &Problem{File: ps.file, Line: ps.pos.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	ps.list = append(ps.list, &Problem{File: ps.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // under reports whether path is dir or lies under it.
@@ -238,7 +275,16 @@ func build(ps *problems, fc *fileConfig, reg *transform.Registry) *Config {
 				ps.at(p+".attributes."+k, "%v", err)
 			}
 		}
-		c.Datasets[name] = Dataset{Name: name, Topic: d.Topic, Attributes: d.Attributes}
+		ds := Dataset{Name: name, Topic: d.Topic, Attributes: d.Attributes}
+		ds.Templates = buildTemplates(ps, p, d)
+		if l := d.DownloadLinks; l != nil {
+			if l.Expires < time.Second || l.Expires > MaxLinkExpiry {
+				ps.at(p+".download_links.expires", "expires must be between 1s and %s (a pre-signed URL's limit)", MaxLinkExpiry)
+			} else {
+				ds.LinkExpiry = l.Expires
+			}
+		}
+		c.Datasets[name] = ds
 	}
 	if len(fc.Routes) == 0 {
 		ps.at("routes", "no routes")
@@ -369,6 +415,79 @@ func buildRoute(ps *problems, p string, fr *fileRoute, datasets map[string]Datas
 	return r
 }
 
+// buildTemplates compiles a dataset's notice templates, reporting each problem at its line in
+// the file: the line of the template's key, plus the template's own line when the text is a
+// block scalar (body: |) starting on the next line.
+func buildTemplates(ps *problems, p string, d *fileDataset) *notify.Templates {
+	lang := d.Language
+	if lang == "" {
+		lang = notify.DefaultLanguage
+	}
+	if !slices.Contains(notify.Languages, lang) {
+		ps.at(p+".language", "language %q has no built-in templates (have %s)", lang, strings.Join(notify.Languages, ", "))
+		return notify.MustBuiltin(notify.DefaultLanguage)
+	}
+	overrides := map[string]string{}
+	paths := map[string]string{}
+	if t := d.Templates; t != nil {
+		for kind, ft := range map[string]*fileTemplate{notify.KindProcessed: t.Processed, notify.KindRejected: t.Rejected, notify.KindBatch: t.Batch} {
+			if ft == nil {
+				continue
+			}
+			for part, text := range map[string]string{notify.PartSubject: ft.Subject, notify.PartBody: ft.Body, notify.PartSMS: ft.SMS} {
+				if strings.TrimSpace(text) != "" {
+					overrides[kind+"."+part] = text
+					paths[kind+"."+part] = p + ".templates." + kind + "." + part
+				}
+			}
+		}
+	}
+	t, err := notify.Compile(lang, overrides)
+	if err == nil {
+		return t
+	}
+	var u interface{ Unwrap() []error }
+	errs := []error{err}
+	if errors.As(err, &u) {
+		errs = u.Unwrap()
+	}
+	for _, e := range errs {
+		var te *notify.TemplateError
+		if !errors.As(e, &te) {
+			ps.at(p+".templates", "%v", e)
+			continue
+		}
+		path := paths[te.Name]
+		ps.atLine(path, ps.templateLine(path, te.Line), "template %s: %s", te.Name, te.Msg)
+	}
+	return notify.MustBuiltin(lang)
+}
+
+// templateLine is the file line of line n (1-based, 0 = unknown) of the template text written
+// at path.
+func (ps *problems) templateLine(path string, n int) int {
+	key := ps.pos.Line(path)
+	if key == 0 || n == 0 {
+		return key
+	}
+	lines := strings.Split(string(ps.data), "\n")
+	if key > len(lines) {
+		return key
+	}
+	switch m := blockScalar.FindStringSubmatch(lines[key-1]); {
+	case m == nil:
+		return key
+	case m[1] == "|":
+		return key + n // a literal block keeps its lines; the first follows the key
+	default:
+		return key + 1 // a folded block joins its lines: its first line is as near as it gets
+	}
+}
+
+// blockScalar matches a key line whose value is a YAML block scalar: literal ("body: |") or
+// folded ("body: >-").
+var blockScalar = regexp.MustCompile(`:\s*([|>])[-+0-9]*\s*(#.*)?$`)
+
 // checkGlob accepts a path.Match pattern on a base name.
 func checkGlob(g string) error {
 	if g == "" {
@@ -398,7 +517,7 @@ func checkAttrName(k string) error {
 	switch {
 	case k == "" || len(k) > 256:
 		return fmt.Errorf("attribute name must be 1 to 256 characters")
-	case k == "dataset" || k == "user" || k == "status" || k == "route":
+	case k == "dataset" || k == "user" || k == "status" || k == "route" || k == "kind":
 		return fmt.Errorf("attribute %q is set by the notify handler itself", k)
 	case strings.HasPrefix(strings.ToLower(k), "aws.") || strings.HasPrefix(strings.ToLower(k), "amazon."):
 		return fmt.Errorf("attribute %q: names starting with AWS. or Amazon. are reserved", k)

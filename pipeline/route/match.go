@@ -2,6 +2,7 @@ package route
 
 import (
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -43,9 +44,14 @@ func (r *Route) underOwnKeys(key string) bool {
 }
 
 // Match returns the first route, in file order, whose match selects o. A batch marker
-// (CompleteOn.Marker) is not a data file: see MatchMarker.
+// (CompleteOn.Marker) is not a data file: see MatchMarker. Nor is the sidecar of an input that a
+// sidecar-reading route takes ("a.csv.sha256" beside "a.csv"), whatever later route's glob would
+// match its name: see SidecarOf.
 func (c *Config) Match(o Object) (*Route, bool) {
 	if c.Ignored(o.Key) {
+		return nil, false
+	}
+	if _, _, ok := c.SidecarOf(o); ok {
 		return nil, false
 	}
 	for _, r := range c.Routes {
@@ -85,16 +91,45 @@ func (r *Route) IsSidecar(key string) bool {
 	return r.Sidecar != "" && strings.HasSuffix(key, "."+r.Sidecar)
 }
 
-// SidecarOf returns the input key whose sidecar key could be ("a.csv.sha256" -> "a.csv") and
-// the sidecar's algorithm, when some route reads sidecars of that algorithm. Which route, if
-// any, takes the input is up to Match on the input itself.
-func (c *Config) SidecarOf(key string) (input, algorithm string, ok bool) {
-	for _, r := range c.Routes {
-		if r.IsSidecar(key) && strings.HasPrefix(key, r.Match.Prefix) {
-			return strings.TrimSuffix(key, "."+r.Sidecar), r.Sidecar, true
+// SidecarOf reports whether o is a sidecar (digest file) and of which input: o's key is an
+// input's key plus "."+algorithm ("a.csv.sha256" -> "a.csv"), and the first route that would take
+// that input reads sidecars of that algorithm. The input's size is not known here, so size
+// bounds are not applied to it; which route really takes the input is up to Match on the input.
+func (c *Config) SidecarOf(o Object) (input, algorithm string, ok bool) {
+	for _, alg := range c.sidecarAlgorithms() {
+		in, found := strings.CutSuffix(o.Key, "."+alg)
+		if !found || in == "" || strings.HasSuffix(in, "/") {
+			continue
+		}
+		if r := c.takerOf(Object{Bucket: o.Bucket, Key: in, User: o.User}); r != nil && r.Sidecar == alg {
+			return in, alg, true
 		}
 	}
 	return "", "", false
+}
+
+// sidecarAlgorithms lists the algorithms of the sidecars some route reads.
+func (c *Config) sidecarAlgorithms() []string {
+	var algs []string
+	for _, r := range c.Routes {
+		if r.Sidecar != "" && !slices.Contains(algs, r.Sidecar) {
+			algs = append(algs, r.Sidecar)
+		}
+	}
+	return algs
+}
+
+// takerOf is the first route whose place and glob select o, size bounds aside.
+func (c *Config) takerOf(o Object) *Route {
+	if c.Ignored(o.Key) {
+		return nil
+	}
+	for _, r := range c.Routes {
+		if r.selectsPlace(o) && r.globSelects(o.Key) && !r.IsMarker(o.Key) && !r.IsSidecar(o.Key) {
+			return r
+		}
+	}
+	return nil
 }
 
 // selects applies the whole match: place (prefix, user) plus glob and size bounds.
@@ -103,15 +138,22 @@ func (r *Route) selects(o Object) bool {
 	if !r.selectsPlace(o) || r.IsSidecar(o.Key) {
 		return false
 	}
-	if m.Glob != "" {
-		if ok, _ := path.Match(m.Glob, path.Base(o.Key)); !ok {
-			return false
-		}
+	if !r.globSelects(o.Key) {
+		return false
 	}
 	if o.Size < int64(m.MinSize) || (m.MaxSize > 0 && o.Size > int64(m.MaxSize)) {
 		return false
 	}
 	return true
+}
+
+// globSelects applies the glob to key's base name.
+func (r *Route) globSelects(key string) bool {
+	if r.Match.Glob == "" {
+		return true
+	}
+	ok, _ := path.Match(r.Match.Glob, path.Base(key))
+	return ok
 }
 
 // selectsPlace checks the prefix and the user. A route whose templates need {user} does not

@@ -225,7 +225,8 @@ func TestUserOf(t *testing.T) {
 }
 
 // A route whose verify-checksum step has no expected digest reads "<input>.<algorithm>"
-// sidecars: they are never routed as inputs themselves, even by a route matching any name.
+// sidecars: they are never routed as inputs themselves, even by a later route whose glob matches
+// any name (catch-all below); a digest file that is no taken input's sidecar is an input as usual.
 func TestSidecars(t *testing.T) {
 	c, err := Parse("s.yaml", []byte(`
 datasets: {d: {}}
@@ -248,11 +249,18 @@ routes:
     output: "out/md5/{name}"
     quarantine: "q/md5/"
     dataset: d
+  - name: catch-all
+    match: {glob: "*"}
+    user_from_prefix: ""
+    transforms: [{name: copy}]
+    output: "out/all/{name}"
+    quarantine: "q/all/"
+    dataset: d
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := [3]string{c.Routes[0].Sidecar, c.Routes[1].Sidecar, c.Routes[2].Sidecar}; got != [3]string{"sha256", "", "md5"} {
+	if got := [4]string{c.Routes[0].Sidecar, c.Routes[1].Sidecar, c.Routes[2].Sidecar, c.Routes[3].Sidecar}; got != [4]string{"sha256", "", "md5", ""} {
 		t.Errorf("Sidecar = %q", got)
 	}
 	for _, tt := range []struct {
@@ -265,14 +273,19 @@ routes:
 		{"signed/a/x.csv.md5", "signed", "", ""}, // not this route's algorithm: an input like any
 		{"pinned/x.csv.sha256", "pinned", "", ""},
 		{"md5/x.dat", "md5", "", ""},
-		{"md5/x.dat.md5", "", "md5/x.dat", "md5"},
-		{"other/x.csv.sha256", "", "", ""},
+		{"md5/x.dat.md5", "", "md5/x.dat", "md5"},   // catch-all's glob matches it: still a sidecar
+		{"md5/notes.md5", "catch-all", "", ""},      // md5 does not take "notes": not a sidecar
+		{"md5/x.dat.md5.md5", "catch-all", "", ""},  // its input would be a sidecar, not taken
+		{"other/x.csv.sha256", "catch-all", "", ""}, // no sidecar route takes other/x.csv
+		{"other/x.csv", "catch-all", "", ""},
+		{"out/all/x.csv.sha256", "", "", ""},      // an output: never routed
+		{"signed/a/.sha256", "catch-all", "", ""}, // "signed/a/" is no input: not a sidecar
 	} {
 		got := ""
 		if r, ok := c.Match(Object{Key: tt.key}); ok {
 			got = r.Name
 		}
-		in, alg, _ := c.SidecarOf(tt.key)
+		in, alg, _ := c.SidecarOf(Object{Key: tt.key})
 		if got != tt.route || in != tt.input || alg != tt.alg {
 			t.Errorf("%s: Match %q SidecarOf (%q, %q); want %q (%q, %q)", tt.key, got, in, alg, tt.route, tt.input, tt.alg)
 		}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/transform"
 )
 
@@ -66,5 +69,47 @@ func TestShippedDemoRouteRunsTheChain(t *testing.T) {
 	}
 	if k, err := r.QuarantineKey(o, testTime); err != nil || k != "quarantine/alice/sales.csv" {
 		t.Errorf("quarantine = %q, %v", k, err)
+	}
+}
+
+// The commented-out examples of the shipped file (a dataset's own templates, download links)
+// load when uncommented, and do what their comments say.
+func TestShippedCommentedExamplesLoad(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", "pipeline.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	uncomment := false
+	for _, line := range strings.Split(string(data), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "# templates:" || trimmed == "# download_links:" {
+			uncomment = true
+		} else if !strings.HasPrefix(trimmed, "#   ") && !strings.HasPrefix(trimmed, "# templates:") {
+			uncomment = false
+		}
+		if uncomment {
+			line = strings.Replace(line, "# ", "", 1)
+		}
+		out = append(out, line)
+	}
+	c, err := Parse("pipeline.yaml (examples uncommented)", []byte(strings.Join(out, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Datasets["demo"]
+	if d.LinkExpiry != 24*time.Hour {
+		t.Errorf("download_links not enabled: %+v", d)
+	}
+	n := notify.Notice{Kind: notify.KindRejected, Status: notify.KindRejected, Dataset: "demo", User: "ana",
+		File: notify.File{Name: "bad.csv", Line: 3, Reason: "2 fields, the header has 3"}}
+	n.Files = []notify.File{n.File}
+	msg, err := d.Templates.Render(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "[demo] Please resend bad.csv" || msg.Message != "Hello ana,\nbad.csv could not be used (line 3): 2 fields, the header has 3.\n" ||
+		msg.SMS != "bad.csv rejected at line 3: 2 fields, the header has 3" {
+		t.Errorf("example templates rendered %+v", msg)
 	}
 }

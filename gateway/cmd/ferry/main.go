@@ -1,4 +1,4 @@
-// Command ferry is the Ferry gateway: `ferry serve`, `ferry check`, `ferry user …`.
+// Command ferry is the Ferry gateway: `ferry serve`, `ferry check`, `ferry user …`, `ferry redrive`.
 package main
 
 import (
@@ -32,6 +32,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return user(args[1:], stdin, stdout, stderr)
 	case "events":
 		return events(ctx, args[1:], stdout, stderr)
+	case "redrive":
+		return redriveCmd(ctx, args[1:], stdout, stderr)
 	case "hash-password":
 		return hashPassword(args[1:], stdin, stdout, stderr)
 	case "version", "--version":

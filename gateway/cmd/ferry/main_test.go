@@ -312,4 +312,20 @@ func TestCheckRoutes(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, bad+":3: routes[0]: unknown key \"bogus\"") || !strings.Contains(r.stderr, "dataset is required") {
 		t.Errorf("check --routes with problems = %+v", r)
 	}
+	// A notice template naming a field a notice does not have is found in every branch, at its
+	// line inside the block.
+	write(t, bad, `datasets:
+  d:
+    templates:
+      rejected:
+        body: |
+          {{.File.Name}} was rejected.
+          {{with .File.Line}}At line {{.}}: {{$.File.Reson}}{{end}}
+routes:
+  - {name: x, match: {prefix: in/}, transforms: [{name: copy}], output: "out/{name}", quarantine: q/, dataset: d}
+`)
+	r = ferry(t, "", "check", "--routes", bad)
+	if r.code != 1 || !strings.Contains(r.stderr, bad+":7: datasets.d.templates.rejected.body: template rejected.body: a file has no field or method Reson") {
+		t.Errorf("check --routes with a bad template = %+v", r)
+	}
 }

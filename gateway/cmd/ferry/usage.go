@@ -11,6 +11,8 @@ Usage:
   ferry user list                 list users (never their password hashes)
   ferry events [--dir DIR] [--follow]
                                   print the embedded event bus's events as JSON lines
+  ferry redrive [--dry-run] [--dir DIR | --queue URL|NAME...]
+                                  send dead-lettered events back for delivery
   ferry hash-password             read a password on stdin, print its bcrypt hash
   ferry version                   print the version
 

@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3events"
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
@@ -121,7 +124,13 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 	if err != nil {
 		return err
 	}
-	nh := handler.NewNotifyHandler(sink, ledger, log)
+	nh, err := handler.NewNotifyHandler(handler.NotifyConfig{
+		Publisher: sink, Ledger: ledger, Log: log, Datasets: routes.Datasets,
+		Presigner: s3.NewPresignClient(client), Credentials: credentials.NewStaticCredentialsProvider(s3c.AccessKey, s3c.Secret, ""),
+	})
+	if err != nil {
+		return err
+	}
 	// Quick retries locally: a transient failure here is usually the endpoint starting up.
 	retry := bus.RetryPolicy{MaxAttempts: 8, MinBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second}
 	if err := e.bus.AddRule(bus.Rule{Name: "transform", Pattern: patternArrivals, Target: th, Retry: retry}); err != nil {

@@ -3,7 +3,12 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +16,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // TestEmbeddedPipeline is `make run`'s promise: a CSV uploaded over SFTP under incoming/<user>/
@@ -92,5 +100,165 @@ func TestEmbeddedPipeline(t *testing.T) {
 	if n := strings.Count(outbox, "\n"); n != 3 || strings.Count(outbox, `"status":"processed"`) != 2 ||
 		strings.Count(outbox, `"status":"rejected"`) != 1 || !strings.Contains(outbox, `"dataset":"demo"`) {
 		t.Errorf("outbox (%d lines):\n%s", n, outbox)
+	}
+}
+
+// TestEmbeddedMultipartCopyByContent: a CSV over 8 MiB uploaded S3-natively in 5 MiB parts is
+// processed; `aws s3 mv` of it (a multipart copy with 8 MiB parts: another etag, no transfer id)
+// is recognised by its bytes and produces no second output and no second notice.
+func TestEmbeddedMultipartCopyByContent(t *testing.T) {
+	awsBin := testtool.Path(t, "aws")
+	routes, err := filepath.Abs("../../../configs/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLocal(t, routes)
+	client := l.s3Server().Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var b strings.Builder
+	b.WriteString("id,payload\n")
+	for i := 0; b.Len() < 10<<20; i++ {
+		fmt.Fprintf(&b, "%d,%s\n", i, strings.Repeat("y", 100))
+	}
+	body := b.String()
+	mpu, err := client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String("ferry"), Key: aws.String("incoming/demo/big.csv")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []s3types.CompletedPart
+	for i, n := 0, int32(1); i < len(body); i, n = i+5<<20, n+1 {
+		chunk := body[i:min(i+5<<20, len(body))]
+		up, err := client.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String("ferry"), Key: aws.String("incoming/demo/big.csv"),
+			UploadId: mpu.UploadId, PartNumber: aws.Int32(n), Body: strings.NewReader(chunk)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, s3types.CompletedPart{ETag: up.ETag, PartNumber: aws.Int32(n)})
+	}
+	if _, err := client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String("ferry"), Key: aws.String("incoming/demo/big.csv"),
+		UploadId: mpu.UploadId, MultipartUpload: &s3types.CompletedMultipartUpload{Parts: parts}}); err != nil {
+		t.Fatal(err)
+	}
+	outbox := filepath.Join(l.dir, "data", "outbox.jsonl")
+	waitFor(t, 30*time.Second, "the upload's notice", func() bool { return countLines(outbox) == 1 })
+
+	cli := exec.CommandContext(ctx, awsBin, "--endpoint-url", "http://"+l.s3, "s3", "mv",
+		"s3://ferry/incoming/demo/big.csv", "s3://ferry/incoming/demo/moved.csv")
+	cli.Env = cliEnv(t)
+	if out, err := cli.CombinedOutput(); err != nil {
+		t.Fatalf("aws s3 mv: %v\n%s", err, out)
+	}
+	head, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("ferry"), Key: aws.String("incoming/demo/moved.csv")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if etag := aws.ToString(head.ETag); !strings.HasSuffix(etag, `-2"`) {
+		t.Fatalf("moved object's etag %s: not the CLI's 2-part copy of a 3-part upload", etag)
+	}
+	waitFor(t, 30*time.Second, "the copy's event to be handled", func() bool {
+		return strings.Contains(l.logs.String(), "copy of content already processed")
+	})
+	time.Sleep(300 * time.Millisecond) // a second notice would land now
+	if n := countLines(outbox); n != 1 {
+		data, _ := os.ReadFile(outbox)
+		t.Errorf("%d notices, want 1:\n%s", n, data)
+	}
+	if _, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("ferry"), Key: aws.String("processed/demo/moved.jsonl")}); err == nil {
+		t.Error("the moved copy was processed again")
+	}
+}
+
+// cliEnv is the environment of an `aws` command against the embedded endpoint: its credentials,
+// and no shared config or credentials of the machine.
+func cliEnv(t *testing.T) []string {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	writeFile(t, cfg, "[default]\nregion = us-east-1\n")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "AWS_ACCESS_KEY_ID=ferry", "AWS_SECRET_ACCESS_KEY=ferrysecret", "AWS_CONFIG_FILE="+cfg,
+		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "none"), "AWS_PAGER=")
+}
+
+func countLines(file string) int {
+	data, _ := os.ReadFile(file)
+	return strings.Count(string(data), "\n")
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEmbeddedNoticeLinks: with the shipped routes' download_links example switched on, the
+// outbox shows each protocol's message — the e-mail with a link to the output, the JSON for
+// machines — and the link opens the output on the embedded endpoint with no credentials.
+func TestEmbeddedNoticeLinks(t *testing.T) {
+	shipped, err := os.ReadFile("../../../configs/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(string(shipped), "    # download_links:\n    #   expires: 24h\n", "    download_links:\n      expires: 24h\n", 1)
+	if src == string(shipped) {
+		t.Fatal("the shipped routes no longer have the download_links example")
+	}
+	routes := filepath.Join(t.TempDir(), "pipeline.yaml")
+	writeFile(t, routes, src)
+	l := startLocal(t, routes)
+	sc := sftpClient(t, l.sftp, "demo", "demo")
+	f, err := sc.Create("/links.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("a,b\n1,2\n"))
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	outbox := filepath.Join(l.dir, "data", "outbox.jsonl")
+	waitFor(t, 20*time.Second, "the notice", func() bool { return countLines(outbox) == 1 })
+	data, err := os.ReadFile(outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entry struct {
+		Subject          string
+		MessageStructure string `json:"message_structure"`
+		Deliveries       map[string]string
+	}
+	if err := json.Unmarshal(data, &entry); err != nil {
+		t.Fatal(err)
+	}
+	var notice struct {
+		Files []struct{ Outputs []struct{ Key, Link string } }
+	}
+	if err := json.Unmarshal([]byte(entry.Deliveries["https"]), &notice); err != nil || len(notice.Files) != 1 || len(notice.Files[0].Outputs) != 1 {
+		t.Fatalf("https delivery %q: %v", entry.Deliveries["https"], err)
+	}
+	out := notice.Files[0].Outputs[0]
+	if entry.MessageStructure != "json" || entry.Subject != "[demo] Processed: links.csv from demo" ||
+		!strings.Contains(entry.Deliveries["email"], "Download:  "+out.Link) || entry.Deliveries["sqs"] != entry.Deliveries["https"] ||
+		entry.Deliveries["sms"] != "links.csv processed: 1 record." {
+		t.Errorf("outbox entry %+v", entry)
+	}
+	resp, err := http.Get(out.Link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != `{"a":"1","b":"2"}`+"\n" {
+		t.Errorf("GET %s: %s %q", out.Link, resp.Status, body)
 	}
 }

@@ -136,8 +136,17 @@ func TestBootstrapsUnderRuntimeAPI(t *testing.T) {
 	if a := msgs[0].Attributes; a["dataset"] != "demo" || a["user"] != "alice" || a["status"] != "processed" {
 		t.Errorf("processed message attributes %v", a)
 	}
-	if a := msgs[1].Attributes; a["status"] != "rejected" || a["user"] != "bob" || !strings.Contains(msgs[1].Message, "quarantine/bob/bad.csv") {
+	if a := msgs[1].Attributes; a["status"] != "rejected" || a["user"] != "bob" || !strings.Contains(msgs[1].Protocols["email"], "quarantine/bob/bad.csv") {
 		t.Errorf("rejected message %+v", msgs[1])
+	}
+	// Per-protocol messages, checked by the endpoint as SNS checks them.
+	for _, m := range msgs {
+		if m.MessageStructure != "json" || !strings.Contains(m.Protocols["default"], `"version":1`) || m.Protocols["sms"] == "" || m.Protocols["email"] == "" {
+			t.Errorf("message %+v", m)
+		}
+	}
+	if !strings.Contains(msgs[0].Protocols["email"], "Records:   2") || msgs[1].Subject != "[demo] Rejected: bad.csv (line 2) from bob" {
+		t.Errorf("messages %+v", msgs)
 	}
 
 	// Logs are lambdacontext's JSON with the request id; metrics are EMF lines.

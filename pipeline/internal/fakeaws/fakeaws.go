@@ -19,9 +19,13 @@ import (
 
 // SNSMessage is one decoded Publish call.
 type SNSMessage struct {
-	TopicArn               string
-	Subject                string
-	Message                string
+	TopicArn         string
+	Subject          string
+	Message          string
+	MessageStructure string
+	// Protocols are the per-protocol messages of a MessageStructure "json" publish, checked as
+	// SNS checks them: a JSON object whose values are strings, with a "default" key.
+	Protocols              map[string]string
 	MessageGroupID         string
 	MessageDeduplicationID string
 	Attributes             map[string]string // name -> value ("String" data type checked)
@@ -47,6 +51,15 @@ type Server struct {
 	ev []PutEventsEntry
 	// FailSNS makes the next n Publish calls fail with a 500 (for retry tests).
 	failSNS int
+	refuse  func(PutEventsEntry) string
+}
+
+// RefuseEvents makes PutEvents fail the entries for which refuse returns an error code (the
+// call succeeds with FailedEntryCount, as EventBridge answers a partial failure).
+func (s *Server) RefuseEvents(refuse func(PutEventsEntry) string) {
+	s.mu.Lock()
+	s.refuse = refuse
+	s.mu.Unlock()
 }
 
 // Start runs a server until t ends.
@@ -73,7 +86,7 @@ func (s *Server) SNS() []SNSMessage {
 	return append([]SNSMessage(nil), s.sn...)
 }
 
-// Events returns the PutEvents entries received so far.
+// Events returns the PutEvents entries accepted so far.
 func (s *Server) Events() []PutEventsEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,6 +143,24 @@ func (s *Server) publish(w http.ResponseWriter, body []byte) {
 		queryError(w, http.StatusBadRequest, "InvalidParameter", "TopicArn and Message are required")
 		return
 	}
+	m.MessageStructure = form.Get("MessageStructure")
+	switch m.MessageStructure {
+	case "":
+	case "json":
+		protos, err := checkStructured(m.Message)
+		if err != nil {
+			queryError(w, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: Message Structure - "+err.Error())
+			return
+		}
+		m.Protocols = protos
+	default:
+		queryError(w, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: MessageStructure: must be json")
+		return
+	}
+	if size := wireSize(m); size > maxMessageBytes {
+		queryError(w, http.StatusBadRequest, "InvalidParameter", fmt.Sprintf("Invalid parameter: Message too long: %d bytes", size))
+		return
+	}
 	if err := checkSubject(m.Subject); err != nil {
 		queryError(w, http.StatusBadRequest, "InvalidParameter", "Invalid parameter: Subject: "+err.Error())
 		return
@@ -170,7 +201,11 @@ func (s *Server) putEvents(w http.ResponseWriter, r *http.Request, body []byte) 
 		http.Error(w, `{"message":"bad request"}`, http.StatusBadRequest)
 		return
 	}
-	type result struct{ EventId string }
+	type result struct {
+		EventId      string `json:",omitempty"`
+		ErrorCode    string `json:",omitempty"`
+		ErrorMessage string `json:",omitempty"`
+	}
 	out := struct {
 		FailedEntryCount int
 		Entries          []result
@@ -179,6 +214,17 @@ func (s *Server) putEvents(w http.ResponseWriter, r *http.Request, body []byte) 
 	for _, e := range in.Entries {
 		if e.Source == "" || e.DetailType == "" || !json.Valid([]byte(e.Detail)) {
 			s.t.Errorf("fakeaws: incomplete PutEvents entry %+v", e)
+		}
+		code := ""
+		if strings.HasPrefix(e.Source, "aws.") {
+			code = "NotAuthorizedForSourceException" // EventBridge keeps aws.* sources to AWS
+		} else if s.refuse != nil {
+			code = s.refuse(e)
+		}
+		if code != "" {
+			out.FailedEntryCount++
+			out.Entries = append(out.Entries, result{ErrorCode: code, ErrorMessage: "refused: " + e.Source})
+			continue
 		}
 		s.ev = append(s.ev, e)
 		out.Entries = append(out.Entries, result{EventId: fmt.Sprintf("ev-%d", len(s.ev))})
@@ -206,4 +252,37 @@ func checkSubject(s string) error {
 		}
 	}
 	return nil
+}
+
+// maxMessageBytes is SNS's default publish limit, message and attributes together.
+const maxMessageBytes = 256 << 10
+
+func wireSize(m SNSMessage) int {
+	n := len(m.Message)
+	for k, v := range m.Attributes {
+		n += len(k) + len("String") + len(v)
+	}
+	return n
+}
+
+// checkStructured applies SNS's rules for a MessageStructure "json" message: a syntactically
+// valid JSON object with a top-level "default" key whose value is a string; every other value is
+// the message of the protocol its key names, so it must be a string too.
+func checkStructured(msg string) (map[string]string, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(msg), &raw); err != nil || raw == nil {
+		return nil, fmt.Errorf("JSON message body failed to parse")
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, fmt.Errorf("JSON message body: the value of %q is not a string", k)
+		}
+		out[k] = s
+	}
+	if _, ok := out["default"]; !ok {
+		return nil, fmt.Errorf("No default entry in JSON message body")
+	}
+	return out, nil
 }
