@@ -63,6 +63,7 @@ func Run(t *testing.T, newFS func(t *testing.T) storage.FS) {
 		{"Metadata", testMetadata},
 		{"RecordedAttrs", testRecordedAttrs},
 		{"SetStat", testSetStat},
+		{"ViewsAgree", testViewsAgree},
 		{"Hasher", testHasher},
 		{"Abort", testAbort},
 		{"CancelledContext", testCancelledContext},
