@@ -240,3 +240,13 @@ func describeViews(views map[string]map[string]view) string {
 	}
 	return b.String()
 }
+
+// TestOpenSSHDfThroughTheGateway: `df` reaches the store through every decorator the gateway
+// puts around it (access, events, metrics) and shows an object store's room.
+func TestOpenSSHDfThroughTheGateway(t *testing.T) {
+	g := startGateway(t)
+	out := g.openSSH(t, t.TempDir(), "df\n")
+	if !strings.Contains(out, "1099511627776            0 1099511627776 1099511627776           0%") {
+		t.Errorf("df over the assembled gateway:\n%s", out)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/vpath"
 )
 
 // Names of the attributes the gateway records with an object: user metadata (x-amz-meta-*) on
@@ -235,4 +236,28 @@ func (h *homeFS) Metadata(ctx context.Context, name string) (map[string]string, 
 		}
 	}
 	return m, nil
+}
+
+// Unbounded space, as an object store reports it: S3 has no capacity or object-count limit, so
+// statvfs gets figures that mean "plenty" and that clients can compute with: 1 PiB, all free,
+// and a billion entries (the figures rclone's SFTP server gives for S3). They fit in int64
+// with room to spare, since clients multiply block counts by the block size and divide by the
+// totals. A user quota, once there is one, belongs in a decorator that lowers them.
+const (
+	unboundedBytes   = 1 << 50
+	unboundedEntries = 1_000_000_000
+)
+
+// Space implements storage.SpaceReporter. The figures are the same for every path; the path
+// must exist, as statvfs(2) requires (the home costs no request).
+func (h *homeFS) Space(ctx context.Context, name string) (storage.Space, error) {
+	t, err := h.resolve("statvfs", name)
+	if err != nil {
+		return storage.Space{}, err
+	}
+	if _, _, err := h.lookup(ctx, t); err != nil {
+		return storage.Space{}, pathErr("statvfs", t.name, err)
+	}
+	return storage.Space{Total: unboundedBytes, Free: unboundedBytes, Files: unboundedEntries,
+		FreeFiles: unboundedEntries, MaxNameLen: vpath.MaxNameLen}, nil
 }

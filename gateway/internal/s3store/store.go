@@ -120,7 +120,8 @@ func (s *Store) Home(bucket, prefix string) storage.FS {
 	return &homeFS{s: s, bucket: bucket, home: home, err: err}
 }
 
-// homeFS is one home. It also implements storage.Setstater and storage.Hasher.
+// homeFS is one home. It also implements storage.Setstater, storage.Hasher and
+// storage.SpaceReporter.
 type homeFS struct {
 	s      *Store
 	bucket string
@@ -129,9 +130,10 @@ type homeFS struct {
 }
 
 var (
-	_ storage.FS        = (*homeFS)(nil)
-	_ storage.Setstater = (*homeFS)(nil)
-	_ storage.Hasher    = (*homeFS)(nil)
+	_ storage.FS            = (*homeFS)(nil)
+	_ storage.Setstater     = (*homeFS)(nil)
+	_ storage.Hasher        = (*homeFS)(nil)
+	_ storage.SpaceReporter = (*homeFS)(nil)
 )
 
 // PartSize is the configured part size (the storage contract suite sizes its files by it).

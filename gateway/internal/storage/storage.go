@@ -59,6 +59,22 @@ type Hasher interface {
 	SHA256(ctx context.Context, name string) (string, error)
 }
 
+// SpaceReporter is implemented by stores that can say how much room a view offers (SFTP's
+// statvfs@openssh.com, OpenSSH's `df`). name is the path asked about; the figures may be the
+// same for every path.
+type SpaceReporter interface {
+	Space(ctx context.Context, name string) (Space, error)
+}
+
+// Space is the room in a view. Clients divide by Total and Files (OpenSSH's df does), so
+// neither is ever 0.
+type Space struct {
+	Total, Free      int64 // bytes
+	Files, FreeFiles int64 // entries (inodes)
+	MaxNameLen       int64 // longest name component, bytes
+	ReadOnly         bool  // the view accepts no writes (the user's permissions)
+}
+
 // Attrs are the settable attributes; nil fields are left alone.
 type Attrs struct {
 	Mode    *fs.FileMode

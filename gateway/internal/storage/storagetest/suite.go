@@ -8,7 +8,7 @@
 // can check that one cannot reach the other.
 //
 // Abilities beyond storage.FS are found by type assertion: storage.Setstater, storage.Hasher,
-// storage.AttrRecorder on uploads, and the interfaces below. Tests of an ability a store lacks
+// storage.SpaceReporter, storage.AttrRecorder on uploads, and the interfaces below. Tests of an ability a store lacks
 // say so in the log and are skipped.
 package storagetest
 
@@ -64,6 +64,7 @@ func Run(t *testing.T, newFS func(t *testing.T) storage.FS) {
 		{"RecordedAttrs", testRecordedAttrs},
 		{"SetStat", testSetStat},
 		{"ViewsAgree", testViewsAgree},
+		{"Space", testSpace},
 		{"Hasher", testHasher},
 		{"Abort", testAbort},
 		{"CancelledContext", testCancelledContext},

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -186,4 +187,34 @@ func wantSameViews(t *testing.T, fsys storage.FS, step, name string) *storage.En
 			step, name, st.Size, st.ModTime, st.Mode, st.Dir, le.Size, le.ModTime, le.Mode, le.Dir)
 	}
 	return st
+}
+
+// testSpace checks the figures a SpaceReporter gives statvfs: totals clients can divide by,
+// free within total, a name limit, and statvfs(2)'s errors for a missing or invalid path.
+func testSpace(t *testing.T, newFS func(t *testing.T) storage.FS) {
+	fsys := newFS(t)
+	sr, ok := fsys.(storage.SpaceReporter)
+	if !ok {
+		t.Skip("store does not implement storage.SpaceReporter")
+	}
+	ctx := t.Context()
+	mustMkdir(t, fsys, "/d")
+	writeFile(t, fsys, "/d/f", []byte("f"))
+	for _, p := range []string{"/", "/d", "/d/f"} {
+		sp, err := sr.Space(ctx, p)
+		if errors.Is(err, storage.ErrUnsupported) {
+			t.Skip("store cannot report space")
+		}
+		if err != nil {
+			t.Fatalf("space %s: %v", p, err)
+		}
+		if sp.Total <= 0 || sp.Files <= 0 || sp.Free < 0 || sp.Free > sp.Total || sp.FreeFiles < 0 ||
+			sp.FreeFiles > sp.Files || sp.MaxNameLen <= 0 {
+			t.Errorf("space %s = %+v", p, sp)
+		}
+	}
+	_, err := sr.Space(ctx, "/missing")
+	wantErr(t, "space of a missing path", err, fs.ErrNotExist)
+	_, err = sr.Space(ctx, "/bad\x00name")
+	wantErr(t, "space of an invalid path", err, storage.ErrInvalidPath)
 }
