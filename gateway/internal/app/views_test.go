@@ -217,6 +217,39 @@ func TestEveryViewAgrees(t *testing.T) {
 	if t.Failed() {
 		t.Log(describeViews(views))
 	}
+
+	// The directory itself: S3 has no time for a prefix, so every view shows the same stand-in
+	// (the Unix epoch), never a wrapped year-1 time (SFTP showed 2042).
+	epoch := time.Unix(0, 0)
+	dirViews := map[string]time.Time{}
+	if fi, err := sc.Stat("/views"); err == nil {
+		dirViews["sftp stat"] = fi.ModTime()
+	}
+	if fis, err := sc.ReadDir("/"); err == nil {
+		for _, fi := range fis {
+			if fi.Name() == "views" {
+				dirViews["sftp readdir"] = fi.ModTime()
+			}
+		}
+	}
+	if e, err := mlsd.GetEntry("/views"); err == nil {
+		dirViews["ftp MLST"] = e.Time
+	}
+	if es, err := mlsd.List("/"); err == nil {
+		for _, e := range es {
+			if e.Name == "views" {
+				dirViews["ftp MLSD"] = e.Time
+			}
+		}
+	}
+	if len(dirViews) != 4 {
+		t.Errorf("directory seen by %d views: %v", len(dirViews), dirViews)
+	}
+	for name, at := range dirViews {
+		if !at.Equal(epoch) {
+			t.Errorf("directory /views: %s shows %v, want %v", name, at.UTC(), epoch.UTC())
+		}
+	}
 }
 
 // view is what one client command showed of a file.

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -181,22 +180,18 @@ func (h *homeFS) head(ctx context.Context, key string) (*s3.HeadObjectOutput, er
 	return h.s.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &h.bucket, Key: &key})
 }
 
-// dirExists reports whether anything (a marker or any key) lives under the prefix, and the
-// time of the first key found.
-func (h *homeFS) dirExists(ctx context.Context, t target) (bool, time.Time, error) {
+// dirExists reports whether anything (a marker or any key) lives under the prefix.
+func (h *homeFS) dirExists(ctx context.Context, t target) (bool, error) {
 	if t.root() {
-		return true, time.Time{}, nil
+		return true, nil
 	}
 	out, err := h.s.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket: &h.bucket, Prefix: &t.dirKey, MaxKeys: aws.Int32(1),
 	})
 	if err != nil {
-		return false, time.Time{}, err
+		return false, err
 	}
-	if len(out.Contents) == 0 {
-		return false, time.Time{}, nil
-	}
-	return true, aws.ToTime(out.Contents[0].LastModified), nil
+	return len(out.Contents) > 0, nil
 }
 
 // Stat describes a file (HEAD, and its attribute markers) or a directory (marker or any key
@@ -227,19 +222,21 @@ func (h *homeFS) lookupWith(ctx context.Context, t target, withMarks bool) (*sto
 	if !isNotFound(err) {
 		return nil, nil, err
 	}
-	ok, mtime, derr := h.dirExists(ctx, t)
+	ok, derr := h.dirExists(ctx, t)
 	if derr != nil {
 		return nil, nil, derr
 	}
 	if !ok {
 		return nil, nil, err // the HEAD's not-found
 	}
-	return &storage.Entry{Name: t.base(), Dir: true, ModTime: mtime}, nil, nil
+	// No time: a listing cannot give a sub-directory one either (S3 has prefixes, not
+	// folders), and both views must agree. Entry.Info reports the Unix epoch.
+	return &storage.Entry{Name: t.base(), Dir: true}, nil, nil
 }
 
 // requireDir checks that t is an existing directory.
 func (h *homeFS) requireDir(ctx context.Context, t target) error {
-	ok, _, err := h.dirExists(ctx, t)
+	ok, err := h.dirExists(ctx, t)
 	if err != nil || ok {
 		return err
 	}
@@ -398,7 +395,7 @@ func (h *homeFS) requireFile(ctx context.Context, t target) (*s3.HeadObjectOutpu
 	if err == nil || !isNotFound(err) {
 		return out, err
 	}
-	if ok, _, derr := h.dirExists(ctx, t); derr != nil {
+	if ok, derr := h.dirExists(ctx, t); derr != nil {
 		return nil, derr
 	} else if ok {
 		return nil, storage.ErrIsDir

@@ -100,6 +100,14 @@ func testViewsAgree(t *testing.T, newFS func(t *testing.T) storage.FS) {
 		}
 	}
 	check("after upload")
+	// Directories too: made with Mkdir and implied by a file.
+	mustMkdir(t, fsys, "/v/sub")
+	writeFile(t, fsys, "/v/implied/f", []byte("f"))
+	for _, d := range []string{"/v/sub", "/v/implied"} {
+		if e := wantSameViews(t, fsys, "directories", d); e != nil && !e.Dir {
+			t.Errorf("%s is not a directory: %+v", d, e)
+		}
+	}
 	if !canSet {
 		t.Log("store does not implement storage.Setstater: only upload-time attributes checked")
 		return
@@ -182,7 +190,8 @@ func wantSameViews(t *testing.T, fsys storage.FS, step, name string) *storage.En
 		t.Errorf("%s: %s is not in the listing of %s", step, name, path.Dir(name))
 		return st
 	}
-	if le.Size != st.Size || !le.ModTime.Equal(st.ModTime) || le.Mode != st.Mode || le.Dir != st.Dir {
+	if le.Size != st.Size || !le.Info().ModTime().Equal(st.Info().ModTime()) || le.Info().Mode() != st.Info().Mode() ||
+		le.Mode != st.Mode || le.Dir != st.Dir {
 		t.Errorf("%s: %s: stat says size %d time %v mode %v dir %v; listing says size %d time %v mode %v dir %v",
 			step, name, st.Size, st.ModTime, st.Mode, st.Dir, le.Size, le.ModTime, le.Mode, le.Dir)
 	}
