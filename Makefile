@@ -4,6 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BUILDFLAGS := -trimpath -ldflags "$(LDFLAGS)"
 VERSITYGW_VERSION := v1.8.0
+RCLONE_VERSION := v1.76.0
 # Go programs the tests and benchmarks drive, installed at pinned versions into the project's own
 # tools folder (found there by pipeline/testtool), so nothing depends on what else is on the machine.
 TOOLS_DIR := $(CURDIR)/.tools
@@ -56,10 +57,14 @@ lambdas:
 	done
 
 ## tools: the Go programs the tests drive, at pinned versions, into .tools/bin (once per version)
-tools: $(TOOLS_DIR)/versitygw@$(VERSITYGW_VERSION)
+tools: $(TOOLS_DIR)/versitygw@$(VERSITYGW_VERSION) $(TOOLS_DIR)/rclone@$(RCLONE_VERSION)
 
 $(TOOLS_DIR)/versitygw@$(VERSITYGW_VERSION):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	@touch $@
+
+$(TOOLS_DIR)/rclone@$(RCLONE_VERSION):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/rclone/rclone@$(RCLONE_VERSION)
 	@touch $@
 
 fmt:

@@ -24,9 +24,10 @@ type restricted struct {
 }
 
 var (
-	_ storage.FS        = (*restricted)(nil)
-	_ storage.Setstater = (*restricted)(nil)
-	_ storage.Hasher    = (*restricted)(nil)
+	_ storage.FS            = (*restricted)(nil)
+	_ storage.Setstater     = (*restricted)(nil)
+	_ storage.Hasher        = (*restricted)(nil)
+	_ storage.SpaceReporter = (*restricted)(nil)
 )
 
 func deny(op, name string) error {
@@ -142,4 +143,20 @@ func (r *restricted) SHA256(ctx context.Context, name string) (string, error) {
 		return "", &fs.PathError{Op: "hash", Path: name, Err: storage.ErrUnsupported}
 	}
 	return h.SHA256(ctx, name)
+}
+
+// Space is allowed to anyone, as Stat is; a user who may write nothing sees a read-only view.
+func (r *restricted) Space(ctx context.Context, name string) (storage.Space, error) {
+	s, ok := r.fs.(storage.SpaceReporter)
+	if !ok {
+		return storage.Space{}, &fs.PathError{Op: "statvfs", Path: name, Err: storage.ErrUnsupported}
+	}
+	sp, err := s.Space(ctx, name)
+	if err != nil {
+		return sp, err
+	}
+	if !r.p.Upload && !r.p.Overwrite && !r.p.Mkdir && !r.p.Delete && !r.p.Rename {
+		sp.ReadOnly = true
+	}
+	return sp, nil
 }

@@ -34,6 +34,7 @@ var (
 	_ ftpserver.ClientDriverExtensionRemoveDir    = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionHasher       = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionAllocate     = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionSite         = (*clientDriver)(nil)
 )
 
 // abs resolves name against the working directory: ftpserverlib passes absolute paths except

@@ -112,6 +112,9 @@ type Server struct {
 
 	closing atomic.Bool
 	conns   atomic.Int64 // accepted control connections not yet disconnected
+	// siteKey prefixes the SITE parameters through which Ferry has the library answer EPSV ALL
+	// and refuse what follows it (epsvall.go); random, so no client can send one.
+	siteKey string
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -128,6 +131,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := installEPSVAll(); err != nil {
+		return nil, err
+	}
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -139,6 +145,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		listeners: map[net.Listener]struct{}{},
 		pending:   map[string]*controlConn{},
 		sessions:  map[*session]struct{}{},
+		siteKey:   "ferry-" + newTransferID(),
 	}
 	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil {
 		s.publicIP = ip.Unmap().String()

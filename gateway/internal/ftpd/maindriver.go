@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
@@ -195,6 +196,8 @@ type session struct {
 	fsys      storage.FS
 	transfers int   // file transfers in progress
 	sizeHint  int64 // from ALLO, for the next STOR
+
+	epsvAll atomic.Bool // the client sent EPSV ALL: only EPSV may set up data connections
 }
 
 func (s *session) login(u *users.User, fsys storage.FS) {

@@ -6,11 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"io/fs"
 	"maps"
 	"mime"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,21 +17,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/vpath"
 )
 
-// Names of the attributes the gateway records: user metadata (x-amz-meta-*) on objects written
-// with one PutObject; for multipart uploads the writer's identity is metadata (known at the
-// start) and ferry-sha256, ferry-mode and ferry-mtime are object tags (known only at the end,
-// and metadata cannot change without rewriting the object). SetStat on a committed object
-// writes tags too. Readers merge both, tags winning.
+// Names of the attributes the gateway records with an object: user metadata (x-amz-meta-*) on
+// objects written with one PutObject; for multipart uploads the writer's identity is metadata
+// (known at the start) and ferry-sha256 an object tag (known only at the end, and metadata
+// cannot change without rewriting the object). Readers merge both, tags winning. Mode and
+// modification time are not among them: listings cannot see metadata or tags, so those live in
+// attribute markers (attrmarks.go), read by every view alike.
 const (
 	attrUser       = "ferry-user"
 	attrProtocol   = "ferry-protocol"
 	attrClient     = "ferry-client"
 	attrTransferID = "ferry-transfer-id"
 	attrSHA256     = "ferry-sha256"
-	attrMode       = "ferry-mode"  // octal permission bits, e.g. "0644"
-	attrMtime      = "ferry-mtime" // RFC 3339 with nanoseconds, UTC
 )
 
 // objAttrs is an object's metadata and (when fetched) tags.
@@ -49,21 +47,37 @@ func (a objAttrs) get(k string) string {
 	return decodeMeta(a.meta[k])
 }
 
-// entry builds a file Entry from a HEAD and the attributes.
-func (a objAttrs) entry(name string, out *s3.HeadObjectOutput) *storage.Entry {
+// fileEntry builds a file's Entry from its HEAD, the tags when they may hold its SHA-256 and,
+// withMarks, its attribute markers (both read concurrently).
+func (h *homeFS) fileEntry(ctx context.Context, t target, out *s3.HeadObjectOutput, withMarks bool) (*storage.Entry, *s3.HeadObjectOutput, error) {
+	type listed struct {
+		marks []attrMark
+		err   error
+	}
+	ch := make(chan listed, 1)
+	if withMarks {
+		go func() {
+			marks, err := h.marks(ctx, t.key)
+			ch <- listed{marks, err}
+		}()
+	}
+	a := h.objectAttrs(ctx, t.key, out)
 	e := &storage.Entry{
-		Name:    name,
+		Name:    t.base(),
 		Size:    aws.ToInt64(out.ContentLength),
-		ModTime: aws.ToTime(out.LastModified),
+		ModTime: aws.ToTime(out.LastModified).Truncate(time.Second),
 		SHA256:  a.get(attrSHA256),
 	}
-	if t, ok := parseMtime(a.get(attrMtime)); ok {
-		e.ModTime = t
+	if withMarks {
+		l := <-ch
+		if l.err != nil {
+			return nil, nil, l.err
+		}
+		if m, ok := best(l.marks, versionOf(out.ETag, out.LastModified)); ok {
+			m.apply(e)
+		}
 	}
-	if m, err := strconv.ParseUint(a.get(attrMode), 8, 32); err == nil {
-		e.Mode = fs.FileMode(m).Perm()
-	}
-	return e
+	return e, out, nil
 }
 
 var multipartETag = regexp.MustCompile(`-\d+"?$`)
@@ -119,31 +133,6 @@ func tagSet(tags map[string]string) []types.Tag {
 	return set
 }
 
-// attrValues renders settable attributes as metadata or tag values.
-func attrValues(a storage.Attrs) map[string]string {
-	m := map[string]string{}
-	if a.Mode != nil {
-		m[attrMode] = "0" + strconv.FormatUint(uint64(a.Mode.Perm()), 8)
-	}
-	if a.ModTime != nil {
-		m[attrMtime] = a.ModTime.UTC().Format(time.RFC3339Nano)
-	}
-	return m
-}
-
-func parseMtime(s string) (time.Time, bool) {
-	if s == "" {
-		return time.Time{}, false
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, true
-	}
-	if sec, err := strconv.ParseInt(s, 10, 64); err == nil { // unix seconds, as other tools write
-		return time.Unix(sec, 0).UTC(), true
-	}
-	return time.Time{}, false
-}
-
 // encodeMeta makes a value safe as an HTTP header: non-ASCII or control characters are
 // RFC 2047 encoded, as S3 itself returns such values.
 func encodeMeta(v string) string {
@@ -165,24 +154,29 @@ func decodeMeta(v string) string {
 	return v
 }
 
-// SetStat records mode and modification time as tags of a committed file, so no copy is made
-// and no new Object Created event fires. Directories accept and ignore it.
+// SetStat records mode and modification time of a committed file in an attribute marker, so
+// the object is not rewritten and every view (stat and listings, on every replica) shows them.
+// Directories accept and ignore it.
 func (h *homeFS) SetStat(ctx context.Context, name string, attrs storage.Attrs) error {
 	t, err := h.resolve("setstat", name)
 	if err != nil {
 		return err
 	}
-	if err := h.requireFile(ctx, t); err != nil {
+	head, err := h.requireFile(ctx, t)
+	if err != nil {
 		if errors.Is(err, storage.ErrIsDir) {
 			return nil
 		}
 		return pathErr("setstat", t.name, err)
 	}
-	set := attrValues(attrs)
-	if len(set) == 0 {
+	if attrs.Mode == nil && attrs.ModTime == nil {
 		return nil
 	}
-	return pathErr("setstat", t.name, h.mergeTags(ctx, t.key, set))
+	marks, err := h.marks(ctx, t.key)
+	if err != nil {
+		return pathErr("setstat", t.name, err)
+	}
+	return pathErr("setstat", t.name, h.writeMark(ctx, t.key, versionOf(head.ETag, head.LastModified), attrs, marks))
 }
 
 // SHA256 returns the file's recorded SHA-256, or reads the object to compute it and records it
@@ -219,8 +213,7 @@ func (h *homeFS) SHA256(ctx context.Context, name string) (string, error) {
 }
 
 // Metadata returns the attributes recorded with a file, merged from metadata and tags, named
-// without the "ferry-" prefix ("user", "protocol", "client", "transfer-id", "sha256", "mode",
-// "mtime").
+// without the "ferry-" prefix ("user", "protocol", "client", "transfer-id", "sha256").
 func (h *homeFS) Metadata(ctx context.Context, name string) (map[string]string, error) {
 	t, err := h.resolve("metadata", name)
 	if err != nil {
@@ -243,4 +236,28 @@ func (h *homeFS) Metadata(ctx context.Context, name string) (map[string]string, 
 		}
 	}
 	return m, nil
+}
+
+// Unbounded space, as an object store reports it: S3 has no capacity or object-count limit, so
+// statvfs gets figures that mean "plenty" and that clients can compute with: 1 PiB, all free,
+// and a billion entries (the figures rclone's SFTP server gives for S3). They fit in int64
+// with room to spare, since clients multiply block counts by the block size and divide by the
+// totals. A user quota, once there is one, belongs in a decorator that lowers them.
+const (
+	unboundedBytes   = 1 << 50
+	unboundedEntries = 1_000_000_000
+)
+
+// Space implements storage.SpaceReporter. The figures are the same for every path; the path
+// must exist, as statvfs(2) requires (the home costs no request).
+func (h *homeFS) Space(ctx context.Context, name string) (storage.Space, error) {
+	t, err := h.resolve("statvfs", name)
+	if err != nil {
+		return storage.Space{}, err
+	}
+	if _, _, err := h.lookup(ctx, t); err != nil {
+		return storage.Space{}, pathErr("statvfs", t.name, err)
+	}
+	return storage.Space{Total: unboundedBytes, Free: unboundedBytes, Files: unboundedEntries,
+		FreeFiles: unboundedEntries, MaxNameLen: vpath.MaxNameLen}, nil
 }

@@ -3,6 +3,7 @@ package s3store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 
@@ -86,3 +87,6 @@ func classify(err error) error {
 
 // isNotFound reports whether err says the object (or upload) does not exist.
 func isNotFound(err error) bool { return errors.Is(classify(err), fs.ErrNotExist) }
+
+// errReserved refuses client paths through the attribute markers' directory.
+var errReserved = fmt.Errorf("%w: %q is reserved for the gateway's attribute markers", fs.ErrPermission, attrDirName)

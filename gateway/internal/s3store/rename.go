@@ -59,19 +59,55 @@ func (h *homeFS) Rename(ctx context.Context, from, to string) error {
 		return pathErr("rename", dst.name, err)
 	}
 	if !e.Dir {
-		if err := h.copyObject(ctx, src.key, dst.key, e.Size, aws.ToString(head.ETag)); err != nil {
-			return pathErr("rename", src.name, err)
-		}
-		_, err := h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &src.key})
-		return pathErr("rename", src.name, err)
+		return pathErr("rename", src.name, h.renameFile(ctx, src, dst, e.Size, head))
 	}
 	return pathErr("rename", src.name, h.renameDir(ctx, src, dst))
 }
 
-func (h *homeFS) renameDir(ctx context.Context, src, dst target) error {
-	objs, err := h.listAll(ctx, src.dirKey, h.s.cfg.MaxRenameKeys)
+// renameFile copies the object, records its attributes (time and mode move with the file, as
+// on a file system) for the copy's version, then deletes the source and its markers.
+func (h *homeFS) renameFile(ctx context.Context, src, dst target, size int64, head *s3.HeadObjectOutput) error {
+	marks, err := h.marks(ctx, src.key)
 	if err != nil {
 		return err
+	}
+	if err := h.copyObject(ctx, src.key, dst.key, size, aws.ToString(head.ETag)); err != nil {
+		return err
+	}
+	if m, ok := best(marks, versionOf(head.ETag, head.LastModified)); ok {
+		if err := h.recordAttrs(ctx, dst.key, m.attrs()); err != nil {
+			h.s.log.WarnContext(ctx, "carry attributes over a rename", "path", dst.name, "err", err)
+		}
+	}
+	if _, err := h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &src.key}); err != nil {
+		return err
+	}
+	h.dropMarks(ctx, markKeys(marks))
+	return nil
+}
+
+func (h *homeFS) renameDir(ctx context.Context, src, dst target) error {
+	all, err := h.listAll(ctx, src.dirKey, h.s.cfg.MaxRenameKeys)
+	if err != nil {
+		return err
+	}
+	// Attribute markers are not copied: they name the versions of the source objects, and the
+	// copies are new versions. They are re-recorded for the copies below.
+	var (
+		objs      []types.Object
+		staleKeys []string
+		marks     = map[string][]attrMark{} // by the key of the file they describe
+	)
+	for _, o := range all {
+		k := aws.ToString(o.Key)
+		if fileKey, m, ok := splitMarkKey(k); ok {
+			if m.key != "" {
+				marks[fileKey] = append(marks[fileKey], m)
+			}
+			staleKeys = append(staleKeys, k)
+			continue
+		}
+		objs = append(objs, o)
 	}
 	dstKeys := make([]string, len(objs))
 	for i, o := range objs {
@@ -104,37 +140,63 @@ func (h *homeFS) renameDir(ctx context.Context, src, dst target) error {
 		}
 		return err
 	}
-	// Files first, then markers deepest first, so a server that prunes empty directories
-	// never sees a marker vanish under remaining keys.
-	srcKeys := make([]string, len(objs))
-	for i, o := range objs {
-		srcKeys[i] = aws.ToString(o.Key)
+	if len(marks) > 0 {
+		h.carryMarks(ctx, objs, dstKeys, marks)
 	}
-	slices.SortStableFunc(srcKeys, func(a, b string) int {
-		am, bm := strings.HasSuffix(a, "/"), strings.HasSuffix(b, "/")
-		switch {
-		case am != bm && am:
-			return 1
-		case am != bm:
-			return -1
-		case am:
-			return strings.Compare(b, a)
+	// Files (and the old markers) first, then directory markers deepest first, so a server that
+	// prunes empty directories never sees a marker vanish under remaining keys.
+	files := staleKeys
+	var dirs []string
+	for _, o := range objs {
+		if k := aws.ToString(o.Key); strings.HasSuffix(k, "/") {
+			dirs = append(dirs, k)
+		} else {
+			files = append(files, k)
 		}
-		return 0
-	})
-	files := slices.IndexFunc(srcKeys, func(k string) bool { return strings.HasSuffix(k, "/") })
-	if files < 0 {
-		files = len(srcKeys)
 	}
-	if err := h.deleteKeys(ctx, srcKeys[:files]); err != nil {
+	slices.SortFunc(dirs, func(a, b string) int { return strings.Compare(b, a) })
+	if err := h.deleteKeys(ctx, files); err != nil {
 		return err
 	}
-	for _, k := range srcKeys[files:] { // markers, one by one in order
+	for _, k := range dirs { // one by one in order
 		if _, err := h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &k}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// carryMarks records, for each copied file whose source carried attributes, the same
+// attributes for its copy. A failure loses that file's time (logged): the move itself is done.
+func (h *homeFS) carryMarks(ctx context.Context, objs []types.Object, dstKeys []string, marks map[string][]attrMark) {
+	_ = h.s.each(ctx, len(objs), func(ctx context.Context, i int) error {
+		o := objs[i]
+		m, ok := best(marks[aws.ToString(o.Key)], versionOf(o.ETag, o.LastModified))
+		if !ok {
+			return nil
+		}
+		if err := h.recordAttrs(ctx, dstKeys[i], m.attrs()); err != nil {
+			h.s.log.WarnContext(ctx, "carry attributes over a rename", "key", dstKeys[i], "err", err)
+		}
+		return nil
+	})
+}
+
+// splitMarkKey reports whether key lies in a markers' directory and, when it is a marker,
+// parses it (m.key is empty for other keys there) and names the file it describes.
+func splitMarkKey(key string) (fileKey string, m attrMark, ok bool) {
+	seg := "/" + attrDirName + "/"
+	i := strings.LastIndex("/"+key, seg)
+	if i < 0 {
+		return "", m, false
+	}
+	dir, rel := key[:i], key[i+len(seg)-1:]
+	name, m, parsed := parseMark(rel)
+	if !parsed {
+		return "", attrMark{}, true
+	}
+	m.key = key
+	return dir + name, m, true
 }
 
 // copyObject copies one object with its metadata and tags: CopyObject up to 5 GiB, a

@@ -1,9 +1,3 @@
-// Package s3store implements the storage contract over S3.
-//
-// Each user's view is a Home: a bucket and a key prefix. Every client path goes through
-// vpath, so no operation reaches a key outside the home. Directories are key prefixes; an
-// empty directory is a zero-byte "dir/" marker object. Nothing is cached: every call asks S3,
-// so several gateway replicas over one bucket agree.
 package s3store
 
 import (
@@ -16,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -61,6 +54,7 @@ type Store struct {
 
 	freeBufs chan []byte  // part buffers (cap cfg.PartSize) ready for reuse
 	uploads  atomic.Int64 // uploads not yet closed or aborted
+	clock    atomic.Int64 // last attribute marker stamp (see stamp)
 
 	// copyLimit and copyPart are maxCopySize and copyPartSize; tests lower them.
 	copyLimit, copyPart int64
@@ -125,7 +119,8 @@ func (s *Store) Home(bucket, prefix string) storage.FS {
 	return &homeFS{s: s, bucket: bucket, home: home, err: err}
 }
 
-// homeFS is one home. It also implements storage.Setstater and storage.Hasher.
+// homeFS is one home. It also implements storage.Setstater, storage.Hasher and
+// storage.SpaceReporter.
 type homeFS struct {
 	s      *Store
 	bucket string
@@ -134,9 +129,10 @@ type homeFS struct {
 }
 
 var (
-	_ storage.FS        = (*homeFS)(nil)
-	_ storage.Setstater = (*homeFS)(nil)
-	_ storage.Hasher    = (*homeFS)(nil)
+	_ storage.FS            = (*homeFS)(nil)
+	_ storage.Setstater     = (*homeFS)(nil)
+	_ storage.Hasher        = (*homeFS)(nil)
+	_ storage.SpaceReporter = (*homeFS)(nil)
 )
 
 // PartSize is the configured part size (the storage contract suite sizes its files by it).
@@ -166,6 +162,9 @@ func (h *homeFS) resolve(op, name string) (target, error) {
 	if err != nil {
 		return target{}, &fs.PathError{Op: op, Path: name, Err: err}
 	}
+	if reservedName(clean) {
+		return target{}, &fs.PathError{Op: op, Path: clean, Err: errReserved}
+	}
 	key, err := vpath.Key(h.home, clean)
 	if err != nil {
 		return target{}, &fs.PathError{Op: op, Path: clean, Err: err}
@@ -181,60 +180,63 @@ func (h *homeFS) head(ctx context.Context, key string) (*s3.HeadObjectOutput, er
 	return h.s.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &h.bucket, Key: &key})
 }
 
-// dirExists reports whether anything (a marker or any key) lives under the prefix, and the
-// time of the first key found.
-func (h *homeFS) dirExists(ctx context.Context, t target) (bool, time.Time, error) {
+// dirExists reports whether anything (a marker or any key) lives under the prefix.
+func (h *homeFS) dirExists(ctx context.Context, t target) (bool, error) {
 	if t.root() {
-		return true, time.Time{}, nil
+		return true, nil
 	}
 	out, err := h.s.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket: &h.bucket, Prefix: &t.dirKey, MaxKeys: aws.Int32(1),
 	})
 	if err != nil {
-		return false, time.Time{}, err
+		return false, err
 	}
-	if len(out.Contents) == 0 {
-		return false, time.Time{}, nil
-	}
-	return true, aws.ToTime(out.Contents[0].LastModified), nil
+	return len(out.Contents) > 0, nil
 }
 
-// Stat describes a file (HEAD) or a directory (marker or any key under its prefix).
+// Stat describes a file (HEAD, and its attribute markers) or a directory (marker or any key
+// under its prefix).
 func (h *homeFS) Stat(ctx context.Context, name string) (*storage.Entry, error) {
 	t, err := h.resolve("stat", name)
 	if err != nil {
 		return nil, err
 	}
-	e, _, err := h.lookup(ctx, t)
+	e, _, err := h.lookupWith(ctx, t, true)
 	return e, pathErr("stat", t.name, err)
 }
 
-// lookup stats t, returning the HEAD output too for files.
+// lookup stats t without reading attribute markers (callers that need no time or mode),
+// returning the HEAD output too for files.
 func (h *homeFS) lookup(ctx context.Context, t target) (*storage.Entry, *s3.HeadObjectOutput, error) {
+	return h.lookupWith(ctx, t, false)
+}
+
+func (h *homeFS) lookupWith(ctx context.Context, t target, withMarks bool) (*storage.Entry, *s3.HeadObjectOutput, error) {
 	if t.root() {
 		return &storage.Entry{Name: "/", Dir: true}, nil, nil
 	}
 	out, err := h.head(ctx, t.key)
 	if err == nil {
-		attrs := h.objectAttrs(ctx, t.key, out)
-		return attrs.entry(t.base(), out), out, nil
+		return h.fileEntry(ctx, t, out, withMarks)
 	}
 	if !isNotFound(err) {
 		return nil, nil, err
 	}
-	ok, mtime, derr := h.dirExists(ctx, t)
+	ok, derr := h.dirExists(ctx, t)
 	if derr != nil {
 		return nil, nil, derr
 	}
 	if !ok {
 		return nil, nil, err // the HEAD's not-found
 	}
-	return &storage.Entry{Name: t.base(), Dir: true, ModTime: mtime}, nil, nil
+	// No time: a listing cannot give a sub-directory one either (S3 has prefixes, not
+	// folders), and both views must agree. Entry.Info reports the Unix epoch.
+	return &storage.Entry{Name: t.base(), Dir: true}, nil, nil
 }
 
 // requireDir checks that t is an existing directory.
 func (h *homeFS) requireDir(ctx context.Context, t target) error {
-	ok, _, err := h.dirExists(ctx, t)
+	ok, err := h.dirExists(ctx, t)
 	if err != nil || ok {
 		return err
 	}
@@ -251,7 +253,9 @@ func (h *homeFS) parent(op string, t target) (target, error) {
 }
 
 // List streams dir's children page by page, merging each page's files and sub-directories in
-// key order. File entries carry S3's size and LastModified only (no per-entry HEAD).
+// key order. File entries carry S3's size and LastModified (to the second, as a HEAD shows it)
+// or, when the directory holds attribute markers, what those record: the markers are read in
+// the same key order and merged in (no per-entry request; see the package doc).
 func (h *homeFS) List(ctx context.Context, dir string, fn func(*storage.Entry) error) error {
 	t, err := h.resolve("list", dir)
 	if err != nil {
@@ -263,6 +267,8 @@ func (h *homeFS) List(ctx context.Context, dir string, fn func(*storage.Entry) e
 		MaxKeys: aws.Int32(h.s.cfg.ListPageSize),
 	})
 	found := t.root()
+	j := &listJoin{h: h, dirKey: prefix, fn: fn}
+	defer j.close()
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
@@ -271,9 +277,12 @@ func (h *homeFS) List(ctx context.Context, dir string, fn func(*storage.Entry) e
 		if len(page.Contents) > 0 || len(page.CommonPrefixes) > 0 {
 			found = true
 		}
-		if err := emitPage(prefix, page, fn); err != nil {
-			return err
+		if err := j.page(ctx, prefix, page, pages.HasMorePages()); err != nil {
+			return j.wrap(t.name, err)
 		}
+	}
+	if err := j.finish(ctx); err != nil {
+		return j.wrap(t.name, err)
 	}
 	if found {
 		return nil
@@ -284,37 +293,6 @@ func (h *homeFS) List(ctx context.Context, dir string, fn func(*storage.Entry) e
 		return pathErr("list", t.name, err)
 	}
 	return pathErr("list", t.name, fs.ErrNotExist)
-}
-
-func emitPage(prefix string, page *s3.ListObjectsV2Output, fn func(*storage.Entry) error) error {
-	objs, dirs := page.Contents, page.CommonPrefixes
-	for len(objs) > 0 || len(dirs) > 0 {
-		var e *storage.Entry
-		if len(dirs) == 0 || (len(objs) > 0 && aws.ToString(objs[0].Key) < aws.ToString(dirs[0].Prefix)) {
-			o := objs[0]
-			objs = objs[1:]
-			e = &storage.Entry{
-				Name:    strings.TrimPrefix(aws.ToString(o.Key), prefix),
-				Size:    aws.ToInt64(o.Size),
-				ModTime: aws.ToTime(o.LastModified),
-			}
-		} else {
-			d := dirs[0]
-			dirs = dirs[1:]
-			e = &storage.Entry{
-				Name: strings.TrimSuffix(strings.TrimPrefix(aws.ToString(d.Prefix), prefix), "/"),
-				Dir:  true,
-			}
-		}
-		// The directory's own marker, and names no client can address ("a//b" keys).
-		if e.Name == "" || e.Name == "." || e.Name == ".." {
-			continue
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Mkdir writes the directory's marker. The parent must exist.
@@ -344,7 +322,8 @@ func (h *homeFS) Mkdir(ctx context.Context, name string) error {
 	return pathErr("mkdir", t.name, err)
 }
 
-// Rmdir removes an empty directory's marker.
+// Rmdir removes an empty directory's marker. Attribute markers left by files deleted behind
+// Ferry's back (by S3 clients) do not make a directory non-empty: they are removed with it.
 func (h *homeFS) Rmdir(ctx context.Context, name string) error {
 	t, err := h.resolve("rmdir", name)
 	if err != nil {
@@ -353,22 +332,38 @@ func (h *homeFS) Rmdir(ctx context.Context, name string) error {
 	if t.root() {
 		return pathErr("rmdir", t.name, fs.ErrPermission)
 	}
-	out, err := h.s.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-		Bucket: &h.bucket, Prefix: &t.dirKey, MaxKeys: aws.Int32(2),
+	var (
+		stale []string
+		any   bool
+	)
+	marks := markDir(t.dirKey)
+	pages := s3.NewListObjectsV2Paginator(h.s.api, &s3.ListObjectsV2Input{
+		Bucket: &h.bucket, Prefix: &t.dirKey, MaxKeys: aws.Int32(h.s.cfg.ListPageSize),
 	})
-	if err != nil {
-		return pathErr("rmdir", t.name, err)
+	for pages.HasMorePages() {
+		out, err := pages.NextPage(ctx)
+		if err != nil {
+			return pathErr("rmdir", t.name, err)
+		}
+		for _, o := range out.Contents {
+			any = true
+			switch k := aws.ToString(o.Key); {
+			case k == t.dirKey:
+			case strings.HasPrefix(k, marks):
+				stale = append(stale, k)
+			default:
+				return pathErr("rmdir", t.name, storage.ErrNotEmpty)
+			}
+		}
 	}
-	if len(out.Contents) == 0 {
+	if !any {
 		if _, err := h.head(ctx, t.key); err == nil {
 			return pathErr("rmdir", t.name, storage.ErrNotDir)
 		}
 		return pathErr("rmdir", t.name, fs.ErrNotExist)
 	}
-	for _, o := range out.Contents {
-		if aws.ToString(o.Key) != t.dirKey {
-			return pathErr("rmdir", t.name, storage.ErrNotEmpty)
-		}
+	if err := h.deleteKeys(ctx, stale); err != nil {
+		return pathErr("rmdir", t.name, err)
 	}
 	_, err = h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &t.dirKey})
 	return pathErr("rmdir", t.name, err)
@@ -380,28 +375,32 @@ func (h *homeFS) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := h.requireFile(ctx, t); err != nil {
+	if _, err := h.requireFile(ctx, t); err != nil {
 		return pathErr("remove", t.name, err)
 	}
-	_, err = h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &t.key})
-	return pathErr("remove", t.name, err)
+	if _, err = h.s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &h.bucket, Key: &t.key}); err != nil {
+		return pathErr("remove", t.name, err)
+	}
+	h.dropAllMarks(ctx, t.key)
+	return nil
 }
 
-// requireFile checks that t is an existing file: ErrIsDir for a directory, else not-found.
-func (h *homeFS) requireFile(ctx context.Context, t target) error {
+// requireFile checks that t is an existing file and returns its HEAD: ErrIsDir for a
+// directory, else not-found.
+func (h *homeFS) requireFile(ctx context.Context, t target) (*s3.HeadObjectOutput, error) {
 	if t.root() {
-		return storage.ErrIsDir
+		return nil, storage.ErrIsDir
 	}
-	_, err := h.head(ctx, t.key)
+	out, err := h.head(ctx, t.key)
 	if err == nil || !isNotFound(err) {
-		return err
+		return out, err
 	}
-	if ok, _, derr := h.dirExists(ctx, t); derr != nil {
-		return derr
+	if ok, derr := h.dirExists(ctx, t); derr != nil {
+		return nil, derr
 	} else if ok {
-		return storage.ErrIsDir
+		return nil, storage.ErrIsDir
 	}
-	return err
+	return nil, err
 }
 
 // deleteKeys deletes keys with at most Concurrency calls in flight; the first error is returned

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net/http"
 	"testing"
-	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -126,17 +125,6 @@ func TestAttrEncoding(t *testing.T) {
 		if got := decodeMeta(enc); got != v {
 			t.Errorf("decodeMeta(encodeMeta(%q)) = %q", v, got)
 		}
-	}
-	for in, want := range map[string]time.Time{
-		"2021-03-04T05:06:07.5Z": time.Date(2021, 3, 4, 5, 6, 7, 5e8, time.UTC),
-		"1600000000":             time.Unix(1600000000, 0).UTC(),
-	} {
-		if got, ok := parseMtime(in); !ok || !got.Equal(want) {
-			t.Errorf("parseMtime(%q) = %v, %v", in, got, ok)
-		}
-	}
-	if _, ok := parseMtime("yesterday"); ok {
-		t.Error("parseMtime accepted garbage")
 	}
 	if got := copySource("b", "a dir/x+y%2f/ü"); got != "b/a%20dir/x%2By%252f/%C3%BC" {
 		t.Errorf("copySource = %q", got)

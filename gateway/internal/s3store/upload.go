@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io/fs"
-	"maps"
 	"mime"
 	"path"
 	"slices"
@@ -263,7 +262,8 @@ func (u *upload) SetAttrs(a storage.Attrs) {
 }
 
 // Close commits: one PutObject, or the last part and CompleteMultipartUpload followed by the
-// tags only known at the end. Any failure aborts and is returned.
+// tag only known at the end (the SHA-256), then the attribute marker when attributes were set
+// on the open file. Any failure of the commit aborts and is returned.
 func (u *upload) Close() error {
 	u.writeMu.Lock()
 	defer u.writeMu.Unlock()
@@ -290,14 +290,10 @@ func (u *upload) commit() error {
 	if err := u.usable(); err != nil {
 		return err
 	}
-	u.mu.Lock()
-	attrs := attrValues(u.attr)
-	u.mu.Unlock()
 	sum := hex.EncodeToString(u.sum.Sum(nil))
 	if u.uploadID == "" {
 		meta := u.identity()
 		meta[attrSHA256] = sum
-		maps.Copy(meta, attrs)
 		out, err := u.h.s.api.PutObject(u.ctx, &s3.PutObjectInput{
 			Bucket: &u.h.bucket, Key: &u.key, Body: bytes.NewReader(u.buf),
 			ContentLength: aws.Int64(int64(len(u.buf))), Metadata: meta, ContentType: contentType(u.name),
@@ -308,6 +304,7 @@ func (u *upload) commit() error {
 		u.etag = aws.ToString(out.ETag)
 		u.h.s.putBuf(u.buf)
 		u.buf = nil
+		u.recordAttrs()
 		return nil
 	}
 	if len(u.buf) > 0 {
@@ -331,16 +328,31 @@ func (u *upload) commit() error {
 	}
 	u.uploadID = "" // completed: nothing left to abort
 	u.etag = aws.ToString(out.ETag)
-	tags := maps.Clone(attrs)
-	tags[attrSHA256] = sum
 	if _, err := u.h.s.api.PutObjectTagging(u.ctx, &s3.PutObjectTaggingInput{
-		Bucket: &u.h.bucket, Key: &u.key, Tagging: &types.Tagging{TagSet: tagSet(tags)},
+		Bucket: &u.h.bucket, Key: &u.key, Tagging: &types.Tagging{TagSet: tagSet(map[string]string{attrSHA256: sum})},
 	}); err != nil {
 		// The object is complete and correct; SHA256() recomputes a missing sum.
 		u.h.s.log.WarnContext(u.parent, "tag uploaded object", "path", u.name,
 			"transfer_id", u.opts.TransferID, "bytes", u.size, "err", err)
 	}
+	u.recordAttrs()
 	return nil
+}
+
+// recordAttrs writes the attributes set on the open file (fsetstat before close) once the
+// object exists, before Close returns, so a stat or listing right after sees them. The upload
+// itself succeeded: a failure here is logged, and every view then shows S3's LastModified.
+func (u *upload) recordAttrs() {
+	u.mu.Lock()
+	attrs := u.attr
+	u.mu.Unlock()
+	if attrs.Mode == nil && attrs.ModTime == nil {
+		return
+	}
+	if err := u.h.recordAttrs(u.ctx, u.key, attrs); err != nil {
+		u.h.s.log.WarnContext(u.parent, "record attributes of uploaded file", "path", u.name,
+			"transfer_id", u.opts.TransferID, "err", err)
+	}
 }
 
 // Abort discards the upload. Abort after a successful Close does nothing.

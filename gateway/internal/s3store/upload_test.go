@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,8 +151,9 @@ func TestUploadConcurrencyBound(t *testing.T) {
 	mustEqual(t, "big", get(t, e.fs, "/big"), data)
 }
 
-// TestObjectAttributes checks where the attributes end up on the S3 object: metadata for a
-// single PutObject, identity metadata plus tags for multipart, as S3 readers will see them.
+// TestObjectAttributes checks where the attributes end up in S3: identity and SHA-256 as
+// metadata for a single PutObject, identity metadata plus a SHA-256 tag for multipart, and the
+// mode and time set on the open file in one attribute marker next to the object.
 func TestObjectAttributes(t *testing.T) {
 	e := newEnv(t, Config{})
 	opts := storage.CreateOptions{User: "dïana", Protocol: "sftp", ClientAddr: "10.0.0.1:22", TransferID: "tx-1"}
@@ -200,8 +202,18 @@ func TestObjectAttributes(t *testing.T) {
 		} else if len(tagMap) != 0 {
 			t.Errorf("%s: single-part object has tags %v", name, tagMap)
 		}
-		if where[attrSHA256] != hexSum(data) || where[attrMode] != "0600" || where[attrMtime] != "2022-02-02T02:02:02.000000002Z" {
+		if where[attrSHA256] != hexSum(data) || len(where) > 5 {
 			t.Errorf("%s: attributes %v", name, where)
+		}
+		prefix := markPrefix(key)
+		marks, err := e.raw.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: &e.srv.Bucket, Prefix: &prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantMark := fmt.Sprintf("_%s_%d_", strings.Trim(aws.ToString(head.ETag), `"`), head.LastModified.Unix())
+		if len(marks.Contents) != 1 || !strings.Contains(aws.ToString(marks.Contents[0].Key), wantMark) ||
+			!strings.HasSuffix(aws.ToString(marks.Contents[0].Key), "_1643767322.000000002_600/") {
+			t.Errorf("%s: attribute markers %v, want one naming %s", name, keysOf(marks.Contents), wantMark)
 		}
 		// Stat reads them back, asking for tags only when needed.
 		e.spy.reset()
@@ -222,8 +234,16 @@ func TestObjectAttributes(t *testing.T) {
 	}
 }
 
-// TestSetStatKeepsObject checks SetStat writes tags only: same ETag, same LastModified, and
-// tags set by others are kept.
+func keysOf(objs []s3types.Object) []string {
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = aws.ToString(o.Key)
+	}
+	return keys
+}
+
+// TestSetStatKeepsObject checks SetStat leaves the object alone: same ETag, same
+// LastModified, tags set by others kept (no copy, so no new Object Created event).
 func TestSetStatKeepsObject(t *testing.T) {
 	e := newEnv(t, Config{})
 	put(t, e.fs, "/f", []byte("data"))
@@ -252,7 +272,7 @@ func TestSetStatKeepsObject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tags["owner"] != "ops" || tags[attrMode] != "0755" {
+	if len(tags) != 1 || tags["owner"] != "ops" {
 		t.Errorf("tags after setstat: %v", tags)
 	}
 	if st, _ := e.fs.Stat(t.Context(), "/f"); st == nil || st.Mode != mode {

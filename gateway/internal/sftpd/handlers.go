@@ -42,6 +42,7 @@ var (
 	_ sftp.LstatFileLister      = (*session)(nil)
 	_ sftp.RealPathFileLister   = (*session)(nil)
 	_ sftp.ReadlinkFileLister   = (*session)(nil)
+	_ sftp.StatVFSFileCmder     = (*session)(nil)
 )
 
 func (s *session) handlers() sftp.Handlers {
@@ -324,4 +325,44 @@ func (l *dirLister) ListAt(buf []os.FileInfo, _ int64) (int, error) {
 func (l *dirLister) Close() error {
 	l.cancel()
 	return nil
+}
+
+// statvfsBlock is the block size statvfs answers are counted in.
+const statvfsBlock = 4096
+
+// statvfsReadOnly is SSH_FXE_STATVFS_ST_RDONLY (OpenSSH's PROTOCOL, statvfs@openssh.com).
+const statvfsReadOnly = 0x1
+
+// StatVFS implements sftp.StatVFSFileCmder: statvfs@openssh.com, OpenSSH's `df`, WinSCP's free
+// space. It answers with the store's figures (storage.SpaceReporter: for S3, "plenty" — see
+// s3store), read-only for users who may write nothing; a store that cannot say is refused as
+// unsupported. Totals are at least one block and one entry: OpenSSH's df divides by them.
+func (s *session) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
+	defer s.busy()()
+	ctx, cancel := s.opCtx(r)
+	defer cancel()
+	sr, ok := s.fs.(storage.SpaceReporter)
+	if !ok {
+		return nil, s.fail("statvfs", r.Filepath, storage.ErrUnsupported)
+	}
+	sp, err := sr.Space(ctx, r.Filepath)
+	if err != nil {
+		return nil, s.fail("statvfs", r.Filepath, err)
+	}
+	st := &sftp.StatVFS{
+		Bsize:   statvfsBlock,
+		Frsize:  statvfsBlock,
+		Blocks:  max(1, uint64(max(0, sp.Total))/statvfsBlock),
+		Bfree:   uint64(max(0, sp.Free)) / statvfsBlock,
+		Files:   max(1, uint64(max(0, sp.Files))),
+		Ffree:   uint64(max(0, sp.FreeFiles)),
+		Namemax: uint64(max(0, sp.MaxNameLen)),
+	}
+	st.Bfree = min(st.Bfree, st.Blocks)
+	st.Ffree = min(st.Ffree, st.Files)
+	st.Bavail, st.Favail = st.Bfree, st.Ffree
+	if sp.ReadOnly {
+		st.Flag |= statvfsReadOnly
+	}
+	return st, nil
 }

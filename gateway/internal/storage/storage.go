@@ -59,6 +59,22 @@ type Hasher interface {
 	SHA256(ctx context.Context, name string) (string, error)
 }
 
+// SpaceReporter is implemented by stores that can say how much room a view offers (SFTP's
+// statvfs@openssh.com, OpenSSH's `df`). name is the path asked about; the figures may be the
+// same for every path.
+type SpaceReporter interface {
+	Space(ctx context.Context, name string) (Space, error)
+}
+
+// Space is the room in a view. Clients divide by Total and Files (OpenSSH's df does), so
+// neither is ever 0.
+type Space struct {
+	Total, Free      int64 // bytes
+	Files, FreeFiles int64 // entries (inodes)
+	MaxNameLen       int64 // longest name component, bytes
+	ReadOnly         bool  // the view accepts no writes (the user's permissions)
+}
+
 // Attrs are the settable attributes; nil fields are left alone.
 type Attrs struct {
 	Mode    *fs.FileMode
@@ -115,8 +131,10 @@ type Object struct {
 
 // Entry describes a file or directory.
 type Entry struct {
-	Name    string // base name
-	Size    int64
+	Name string // base name
+	Size int64
+	// ModTime is the same in Stat and List. It may be zero when the store has no time (S3
+	// directories); Info then reports the Unix epoch, which protocols can encode.
 	ModTime time.Time
 	Dir     bool
 	// Mode is the stored permission bits (from setstat), or 0 when none was stored.
@@ -129,11 +147,17 @@ func (e *Entry) Info() fs.FileInfo { return entryInfo{e} }
 
 type entryInfo struct{ e *Entry }
 
-func (i entryInfo) Name() string       { return i.e.Name }
-func (i entryInfo) Size() int64        { return i.e.Size }
-func (i entryInfo) ModTime() time.Time { return i.e.ModTime }
-func (i entryInfo) IsDir() bool        { return i.e.Dir }
-func (i entryInfo) Sys() any           { return i.e }
+func (i entryInfo) Name() string { return i.e.Name }
+func (i entryInfo) Size() int64  { return i.e.Size }
+func (i entryInfo) ModTime() time.Time {
+	if i.e.ModTime.IsZero() {
+		// Year 1 is not representable in SFTP's 32-bit times: it wrapped to 2042.
+		return time.Unix(0, 0).UTC()
+	}
+	return i.e.ModTime
+}
+func (i entryInfo) IsDir() bool { return i.e.Dir }
+func (i entryInfo) Sys() any    { return i.e }
 func (i entryInfo) Mode() fs.FileMode {
 	perm := i.e.Mode.Perm()
 	if i.e.Dir {

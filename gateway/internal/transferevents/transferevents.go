@@ -98,7 +98,7 @@ func (e *Events) emit(detailType string, d event.GatewayDetail) {
 }
 
 // Wrap returns fsys with an event for every upload. protocol is used when CreateOptions does
-// not name one. Optional abilities of fsys (Setstater, Hasher) stay visible, as do the
+// not name one. Optional abilities of fsys (Setstater, Hasher, SpaceReporter) stay visible, as do the
 // upload's (AttrRecorder, Committer).
 func (e *Events) Wrap(fsys storage.FS, protocol string) storage.FS {
 	return &eventsFS{FS: fsys, e: e, protocol: protocol}
@@ -111,8 +111,9 @@ type eventsFS struct {
 }
 
 var (
-	_ storage.Setstater = (*eventsFS)(nil)
-	_ storage.Hasher    = (*eventsFS)(nil)
+	_ storage.Setstater     = (*eventsFS)(nil)
+	_ storage.Hasher        = (*eventsFS)(nil)
+	_ storage.SpaceReporter = (*eventsFS)(nil)
 )
 
 func (f *eventsFS) Create(ctx context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
@@ -138,6 +139,13 @@ func (f *eventsFS) SetStat(ctx context.Context, name string, attrs storage.Attrs
 		return s.SetStat(ctx, name, attrs)
 	}
 	return storage.ErrUnsupported
+}
+
+func (f *eventsFS) Space(ctx context.Context, name string) (storage.Space, error) {
+	if sr, ok := f.FS.(storage.SpaceReporter); ok {
+		return sr.Space(ctx, name)
+	}
+	return storage.Space{}, storage.ErrUnsupported
 }
 
 func (f *eventsFS) SHA256(ctx context.Context, name string) (string, error) {

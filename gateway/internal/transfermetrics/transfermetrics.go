@@ -41,7 +41,7 @@ func New(reg prometheus.Registerer) *Metrics {
 }
 
 // Wrap returns fsys with its transfers counted under protocol. Optional abilities of fsys
-// (Setstater, Hasher) stay visible.
+// (Setstater, Hasher, SpaceReporter) stay visible.
 func (m *Metrics) Wrap(fsys storage.FS, protocol string) storage.FS {
 	return &counted{FS: fsys, m: m, protocol: protocol}
 }
@@ -51,6 +51,12 @@ type counted struct {
 	m        *Metrics
 	protocol string
 }
+
+var (
+	_ storage.Setstater     = (*counted)(nil)
+	_ storage.Hasher        = (*counted)(nil)
+	_ storage.SpaceReporter = (*counted)(nil)
+)
 
 func (c *counted) Create(ctx context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
 	up, err := c.FS.Create(ctx, name, opts)
@@ -78,6 +84,13 @@ func (c *counted) SetStat(ctx context.Context, name string, attrs storage.Attrs)
 		return s.SetStat(ctx, name, attrs)
 	}
 	return storage.ErrUnsupported
+}
+
+func (c *counted) Space(ctx context.Context, name string) (storage.Space, error) {
+	if sr, ok := c.FS.(storage.SpaceReporter); ok {
+		return sr.Space(ctx, name)
+	}
+	return storage.Space{}, storage.ErrUnsupported
 }
 
 func (c *counted) SHA256(ctx context.Context, name string) (string, error) {

@@ -8,7 +8,7 @@
 // can check that one cannot reach the other.
 //
 // Abilities beyond storage.FS are found by type assertion: storage.Setstater, storage.Hasher,
-// storage.AttrRecorder on uploads, and the interfaces below. Tests of an ability a store lacks
+// storage.SpaceReporter, storage.AttrRecorder on uploads, and the interfaces below. Tests of an ability a store lacks
 // say so in the log and are skipped.
 package storagetest
 
@@ -63,6 +63,8 @@ func Run(t *testing.T, newFS func(t *testing.T) storage.FS) {
 		{"Metadata", testMetadata},
 		{"RecordedAttrs", testRecordedAttrs},
 		{"SetStat", testSetStat},
+		{"ViewsAgree", testViewsAgree},
+		{"Space", testSpace},
 		{"Hasher", testHasher},
 		{"Abort", testAbort},
 		{"CancelledContext", testCancelledContext},
