@@ -81,6 +81,9 @@ type TLSConfig struct {
 	Mode string
 	// CertFile and KeyFile are a PEM certificate chain and key; reloaded when the files change.
 	CertFile, KeyFile string
+	// CertPEM and KeyPEM are the same as PEM text (e.g. from a secret in the environment),
+	// instead of files.
+	CertPEM, KeyPEM string
 	// DevSelfSigned generates a self-signed certificate in memory (development only).
 	DevSelfSigned bool
 	// ImplicitListenAddr is the implicit FTPS address for ListenAndServe (e.g. ":990"); empty = none.
@@ -167,8 +170,8 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	switch cfg.TLS.Mode {
 	case TLSRequired, TLSOptional:
-		if !cfg.TLS.DevSelfSigned && (cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "") {
-			errs = append(errs, fmt.Errorf("tls mode %q needs cert_file and key_file (or dev_self_signed)", cfg.TLS.Mode))
+		if !cfg.TLS.DevSelfSigned && !cfg.TLS.hasCert() {
+			errs = append(errs, fmt.Errorf("tls mode %q needs cert_file and key_file, or cert_pem and key_pem (or dev_self_signed)", cfg.TLS.Mode))
 		}
 	case TLSNone:
 		if cfg.TLS.ImplicitListenAddr != "" {

@@ -69,7 +69,7 @@ func startEnv(t *testing.T, cfg Config) *env {
 
 func startEnvFS(t *testing.T, cfg Config, backend storage.FS, mem *memstore.FS) *env {
 	t.Helper()
-	if cfg.TLS.Mode != TLSNone && cfg.TLS.CertFile == "" {
+	if cfg.TLS.Mode != TLSNone && cfg.TLS.CertFile == "" && cfg.TLS.CertPEM == "" {
 		cfg.TLS.DevSelfSigned = true
 	}
 	logs := &logbuf.Buffer{}
