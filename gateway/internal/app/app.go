@@ -41,19 +41,12 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	defer cancel()
 	startMemoryLimit(ctx, int64(cfg.MemoryLimit), logger)
 
-	userStore, err := users.Open(cfg.UsersFile, logger)
-	if err != nil {
-		return err
-	}
-	go userStore.Watch(ctx)
-	go reloadOnHUP(ctx, userStore, logger)
-
 	var (
 		servers []named
 		local   *embedded
+		err     error
 	)
 	s3cfg := cfg.Storage.S3
-	clientCfg := s3store.ClientConfig{Endpoint: s3cfg.Endpoint, Region: s3cfg.Region, PathStyle: s3cfg.PathStyle}
 	if e := cfg.Embedded.S3; e.Enabled() {
 		local, err = startEmbedded(cfg, logger)
 		if err != nil {
@@ -61,14 +54,20 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		}
 		defer local.close(logger)
 		servers = append(servers, named{"s3", e.Listen, local.s3})
-		// The gateway reaches the embedded endpoint through the same S3 client code as AWS.
-		clientCfg = s3store.ClientConfig{Endpoint: "http://" + e.Listen, Region: s3cfg.Region, PathStyle: true,
-			AccessKey: e.AccessKey, Secret: e.Secret}
 	}
-	client, err := s3store.NewClient(ctx, clientCfg)
+	// The gateway reaches the embedded endpoint through the same S3 client code as AWS.
+	client, err := s3store.NewClient(ctx, s3ClientConfig(cfg))
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
+
+	userStore, err := users.Open(cfg.UsersFile, logger)
+	if err != nil {
+		return err
+	}
+	go userStore.Watch(ctx)
+	go reloadOnHUP(ctx, userStore, logger)
+
 	store, err := s3store.New(client, s3store.Config{
 		Bucket:        s3cfg.Bucket,
 		PartSize:      int64(s3cfg.PartSize),
@@ -221,6 +220,8 @@ func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User)
 			Mode:          f.TLS.Mode,
 			CertFile:      f.TLS.CertFile,
 			KeyFile:       f.TLS.KeyFile,
+			CertPEM:       f.TLS.CertPEM,
+			KeyPEM:        f.TLS.KeyPEM,
 			DevSelfSigned: f.TLS.DevSelfSigned,
 		},
 		IdleTimeout: f.IdleTimeout,

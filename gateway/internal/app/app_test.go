@@ -135,7 +135,7 @@ ftp:
 
 	// A user added to the file can log in without a restart; alice's session is kept.
 	bobHash, _ := users.HashPassword("bobpw")
-	if err := users.Add(usersFile, users.Entry{Name: "bob", PasswordHash: bobHash, Home: "partners/bob/",
+	if err := users.Add(ctx, users.LocalFile(usersFile), users.Entry{Name: "bob", PasswordHash: bobHash, Home: "partners/bob/",
 		Permissions: []string{"list", "download"}}); err != nil {
 		t.Fatal(err)
 	}
