@@ -97,6 +97,15 @@ func TestDemuxPassiveTransfers(t *testing.T) {
 		if err := c.Login(testUser, testPass); err != nil {
 			t.Fatal(err)
 		}
+		// Under the PROXY header the control connection's TCP socket is still found: a killed
+		// client is noticed from its state (see controlConn).
+		e.srv.mu.Lock()
+		for sess := range e.srv.sessions {
+			if sess.ctl.tcp == nil {
+				t.Error("the control connection's TCP socket is not found under its proxyproto.Conn")
+			}
+		}
+		e.srv.mu.Unlock()
 		for i := range 7 {
 			name := fmt.Sprintf("/epsv-%v-%d.bin", epsv, i)
 			data := randomData(t, 1000+i*70_000)
