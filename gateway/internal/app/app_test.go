@@ -251,6 +251,7 @@ func waitListening(t *testing.T, addr string, done chan error, logs *logbuf.Buff
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
+			done <- err // for the cleanup that waits for Run
 			t.Fatalf("Run returned early: %v\n%s", err, logs)
 		default:
 		}
