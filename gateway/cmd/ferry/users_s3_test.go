@@ -178,3 +178,29 @@ func TestCheckFTPSCertificateFromEnvironment(t *testing.T) {
 		t.Errorf("check with a key that is not PEM: %+v", r)
 	}
 }
+
+// `ferry check` accepts the AWS example with the environment the task definition sets
+// (secrets as generated placeholders), offline: the users file in S3 is not read.
+func TestCheckAWSExample(t *testing.T) {
+	hostKey, _ := newKey(t)
+	cert, key := testCert(t)
+	for k, v := range map[string]string{
+		"FERRY_BUCKET": "acme-partner-drop", "FERRY_USERS_FILE": "s3://acme-partner-drop/.ferry/config/users.yaml",
+		"FERRY_REGION": "eu-west-1", "FERRY_EVENT_BUS": "default", "FERRY_PASSIVE_PORTS": "30000-30031",
+		"FERRY_PUBLIC_HOST": "", "FERRY_PROXY_TRUSTED": "10.0.0.0/16",
+		"FERRY_HOST_KEYS": string(hostKey), "FERRY_FTPS_CERT": cert, "FERRY_FTPS_KEY": key,
+	} {
+		t.Setenv(k, v)
+	}
+	const cfg = "../../../configs/ferry.aws.yaml"
+	r := ferry(t, "", "check", "--config", cfg)
+	want := "ok: " + cfg + ": users in s3://acme-partner-drop/.ferry/config/users.yaml (not read: --fetch-users reads it), 1 host key(s)\n"
+	if r.code != 0 || r.stdout != want || r.stderr != "" {
+		t.Errorf("check of the AWS example = %+v\nwant stdout %q", r, want)
+	}
+	// A secret that is not what it should be is a problem, named by its key.
+	t.Setenv("FERRY_FTPS_KEY", cert)
+	if r := ferry(t, "", "check", "--config", cfg); r.code != 1 || !strings.Contains(r.stderr, "ftp.tls.key_pem: must hold a private key as PEM text") {
+		t.Errorf("check with a certificate as the key = %+v", r)
+	}
+}
