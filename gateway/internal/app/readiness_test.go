@@ -149,7 +149,7 @@ embedded:
     secret: ferrysecret
 `, sftpAddr, healthAddr, s3Addr)
 	runConfig(t, dir, text, sftpAddr, healthAddr)
-	eventuallyReady(t, healthAddr, 503, "users: users: read s3://ferry/config/users.yaml: file does not exist", 10*time.Second)
+	eventuallyReady(t, healthAddr, 503, "users not loaded: users: read s3://ferry/config/users.yaml: file does not exist", 10*time.Second)
 
 	cfg, err := config.Load(filepath.Join(dir, "ferry.yaml"))
 	if err != nil {

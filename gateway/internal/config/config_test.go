@@ -215,6 +215,8 @@ func TestValidate(t *testing.T) {
 			":9: ftp.passive_ports: required with listen.proxy_protocol"},
 		{"implicit port among passive ports", "listen:\n  ftp: 127.0.0.1:2121\n  proxy_protocol:\n    trusted: [10.0.0.0/16]\nftp:\n  passive_ports: 30000-30999\n  implicit_tls_port: 30500\n  tls:\n    mode: none\n",
 			":10: ftp.implicit_tls_port: 30500 is inside ftp.passive_ports 30000-30999"},
+		{"implicit FTPS behind the load balancer without listen.ftp", "listen:\n  ftps_implicit: 127.0.0.1:9990\n  proxy_protocol:\n    trusted: [10.0.0.0/16]\nftp:\n  tls:\n    dev_self_signed: true\n",
+			":4: listen.ftp: required with listen.proxy_protocol and listen.ftps_implicit"},
 		{"implicit port range", "ftp:\n  implicit_tls_port: 70000\n", ":5: ftp.implicit_tls_port: must be a port"},
 		{"s3 users file bucket", "users_file: s3://My_Bucket/users.yaml\n", ":4: users_file: bucket name \"My_Bucket\" may only hold"},
 		{"s3 users file without key", "users_file: s3://acme-ferry\n", ":4: users_file: \"s3://acme-ferry\" names no object"},

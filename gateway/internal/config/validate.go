@@ -201,6 +201,9 @@ func (v *validator) proxyProtocol() {
 			v.errorf(fmt.Sprintf("listen.proxy_protocol.trusted[%d]", i), "%v", err)
 		}
 	}
+	if p.Enabled() && v.c.Listen.FTP == "" && v.c.Listen.FTPSImplicit != "" {
+		v.errorf("listen.ftp", "required with listen.proxy_protocol and listen.ftps_implicit: behind the load balancer passive data connections arrive on listen.ftp")
+	}
 	if !p.Enabled() || v.c.Listen.FTP == "" {
 		return
 	}

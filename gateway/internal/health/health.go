@@ -133,7 +133,7 @@ func (c *Checker) Ready() error {
 	}
 	if c.cfg.Users != nil {
 		if err := c.cfg.Users(); err != nil {
-			reasons = append(reasons, fmt.Errorf("users: %w", err))
+			reasons = append(reasons, fmt.Errorf("users not loaded: %w", err))
 		}
 	}
 	return errors.Join(reasons...)

@@ -95,7 +95,7 @@ func TestReadiness(t *testing.T) {
 		usersMu.Lock()
 		usersErr = errors.New("s3://acme/users.yaml: file does not exist")
 		usersMu.Unlock()
-		expect("no users", 503, "users: s3://acme/users.yaml: file does not exist")
+		expect("no users", 503, "users not loaded: s3://acme/users.yaml: file does not exist")
 		usersMu.Lock()
 		usersErr = nil
 		usersMu.Unlock()

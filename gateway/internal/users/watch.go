@@ -32,10 +32,13 @@ func (s *Store) Watch(ctx context.Context) error { return s.watch(ctx, nil) }
 
 // watch is Watch with a hook called once watching has started (for tests).
 func (s *Store) watch(ctx context.Context, ready func()) error {
-	if o, ok := s.src.(*s3Object); ok {
-		return s.poll(ctx, o, ready)
+	switch src := s.src.(type) {
+	case *s3Object:
+		return s.poll(ctx, src, ready)
+	case localFile:
+		return s.watchFile(ctx, string(src), ready)
 	}
-	return s.watchFile(ctx, string(s.src.(localFile)), ready)
+	return fmt.Errorf("users: cannot watch %s (%T)", s.src, s.src)
 }
 
 func (s *Store) watchFile(ctx context.Context, path string, ready func()) error {
