@@ -1,5 +1,6 @@
 // Package app assembles a running gateway from a validated configuration: users, storage,
-// protocol servers and the metrics/health endpoint, with reload on SIGHUP and a draining shutdown.
+// protocol servers (behind a PROXY-protocol load balancer when configured), the metrics and health
+// endpoints, with reload on SIGHUP and a draining shutdown.
 package app
 
 import (
@@ -109,7 +110,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		}
 		return events.Auth(userStore, protocol)
 	}
-	behindLB, err := proxyWrapper(cfg, logger)
+	lbWrap, err := proxyWrapper(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		go checker.Run(ctx)
 		// First of the front ends, so shut down last: it answers "draining" while they drain.
 		servers = append(servers, named{name: "health", addr: cfg.Listen.Health, srv: newHTTP(checker.Handler()),
-			wrap: behindLB.optional})
+			wrap: lbWrap.optional})
 	}
 	if cfg.Listen.SFTP != "" {
 		keys, err := hostkeys.Load(hostkeys.Config{
@@ -152,7 +153,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		servers = append(servers, named{name: "sftp", addr: cfg.Listen.SFTP, srv: srv, wrap: behindLB.required})
+		servers = append(servers, named{name: "sftp", addr: cfg.Listen.SFTP, srv: srv, wrap: lbWrap.required})
 	}
 	if cfg.Listen.FTP != "" || cfg.Listen.FTPSImplicit != "" {
 		srv, err := newFTP(cfg, auth("ftp"), homes("ftp"), logger)
@@ -164,11 +165,11 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			if cfg.Listen.ProxyProtocol.Enabled() {
 				ftp = demuxFTP{srv} // control, implicit FTPS and passive data, by the port dialed
 			}
-			servers = append(servers, named{name: "ftp", addr: cfg.Listen.FTP, srv: ftp, wrap: behindLB.required})
+			servers = append(servers, named{name: "ftp", addr: cfg.Listen.FTP, srv: ftp, wrap: lbWrap.required})
 		}
 		if cfg.Listen.FTPSImplicit != "" {
 			servers = append(servers, named{name: "ftps-implicit", addr: cfg.Listen.FTPSImplicit, srv: implicitTLS{srv},
-				wrap: behindLB.required})
+				wrap: lbWrap.required})
 		}
 	}
 	if cfg.Listen.Metrics != "" {
