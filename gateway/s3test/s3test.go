@@ -43,6 +43,9 @@ type Server struct {
 
 	mu      sync.Mutex
 	buckets int
+
+	bin, addr, sidecar string
+	stopProc           func() // kills the running versitygw; idempotent
 }
 
 // Start runs versitygw until t ends and creates Bucket.
@@ -78,6 +81,7 @@ func start(t testing.TB, dir string, useSidecar bool) *Server {
 		}
 		err = s.run(t, bin, addr, sidecar)
 		if err == nil {
+			s.bin, s.addr, s.sidecar = bin, addr, sidecar
 			s.Bucket = s.NewBucket(t)
 			return s
 		}
@@ -103,9 +107,12 @@ func (s *Server) run(t testing.TB, bin, addr, sidecar string) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	var once sync.Once
 	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		})
 	}
 	s.Endpoint = "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)
@@ -129,6 +136,7 @@ func (s *Server) run(t testing.TB, bin, addr, sidecar string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	s.stopProc = stop
 	t.Cleanup(func() {
 		stop()
 		if t.Failed() {
@@ -136,6 +144,18 @@ func (s *Server) run(t testing.TB, bin, addr, sidecar string) error {
 		}
 	})
 	return nil
+}
+
+// Stop kills versitygw, as a crash or a network outage would take S3 away; the data stays.
+func (s *Server) Stop() { s.stopProc() }
+
+// Restart starts versitygw again after Stop, on the same address and data.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.stopProc()
+	if err := s.run(t, s.bin, s.addr, s.sidecar); err != nil {
+		t.Fatalf("s3test: restart: %v", err)
+	}
 }
 
 // Client returns a new S3 client for the server (path-style, static credentials, no shared

@@ -50,3 +50,27 @@ func check(t *testing.T, srv *Server) {
 		t.Fatalf("head %s: %v", other, err)
 	}
 }
+
+// Stop takes S3 away (requests fail) and Restart brings it back with its data.
+func TestStopRestart(t *testing.T) {
+	srv := Start(t)
+	c := srv.Client()
+	ctx := t.Context()
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(srv.Bucket), Key: aws.String("k"), Body: strings.NewReader("kept")}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if _, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(srv.Bucket)}); err == nil {
+		t.Fatal("HeadBucket succeeded with versitygw stopped")
+	}
+	srv.Restart(t)
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(srv.Bucket), Key: aws.String("k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(out.Body)
+	out.Body.Close()
+	if string(body) != "kept" {
+		t.Errorf("after restart: %q", body)
+	}
+}

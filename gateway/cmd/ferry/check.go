@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/ftpd"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/route"
@@ -16,10 +19,11 @@ import (
 
 // check validates everything serve would load, reporting every problem (one per line, as
 // file:line: reason) rather than stopping at the first.
-func check(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("check", "ferry check [--config FILE] [--routes FILE]\n\nChecks the configuration, its users file, the host key files that exist and the pipeline\nroutes (embedded.pipeline.routes, or --routes: the file the Lambdas load).", stderr)
+func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check", "ferry check [--config FILE] [--routes FILE] [--fetch-users]\n\nChecks the configuration, its users file, the host keys, the FTPS certificate and the pipeline\nroutes (embedded.pipeline.routes, or --routes: the file the Lambdas load). A users file on S3\nis read only with --fetch-users (it needs S3 and credentials; the rest is checked offline).", stderr)
 	path := fs.String("config", defaultConfig, "configuration `FILE`")
 	routesOnly := fs.String("routes", "", "check only this pipeline routes `FILE`")
+	fetchUsers := fs.Bool("fetch-users", false, "also read a users_file on S3 (s3://…)")
 	if _, code, ok := parse(fs, args, 0); !ok {
 		return code
 	}
@@ -50,25 +54,44 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "check: %d problem(s)\n", problems)
 		return 1
 	}
+	valid := false
 	if err == nil {
 		if err := cfg.Validate(); err != nil {
 			report(err)
+		} else {
+			valid = true
 		}
 	}
 
-	nUsers := 0
-	if cfg.UsersFile != "" {
-		list, warnings, err := users.Load(cfg.UsersFile)
+	usersNote := ""
+	_, _, usersOnS3 := config.ParseS3URL(cfg.UsersFile)
+	switch {
+	case cfg.UsersFile == "":
+	case usersOnS3 && !*fetchUsers:
+		usersNote = "users in " + cfg.UsersFile + " (not read: --fetch-users reads it)"
+	default:
+		var list []*users.User
+		var warnings []string
+		src, err := app.UsersSource(ctx, cfg, cfg.UsersFile)
+		if err == nil {
+			list, warnings, err = users.Read(ctx, src)
+		}
 		if err != nil {
 			report(err)
 		}
 		for _, w := range warnings {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
-		nUsers = len(list)
+		usersNote = fmt.Sprintf("%d user(s) in %s", len(list), cfg.UsersFile)
 	}
 
 	nKeys, generated := checkHostKeys(cfg.HostKeys, cfg.Listen.SFTP != "", report)
+	if valid && (cfg.Listen.FTP != "" || cfg.Listen.FTPSImplicit != "") { // else the config's problems say it
+		if err := ftpd.CheckTLS(cfg.FTP.TLS.Mode, ftpd.TLSConfig{CertFile: cfg.FTP.TLS.CertFile, KeyFile: cfg.FTP.TLS.KeyFile,
+			CertPEM: cfg.FTP.TLS.CertPEM, KeyPEM: cfg.FTP.TLS.KeyPEM}); err != nil {
+			report(err)
+		}
+	}
 
 	nRoutes := 0
 	if p := cfg.Embedded.Pipeline.Routes; p != "" {
@@ -84,7 +107,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "check: %d problem(s)\n", problems)
 		return 1
 	}
-	fmt.Fprintf(stdout, "ok: %s: %d user(s) in %s, %d host key(s)", cfg.File(), nUsers, cfg.UsersFile, nKeys)
+	fmt.Fprintf(stdout, "ok: %s: %s, %d host key(s)", cfg.File(), usersNote, nKeys)
 	if generated > 0 {
 		fmt.Fprintf(stdout, ", %d to be generated on first start", generated)
 	}

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 
+	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/users"
 )
 
 const defaultConfig = "ferry.yaml"
@@ -88,21 +92,31 @@ type usersFileFlags struct{ config, users string }
 
 func (u *usersFileFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&u.config, "config", defaultConfig, "config `FILE` whose users_file to use")
-	fs.StringVar(&u.users, "users", "", "users `FILE` to use (instead of the config's users_file)")
+	fs.StringVar(&u.users, "users", "", "users `FILE` or s3://BUCKET/KEY to use (instead of the config's users_file)")
 }
 
-func (u *usersFileFlags) path() (string, error) {
-	if u.users != "" {
-		return u.users, nil
-	}
-	// Only users_file is needed: tolerate ${VAR}s (host keys, say) that only the service's
-	// environment sets.
+// source returns the users file: --users, else the config's users_file. An s3:// file is
+// reached with the config's S3 settings (endpoint, region, the embedded endpoint's credentials),
+// or with the SDK's defaults (AWS_REGION, the standard credential chain) when --users names it
+// and there is no config file.
+func (u *usersFileFlags) source(ctx context.Context) (users.Source, error) {
+	// Only users_file and the S3 settings are needed: tolerate ${VAR}s (host keys, say) that
+	// only the service's environment sets.
 	cfg, err := config.Read(u.config, func(string) (string, bool) { return "", true })
-	if err != nil {
-		return "", err
+	switch {
+	case err == nil:
+	case u.users != "" && errors.Is(err, fs.ErrNotExist):
+		cfg = config.Default()
+		cfg.Storage.S3.Region = "" // the environment's (AWS_REGION, shared config)
+	default:
+		return nil, err
 	}
-	if cfg.UsersFile == "" {
-		return "", fmt.Errorf("%s: users_file is empty", u.config)
+	location := u.users
+	if location == "" {
+		location = cfg.UsersFile
 	}
-	return cfg.UsersFile, nil
+	if location == "" {
+		return nil, fmt.Errorf("%s: users_file is empty", u.config)
+	}
+	return app.UsersSource(ctx, cfg, location)
 }

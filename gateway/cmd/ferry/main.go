@@ -27,9 +27,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "serve":
 		return serve(ctx, args[1:], stderr)
 	case "check":
-		return check(args[1:], stdout, stderr)
+		return check(ctx, args[1:], stdout, stderr)
 	case "user":
-		return user(args[1:], stdin, stdout, stderr)
+		return user(ctx, args[1:], stdin, stdout, stderr)
 	case "events":
 		return events(ctx, args[1:], stdout, stderr)
 	case "redrive":

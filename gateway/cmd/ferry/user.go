@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,24 +19,26 @@ const userUsage = `Usage:
   ferry user del NAME
   ferry user list
 
-Every command takes --users FILE, or --config FILE (default ferry.yaml) to use its users_file.
-Edits keep the file's comments and are written atomically; a running server picks them up.
+Every command takes --users FILE (or s3://BUCKET/KEY), or --config FILE (default ferry.yaml) to
+use its users_file. Edits keep the file's comments and are written atomically; a running server
+picks them up. An edit of a file someone else changed meanwhile is refused (nothing is written):
+run the command again.
 `
 
-func user(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func user(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, userUsage)
 		return 2
 	}
 	switch args[0] {
 	case "add":
-		return userAdd(args[1:], stdin, stderr)
+		return userAdd(ctx, args[1:], stdin, stderr)
 	case "passwd":
-		return userPasswd(args[1:], stdin, stderr)
+		return userPasswd(ctx, args[1:], stdin, stderr)
 	case "del":
-		return userDel(args[1:], stderr)
+		return userDel(ctx, args[1:], stderr)
 	case "list":
-		return userList(args[1:], stdout, stderr)
+		return userList(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, userUsage)
 		return 0
@@ -44,7 +47,7 @@ func user(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func userAdd(args []string, stdin io.Reader, stderr io.Writer) int {
+func userAdd(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) int {
 	fs := newFlags("user add", "ferry user add NAME --home PREFIX [--password-stdin] [--key FILE|LINE]... [--perm LIST]", stderr)
 	var files usersFileFlags
 	files.register(fs)
@@ -90,15 +93,14 @@ func userAdd(args []string, stdin io.Reader, stderr io.Writer) int {
 			return 1
 		}
 	}
-	path, err := files.path()
+	src, err := files.source(ctx)
 	if err == nil {
-		err = users.Add(path, e)
+		err = users.Add(ctx, src, e)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "user add: %v\n", err)
-		return 1
+		return editFailed(stderr, "user add", err)
 	}
-	fmt.Fprintf(stderr, "added %s to %s\n", e.Name, path)
+	fmt.Fprintf(stderr, "added %s to %s\n", e.Name, src)
 	return 0
 }
 
@@ -136,7 +138,16 @@ func looksLikeKey(s string) bool {
 	return false
 }
 
-func userPasswd(args []string, stdin io.Reader, stderr io.Writer) int {
+// editFailed reports a failed edit; a conflict says that nothing was written and to retry.
+func editFailed(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+	if errors.Is(err, users.ErrConflict) {
+		fmt.Fprintf(stderr, "%s: nothing was written; run the command again to apply it to the current file\n", cmd)
+	}
+	return 1
+}
+
+func userPasswd(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) int {
 	fs := newFlags("user passwd", "ferry user passwd NAME < password", stderr)
 	var files usersFileFlags
 	files.register(fs)
@@ -144,7 +155,7 @@ func userPasswd(args []string, stdin io.Reader, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	path, err := files.path()
+	src, err := files.source(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "user passwd: %v\n", err)
 		return 1
@@ -156,17 +167,16 @@ func userPasswd(args []string, stdin io.Reader, stderr io.Writer) int {
 	}
 	h, err := users.HashPassword(pw)
 	if err == nil {
-		err = users.SetPassword(path, pos[0], h)
+		err = users.SetPassword(ctx, src, pos[0], h)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "user passwd: %v\n", err)
-		return 1
+		return editFailed(stderr, "user passwd", err)
 	}
-	fmt.Fprintf(stderr, "password of %s set in %s\n", pos[0], path)
+	fmt.Fprintf(stderr, "password of %s set in %s\n", pos[0], src)
 	return 0
 }
 
-func userDel(args []string, stderr io.Writer) int {
+func userDel(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := newFlags("user del", "ferry user del NAME", stderr)
 	var files usersFileFlags
 	files.register(fs)
@@ -174,31 +184,30 @@ func userDel(args []string, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	path, err := files.path()
+	src, err := files.source(ctx)
 	if err == nil {
-		err = users.Delete(path, pos[0])
+		err = users.Delete(ctx, src, pos[0])
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "user del: %v\n", err)
-		return 1
+		return editFailed(stderr, "user del", err)
 	}
-	fmt.Fprintf(stderr, "removed %s from %s\n", pos[0], path)
+	fmt.Fprintf(stderr, "removed %s from %s\n", pos[0], src)
 	return 0
 }
 
-func userList(args []string, stdout, stderr io.Writer) int {
+func userList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("user list", "ferry user list", stderr)
 	var files usersFileFlags
 	files.register(fs)
 	if _, code, ok := parse(fs, args, 0); !ok {
 		return code
 	}
-	path, err := files.path()
+	src, err := files.source(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "user list: %v\n", err)
 		return 1
 	}
-	list, warnings, err := users.Load(path)
+	list, warnings, err := users.Read(ctx, src)
 	if err != nil {
 		fmt.Fprintf(stderr, "user list: %v\n", err)
 		return 1

@@ -1,5 +1,6 @@
 // Package app assembles a running gateway from a validated configuration: users, storage,
-// protocol servers and the metrics/health endpoint, with reload on SIGHUP and a draining shutdown.
+// protocol servers (behind a PROXY-protocol load balancer when configured), the metrics and health
+// endpoints, with reload on SIGHUP and a draining shutdown.
 package app
 
 import (
@@ -8,16 +9,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/ferrygw/ferry/gateway/internal/access"
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/ftpd"
+	"github.com/ferrygw/ferry/gateway/internal/health"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
+	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
@@ -41,34 +46,38 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	defer cancel()
 	startMemoryLimit(ctx, int64(cfg.MemoryLimit), logger)
 
-	userStore, err := users.Open(cfg.UsersFile, logger)
+	r := &runner{logger: logger}
+	defer r.stop()
+	var (
+		local *embedded
+		err   error
+	)
+	s3cfg := cfg.Storage.S3
+	if e := cfg.Embedded.S3; e.Enabled() {
+		local, err = startEmbedded(cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer local.close(logger) // after r.stop: the events of the last transfers still land
+		// Served before the rest is built: the users file may be an object in it.
+		if err := r.listen(named{name: "s3", addr: e.Listen, srv: local.s3}); err != nil {
+			return err
+		}
+		r.serve()
+	}
+	// The gateway reaches the embedded endpoint through the same S3 client code as AWS.
+	client, err := s3store.NewClient(ctx, s3ClientConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+
+	userStore, err := openUsers(ctx, cfg, client, logger)
 	if err != nil {
 		return err
 	}
 	go userStore.Watch(ctx)
 	go reloadOnHUP(ctx, userStore, logger)
 
-	var (
-		servers []named
-		local   *embedded
-	)
-	s3cfg := cfg.Storage.S3
-	clientCfg := s3store.ClientConfig{Endpoint: s3cfg.Endpoint, Region: s3cfg.Region, PathStyle: s3cfg.PathStyle}
-	if e := cfg.Embedded.S3; e.Enabled() {
-		local, err = startEmbedded(cfg, logger)
-		if err != nil {
-			return err
-		}
-		defer local.close(logger)
-		servers = append(servers, named{"s3", e.Listen, local.s3})
-		// The gateway reaches the embedded endpoint through the same S3 client code as AWS.
-		clientCfg = s3store.ClientConfig{Endpoint: "http://" + e.Listen, Region: s3cfg.Region, PathStyle: true,
-			AccessKey: e.AccessKey, Secret: e.Secret}
-	}
-	client, err := s3store.NewClient(ctx, clientCfg)
-	if err != nil {
-		return fmt.Errorf("storage: %w", err)
-	}
 	store, err := s3store.New(client, s3store.Config{
 		Bucket:        s3cfg.Bucket,
 		PartSize:      int64(s3cfg.PartSize),
@@ -101,7 +110,30 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		}
 		return events.Auth(userStore, protocol)
 	}
+	lbWrap, err := proxyWrapper(cfg, logger)
+	if err != nil {
+		return err
+	}
 
+	var servers []named
+	var checker *health.Checker
+	if cfg.Listen.Health != "" {
+		checker, err = health.New(health.Config{
+			ProbeS3: func(ctx context.Context) error {
+				_, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s3cfg.Bucket)})
+				return err
+			},
+			Users:  userStore.Loaded,
+			Logger: logger,
+		})
+		if err != nil {
+			return err
+		}
+		go checker.Run(ctx)
+		// First of the front ends, so shut down last: it answers "draining" while they drain.
+		servers = append(servers, named{name: "health", addr: cfg.Listen.Health, srv: newHTTP(checker.Handler()),
+			wrap: lbWrap.optional})
+	}
 	if cfg.Listen.SFTP != "" {
 		keys, err := hostkeys.Load(hostkeys.Config{
 			Paths: cfg.HostKeys.Paths, Generate: cfg.HostKeys.Generate, PEM: cfg.HostKeys.PEM,
@@ -121,7 +153,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		servers = append(servers, named{"sftp", cfg.Listen.SFTP, srv})
+		servers = append(servers, named{name: "sftp", addr: cfg.Listen.SFTP, srv: srv, wrap: lbWrap.required})
 	}
 	if cfg.Listen.FTP != "" || cfg.Listen.FTPSImplicit != "" {
 		srv, err := newFTP(cfg, auth("ftp"), homes("ftp"), logger)
@@ -129,66 +161,77 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			return err
 		}
 		if cfg.Listen.FTP != "" {
-			servers = append(servers, named{"ftp", cfg.Listen.FTP, srv})
+			var ftp server = srv
+			if cfg.Listen.ProxyProtocol.Enabled() {
+				ftp = demuxFTP{srv} // control, implicit FTPS and passive data, by the port dialed
+			}
+			servers = append(servers, named{name: "ftp", addr: cfg.Listen.FTP, srv: ftp, wrap: lbWrap.required})
 		}
 		if cfg.Listen.FTPSImplicit != "" {
-			servers = append(servers, named{"ftps-implicit", cfg.Listen.FTPSImplicit, implicitTLS{srv}})
+			servers = append(servers, named{name: "ftps-implicit", addr: cfg.Listen.FTPSImplicit, srv: implicitTLS{srv},
+				wrap: lbWrap.required})
 		}
 	}
 	if cfg.Listen.Metrics != "" {
-		servers = append(servers, named{"metrics", cfg.Listen.Metrics, newHTTP(newMetricsMux(reg))})
+		servers = append(servers, named{name: "metrics", addr: cfg.Listen.Metrics, srv: newHTTP(newMetricsMux(reg))})
 	}
 	if len(servers) == 0 {
 		return errors.New("nothing to serve: every listener is disabled")
 	}
-	return serveAll(ctx, servers, logger)
-}
-
-type named struct {
-	name, addr string
-	srv        server
-}
-
-// serveAll binds every listener first (so a taken port fails start-up before anything serves),
-// serves until ctx ends or a server fails, then shuts all down within ShutdownGrace.
-func serveAll(ctx context.Context, servers []named, logger *slog.Logger) error {
-	listeners := make([]net.Listener, 0, len(servers))
+	// Every listener is bound before any serves, so a taken port fails start-up cleanly.
 	for _, s := range servers {
-		l, err := net.Listen("tcp", s.addr)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return fmt.Errorf("listen %s on %s: %w", s.name, s.addr, err)
-		}
-		listeners = append(listeners, l)
-	}
-	errc := make(chan error, len(servers))
-	for i, s := range servers {
-		logger.Info("listening", "service", s.name, "addr", listeners[i].Addr().String())
-		go func() {
-			if err := s.srv.Serve(listeners[i]); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("%s: %w", s.name, err)
-			}
-		}()
-	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "grace", ShutdownGrace)
-	case runErr = <-errc:
-		logger.Error("server failed, shutting down", "err", runErr)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
-	defer cancel()
-	// Reverse order: front ends drain their transfers while the embedded S3 endpoint still serves.
-	for i := len(servers) - 1; i >= 0; i-- {
-		s := servers[i]
-		if err := s.srv.Shutdown(sctx); err != nil {
-			logger.Warn("shutdown", "service", s.name, "err", err)
+		if err := r.listen(s); err != nil {
+			return err
 		}
 	}
-	return runErr
+	r.serve()
+	onDrain := func() {}
+	if checker != nil {
+		onDrain = checker.SetDraining
+	}
+	return r.wait(ctx, onDrain)
+}
+
+// openUsers opens the users file. A local file must load (its problems stop start-up). An S3
+// object may be unreadable or invalid at start (not written yet, S3 briefly away): the gateway
+// then starts with nobody able to log in, reports itself not ready, and loads the users as
+// soon as they can be read.
+func openUsers(ctx context.Context, cfg *config.Config, client *s3.Client, logger *slog.Logger) (*users.Store, error) {
+	bucket, key, isS3 := config.ParseS3URL(cfg.UsersFile)
+	if !isS3 {
+		return users.Open(cfg.UsersFile, logger)
+	}
+	return users.OpenSource(ctx, users.S3Object(client, bucket, key), users.Options{
+		Logger: logger, PollInterval: cfg.UsersPollInterval, AllowUnloaded: true,
+	})
+}
+
+// lbWrapper wraps the listeners a PROXY-protocol load balancer feeds (listen.proxy_protocol);
+// with it off, both functions return the listener as it is.
+type lbWrapper struct {
+	required, optional func(net.Listener) net.Listener
+}
+
+func proxyWrapper(cfg *config.Config, logger *slog.Logger) (lbWrapper, error) {
+	same := func(l net.Listener) net.Listener { return l }
+	pp := cfg.Listen.ProxyProtocol
+	if !pp.Enabled() {
+		return lbWrapper{required: same, optional: same}, nil
+	}
+	trusted, err := pp.TrustedPrefixes()
+	if err != nil {
+		return lbWrapper{}, fmt.Errorf("listen.proxy_protocol: %w", err)
+	}
+	return lbWrapper{
+		required: func(l net.Listener) net.Listener {
+			return proxyproto.NewListener(l, proxyproto.Config{Trusted: trusted, Logger: logger})
+		},
+		// A health check may come with a header (an NLB with proxy protocol on may add one) or
+		// without (a probe from inside the task).
+		optional: func(l net.Listener) net.Listener {
+			return proxyproto.NewListener(l, proxyproto.Config{Trusted: trusted, Optional: true, Logger: logger})
+		},
+	}, nil
 }
 
 func reloadOnHUP(ctx context.Context, store *users.Store, logger *slog.Logger) {
@@ -213,14 +256,20 @@ func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User)
 	if err != nil {
 		return nil, fmt.Errorf("ftp.passive_ports: %w", err)
 	}
+	// Behind a load balancer, every FTP port reaches listen.ftp (see ftpd.ServeDemux).
+	behindLB := cfg.Listen.ProxyProtocol.Enabled() && cfg.Listen.FTP != ""
 	return ftpd.New(ftpd.Config{
-		PublicHost:    f.PublicHost,
-		PassivePorts:  ftpd.PortRange{Start: first, End: last},
-		ActiveEnabled: f.Active,
+		PublicHost:      f.PublicHost,
+		PassivePorts:    ftpd.PortRange{Start: first, End: last},
+		PassiveHandoff:  behindLB,
+		ImplicitTLSPort: f.ImplicitTLSPort,
+		ActiveEnabled:   f.Active,
 		TLS: ftpd.TLSConfig{
 			Mode:          f.TLS.Mode,
 			CertFile:      f.TLS.CertFile,
 			KeyFile:       f.TLS.KeyFile,
+			CertPEM:       f.TLS.CertPEM,
+			KeyPEM:        f.TLS.KeyPEM,
 			DevSelfSigned: f.TLS.DevSelfSigned,
 		},
 		IdleTimeout: f.IdleTimeout,
@@ -233,3 +282,8 @@ func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User)
 type implicitTLS struct{ *ftpd.Server }
 
 func (s implicitTLS) Serve(l net.Listener) error { return s.ServeImplicitTLS(l) }
+
+// demuxFTP serves the FTP server on the one listener a load balancer forwards every FTP port to.
+type demuxFTP struct{ *ftpd.Server }
+
+func (s demuxFTP) Serve(l net.Listener) error { return s.ServeDemux(l) }

@@ -135,7 +135,7 @@ ftp:
 
 	// A user added to the file can log in without a restart; alice's session is kept.
 	bobHash, _ := users.HashPassword("bobpw")
-	if err := users.Add(usersFile, users.Entry{Name: "bob", PasswordHash: bobHash, Home: "partners/bob/",
+	if err := users.Add(ctx, users.LocalFile(usersFile), users.Entry{Name: "bob", PasswordHash: bobHash, Home: "partners/bob/",
 		Permissions: []string{"list", "download"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +251,7 @@ func waitListening(t *testing.T, addr string, done chan error, logs *logbuf.Buff
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
+			done <- err // for the cleanup that waits for Run
 			t.Fatalf("Run returned early: %v\n%s", err, logs)
 		default:
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,10 +22,14 @@ type Config struct {
 	Listen   Listen   `yaml:"listen"`
 	Storage  Storage  `yaml:"storage"`
 	HostKeys HostKeys `yaml:"host_keys"`
-	// UsersFile is the users file (see package users); relative to the config file's folder.
+	// UsersFile is the users file (see package users): a path, relative to the config file's
+	// folder, or an S3 object "s3://bucket/key" that every replica reads.
 	UsersFile string `yaml:"users_file"`
-	SFTP      SFTP   `yaml:"sftp"`
-	FTP       FTP    `yaml:"ftp"`
+	// UsersPollInterval is how often an S3 users file's ETag is checked for a change (a local
+	// file is watched instead).
+	UsersPollInterval time.Duration `yaml:"users_poll_interval"`
+	SFTP              SFTP          `yaml:"sftp"`
+	FTP               FTP           `yaml:"ftp"`
 	// Embedded is the no-AWS default: an S3-compatible endpoint on a local directory (and,
 	// as they land, the local event bus and notification sink) in the same process.
 	Embedded Embedded `yaml:"embedded"`
@@ -51,6 +56,47 @@ type Listen struct {
 	// FTPSImplicit is an implicit-TLS FTPS listener (TLS from the first byte, port 990 by tradition).
 	FTPSImplicit string `yaml:"ftps_implicit"`
 	Metrics      string `yaml:"metrics"` // /metrics and /healthz
+	// Health serves only GET /healthz (liveness) and GET /readyz (readiness), for a load
+	// balancer's health checks.
+	Health string `yaml:"health"`
+	// ProxyProtocol makes the SFTP, FTP and implicit-FTPS listeners take connections only from a
+	// load balancer that sends a PROXY protocol header.
+	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
+}
+
+// ProxyProtocol configures PROXY protocol (v2 as AWS's NLB sends it; v1 accepted too).
+type ProxyProtocol struct {
+	// Trusted are the load balancers' addresses (CIDRs or single addresses). When set, every
+	// connection to the SFTP, FTP and implicit-FTPS listeners must come from one of them and
+	// start with a PROXY header, whose client address is the one the gateway sees.
+	Trusted []string `yaml:"trusted"`
+}
+
+// Enabled reports whether connections come through a PROXY-protocol load balancer.
+func (p ProxyProtocol) Enabled() bool { return len(p.Trusted) > 0 }
+
+// TrustedPrefixes parses Trusted; Validate reports a malformed entry.
+func (p ProxyProtocol) TrustedPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(p.Trusted))
+	for _, s := range p.Trusted {
+		pfx, err := ParseCIDR(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pfx)
+	}
+	return out, nil
+}
+
+// ParseCIDR parses a CIDR ("10.0.0.0/16") or a single address ("192.0.2.7", a /32 or /128).
+func ParseCIDR(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR (e.g. 10.0.0.0/16, 192.0.2.7)", s)
 }
 
 // Storage says where files go.
@@ -97,8 +143,12 @@ type FTP struct {
 	// PublicHost is the address announced in PASV replies (behind NAT or a load balancer the
 	// listen address is not what clients must dial); empty = the control connection's local address.
 	PublicHost string `yaml:"public_host"`
-	// PassivePorts is the passive data port range, "first-last"; empty = any free port.
+	// PassivePorts is the passive data port range, "first-last"; empty = any free port. With
+	// PROXY protocol these are the load balancer's ports, routed to this replica's FTP listener.
 	PassivePorts string `yaml:"passive_ports"`
+	// ImplicitTLSPort is, with PROXY protocol, the port clients dial for implicit FTPS: a
+	// connection to the FTP listener whose header names it is implicit FTPS. 0 = none.
+	ImplicitTLSPort int `yaml:"implicit_tls_port"`
 	// Active allows PORT/EPRT data connections (off by default).
 	Active      bool          `yaml:"active"`
 	TLS         FTPTLS        `yaml:"tls"`
@@ -114,6 +164,10 @@ type FTPTLS struct {
 	Mode     string `yaml:"mode"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// CertPEM and KeyPEM are the certificate chain and key as PEM text instead of files, e.g.
+	// "${FERRY_FTPS_CERT}" from a secret in the environment.
+	CertPEM string `yaml:"cert_pem"`
+	KeyPEM  string `yaml:"key_pem"`
 	// DevSelfSigned generates a self-signed certificate at start when no files are configured.
 	DevSelfSigned bool `yaml:"dev_self_signed"`
 }
@@ -209,8 +263,9 @@ func Default() *Config {
 			Paths:    []string{"keys/ssh_host_ed25519_key", "keys/ssh_host_rsa_key"},
 			Generate: true,
 		},
-		UsersFile:   "users.yaml",
-		MemoryLimit: 44 * MiB,
+		UsersFile:         "users.yaml",
+		UsersPollInterval: 30 * time.Second,
+		MemoryLimit:       44 * MiB,
 		SFTP: SFTP{
 			IdleTimeout:      15 * time.Minute,
 			LoginTimeout:     30 * time.Second,
@@ -219,10 +274,11 @@ func Default() *Config {
 			WriteWaitTimeout: 30 * time.Second,
 		},
 		FTP: FTP{
-			PassivePorts: "50000-50099",
-			TLS:          FTPTLS{Mode: "required"},
-			IdleTimeout:  5 * time.Minute,
-			MaxClients:   256,
+			PassivePorts:    "50000-50099",
+			ImplicitTLSPort: 990,
+			TLS:             FTPTLS{Mode: "required"},
+			IdleTimeout:     5 * time.Minute,
+			MaxClients:      256,
 		},
 		Events: Events{EventBridge: EventBridge{QueueSize: 10000}},
 		Log:    Log{Level: "info", Format: "text"},
@@ -261,7 +317,9 @@ func Read(path string, lookup func(string) (string, bool)) (*Config, error) {
 	}
 	c.file, c.pos = path, pos
 	dir := filepath.Dir(path)
-	c.UsersFile = resolve(dir, c.UsersFile)
+	if _, _, isS3 := ParseS3URL(c.UsersFile); !isS3 {
+		c.UsersFile = resolve(dir, c.UsersFile)
+	}
 	paths := make([]string, len(c.HostKeys.Paths))
 	for i, p := range c.HostKeys.Paths {
 		paths[i] = resolve(dir, p)
@@ -274,6 +332,17 @@ func Read(path string, lookup func(string) (string, bool)) (*Config, error) {
 	c.Embedded.Notifications.Outbox = resolve(dir, c.Embedded.Notifications.Outbox)
 	c.Embedded.Pipeline.Routes = resolve(dir, c.Embedded.Pipeline.Routes)
 	return c, nil
+}
+
+// ParseS3URL splits "s3://bucket/key". ok is false for anything not starting with "s3://" (a
+// local path); bucket or key may then still be empty or invalid, which Validate reports.
+func ParseS3URL(s string) (bucket, key string, ok bool) {
+	rest, ok := strings.CutPrefix(s, "s3://")
+	if !ok {
+		return "", "", false
+	}
+	bucket, key, _ = strings.Cut(rest, "/")
+	return bucket, key, true
 }
 
 func resolve(dir, p string) string {

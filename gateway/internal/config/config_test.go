@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ log:
 	want.UsersFile = filepath.Join(filepath.Dir(dir), "users.yaml")
 	want.SFTP = SFTP{IdleTimeout: time.Hour, LoginTimeout: 10 * time.Second, MaxSessions: 10, Banner: "hello\n",
 		WriteWindow: 64 * MiB, WriteWaitTimeout: time.Minute}
-	want.FTP = FTP{PublicHost: "203.0.113.10", PassivePorts: "30000-30009", Active: true,
+	want.FTP = FTP{PublicHost: "203.0.113.10", PassivePorts: "30000-30009", ImplicitTLSPort: 990, Active: true,
 		TLS:         FTPTLS{Mode: "optional", CertFile: filepath.Join(dir, "tls/cert.pem"), KeyFile: filepath.Join(dir, "tls/key.pem")},
 		IdleTimeout: 2 * time.Minute, Banner: "hi", MaxClients: 5}
 	want.Log = Log{Level: "debug", Format: "json"}
@@ -198,7 +199,7 @@ func TestValidate(t *testing.T) {
 		{"concurrency", "    concurrency: 65\n", ":4: storage.s3.concurrency: must be between 1 and 64"},
 		{"rename keys", "    max_rename_keys: -1\n", ":4: storage.s3.max_rename_keys: must not be negative"},
 		{"no host keys", "host_keys:\n  paths: []\n", ":4: host_keys: SFTP needs host keys"},
-		{"bad pem", "host_keys:\n  pem: not a key\n", ":5: host_keys.pem: must hold PEM-encoded private keys"},
+		{"bad pem", "host_keys:\n  pem: not a key\n", ":5: host_keys.pem: must hold private keys as PEM text"},
 		{"users file", "users_file: \"\"\n", ":4: users_file: required"},
 		{"login timeout", "sftp:\n  login_timeout: 0s\n", ":5: sftp.login_timeout: must be positive"},
 		{"idle timeout", "sftp:\n  idle_timeout: -1s\n", ":5: sftp.idle_timeout: must not be negative"},
@@ -207,6 +208,27 @@ func TestValidate(t *testing.T) {
 		{"wait", "sftp:\n  write_wait_timeout: 0s\n", ":5: sftp.write_wait_timeout: must be positive"},
 		{"level", "log:\n  level: verbose\n", ":5: log.level: must be debug, info, warn or error"},
 		{"format", "log:\n  format: xml\n", ":5: log.format: must be text or json"},
+		{"health addr", "listen:\n  health: nope\n", ":5: listen.health: must be host:port"},
+		{"health beside metrics", "listen:\n  health: 127.0.0.1:9100\n", ":5: listen.health: \"127.0.0.1:9100\" is also used by listen.metrics"},
+		{"trusted cidr", "listen:\n  proxy_protocol:\n    trusted: [10.0.0.0/16, 10.0.0.0/33]\n", ":6: listen.proxy_protocol.trusted[1]: \"10.0.0.0/33\" is not an address or CIDR"},
+		{"proxy protocol without passive ports", "listen:\n  ftp: 127.0.0.1:2121\n  proxy_protocol:\n    trusted: [10.0.0.0/16]\nftp:\n  passive_ports: \"\"\n  tls:\n    mode: none\n",
+			":9: ftp.passive_ports: required with listen.proxy_protocol"},
+		{"implicit port among passive ports", "listen:\n  ftp: 127.0.0.1:2121\n  proxy_protocol:\n    trusted: [10.0.0.0/16]\nftp:\n  passive_ports: 30000-30999\n  implicit_tls_port: 30500\n  tls:\n    mode: none\n",
+			":10: ftp.implicit_tls_port: 30500 is inside ftp.passive_ports 30000-30999"},
+		{"implicit FTPS behind the load balancer without listen.ftp", "listen:\n  ftps_implicit: 127.0.0.1:9990\n  proxy_protocol:\n    trusted: [10.0.0.0/16]\nftp:\n  tls:\n    dev_self_signed: true\n",
+			":4: listen.ftp: required with listen.proxy_protocol and listen.ftps_implicit"},
+		{"implicit port range", "ftp:\n  implicit_tls_port: 70000\n", ":5: ftp.implicit_tls_port: must be a port"},
+		{"s3 users file bucket", "users_file: s3://My_Bucket/users.yaml\n", ":4: users_file: bucket name \"My_Bucket\" may only hold"},
+		{"s3 users file without key", "users_file: s3://acme-ferry\n", ":4: users_file: \"s3://acme-ferry\" names no object"},
+		{"s3 users file folder", "users_file: s3://acme-ferry/config/\n", ":4: users_file: \"s3://acme-ferry/config/\" names no object"},
+		{"users poll interval", "users_poll_interval: 100ms\n", ":4: users_poll_interval: must be at least 1s, got 100ms"},
+		{"cert pem alone", "ftp:\n  tls:\n    cert_pem: " + yq(testCertPEM) + "\n", ":5: ftp.tls: cert_pem and key_pem go together"},
+		{"cert pem and file", "ftp:\n  tls:\n    cert_file: c\n    key_file: k\n    cert_pem: " + yq(testCertPEM) + "\n    key_pem: " + yq(testKeyPEM) + "\n",
+			":5: ftp.tls: set cert_file and key_file, or cert_pem and key_pem, not both"},
+		{"cert pem not pem", "ftp:\n  tls:\n    cert_pem: not a certificate\n    key_pem: " + yq(testKeyPEM) + "\n",
+			":6: ftp.tls.cert_pem: must hold a certificate chain as PEM text"},
+		{"key pem holds a certificate", "ftp:\n  tls:\n    cert_pem: " + yq(testCertPEM) + "\n    key_pem: " + yq(testCertPEM) + "\n",
+			":7: ftp.tls.key_pem: must hold a private key as PEM text: it has no -----BEGIN ... PRIVATE KEY----- block"},
 		{"embedded without credentials", "embedded:\n  s3:\n    listen: 127.0.0.1:9000\n    data_dir: d\n", ":5: embedded.s3: access_key and secret are required"},
 	}
 	for _, tt := range tests {
@@ -233,6 +255,74 @@ func TestValidate(t *testing.T) {
 				t.Errorf("not a *strictyaml.Problem: %T", err)
 			}
 		})
+	}
+}
+
+// Shapes of PEM blocks for the validation cases (their content is parsed by ftpd, not here).
+const (
+	testCertPEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	testKeyPEM  = "-----BEGIN EC PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----\n"
+)
+
+// yq writes s as a YAML double-quoted scalar (a Go-quoted string is one).
+func yq(s string) string { return strconv.Quote(s) }
+
+// The keys several replicas behind a load balancer need, with values from the environment as
+// the task definition sets them.
+func TestLoadReplicaSettings(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "ferry.yaml", `listen:
+  sftp: "0.0.0.0:2222"
+  ftp: "0.0.0.0:2121"
+  health: "0.0.0.0:8080"
+  proxy_protocol:
+    trusted: ["${VPC_CIDR}", 192.0.2.7]
+storage:
+  s3:
+    bucket: acme
+users_file: "${USERS}"
+users_poll_interval: 10s
+ftp:
+  passive_ports: "${PASSIVE}"
+  implicit_tls_port: 990
+  tls:
+    cert_pem: "${CERT}"
+    key_pem: "${KEY}"
+host_keys:
+  paths: []
+  generate: false
+  pem: "${KEY}"
+`)
+	env := map[string]string{"VPC_CIDR": "10.1.0.0/16", "USERS": "s3://acme-config/ferry/users.yaml",
+		"PASSIVE": "30000-30031", "CERT": testCertPEM, "KEY": testKeyPEM}
+	c, err := Read(p, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.UsersFile != "s3://acme-config/ferry/users.yaml" {
+		t.Errorf("users_file = %q: an S3 URL is not a path to resolve", c.UsersFile)
+	}
+	if b, k, ok := ParseS3URL(c.UsersFile); !ok || b != "acme-config" || k != "ferry/users.yaml" {
+		t.Errorf("ParseS3URL = %q %q %v", b, k, ok)
+	}
+	if c.UsersPollInterval != 10*time.Second || c.Listen.Health != "0.0.0.0:8080" || c.FTP.ImplicitTLSPort != 990 {
+		t.Errorf("poll %s health %q implicit %d", c.UsersPollInterval, c.Listen.Health, c.FTP.ImplicitTLSPort)
+	}
+	if c.FTP.TLS.CertPEM != testCertPEM || c.FTP.TLS.KeyPEM != testKeyPEM {
+		t.Error("PEM text not taken from the environment as is")
+	}
+	prefixes, err := c.Listen.ProxyProtocol.TrustedPrefixes()
+	if err != nil || len(prefixes) != 2 || prefixes[0].String() != "10.1.0.0/16" || prefixes[1].String() != "192.0.2.7/32" {
+		t.Errorf("trusted = %v, %v", prefixes, err)
+	}
+	if !c.Listen.ProxyProtocol.Enabled() || Default().Listen.ProxyProtocol.Enabled() {
+		t.Error("Enabled")
+	}
+	if d := Default(); d.UsersPollInterval != 30*time.Second || d.FTP.ImplicitTLSPort != 990 || d.Listen.Health != "" {
+		t.Errorf("defaults: poll %s implicit %d health %q", d.UsersPollInterval, d.FTP.ImplicitTLSPort, d.Listen.Health)
 	}
 }
 

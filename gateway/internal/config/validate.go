@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
@@ -24,11 +25,12 @@ func (c *Config) Validate() error {
 	v.addr("listen.ftp", l.FTP)
 	v.addr("listen.ftps_implicit", l.FTPSImplicit)
 	v.addr("listen.metrics", l.Metrics)
+	v.addr("listen.health", l.Health)
 	if l.SFTP == "" && l.FTP == "" && l.FTPSImplicit == "" {
 		v.errorf("listen", "no file protocol is enabled: set listen.sftp, listen.ftp or listen.ftps_implicit")
 	}
 	seen := map[string]string{}
-	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.ftps_implicit", l.FTPSImplicit}, {"listen.metrics", l.Metrics}} {
+	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.ftps_implicit", l.FTPSImplicit}, {"listen.metrics", l.Metrics}, {"listen.health", l.Health}} {
 		if a.addr == "" || strings.HasSuffix(a.addr, ":0") {
 			continue
 		}
@@ -75,13 +77,24 @@ func (c *Config) Validate() error {
 			v.errorf(fmt.Sprintf("host_keys.paths[%d]", i), "empty path")
 		}
 	}
-	if msg := pemProblem(h.PEM); msg != "" {
+	if msg := pemProblem(h.PEM, "PRIVATE KEY", "private keys"); msg != "" {
 		v.errorf("host_keys.pem", "%s", msg)
 	}
 
-	if c.UsersFile == "" {
+	if bucket, key, isS3 := ParseS3URL(c.UsersFile); isS3 {
+		if msg := bucketProblem(bucket); msg != "" {
+			v.errorf("users_file", "%s (write s3://BUCKET/KEY)", msg)
+		}
+		if key == "" || strings.HasSuffix(key, "/") {
+			v.errorf("users_file", "%q names no object: write s3://BUCKET/KEY, e.g. s3://acme-ferry/config/users.yaml", c.UsersFile)
+		}
+	} else if c.UsersFile == "" {
 		v.errorf("users_file", "required")
 	}
+	if c.UsersPollInterval < time.Second {
+		v.errorf("users_poll_interval", "must be at least 1s, got %s", c.UsersPollInterval)
+	}
+	v.proxyProtocol()
 
 	f := c.SFTP
 	if f.IdleTimeout < 0 {
@@ -153,14 +166,56 @@ func (v *validator) ftp() {
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		v.errorf("ftp.tls", "cert_file and key_file go together")
 	}
+	if (t.CertPEM == "") != (t.KeyPEM == "") {
+		v.errorf("ftp.tls", "cert_pem and key_pem go together")
+	}
+	if t.CertFile != "" && t.CertPEM != "" {
+		v.errorf("ftp.tls", "set cert_file and key_file, or cert_pem and key_pem, not both")
+	}
+	if msg := pemProblem(t.CertPEM, "CERTIFICATE", "a certificate chain"); msg != "" {
+		v.errorf("ftp.tls.cert_pem", "%s", msg)
+	}
+	if msg := pemProblem(t.KeyPEM, "PRIVATE KEY", "a private key"); msg != "" {
+		v.errorf("ftp.tls.key_pem", "%s", msg)
+	}
+	if f.ImplicitTLSPort < 0 || f.ImplicitTLSPort > 65535 {
+		v.errorf("ftp.implicit_tls_port", "must be a port (0 = none), got %d", f.ImplicitTLSPort)
+	}
 	if l.FTP == "" && l.FTPSImplicit == "" {
 		return
 	}
-	if t.Mode != "none" && t.CertFile == "" && !t.DevSelfSigned {
-		v.errorf("ftp.tls", "FTPS needs cert_file and key_file (or dev_self_signed: true for development only)")
+	if t.Mode != "none" && t.CertFile == "" && t.CertPEM == "" && !t.DevSelfSigned {
+		v.errorf("ftp.tls", "FTPS needs cert_file and key_file, or cert_pem and key_pem (or dev_self_signed: true for development only)")
 	}
 	if l.FTPSImplicit != "" && t.Mode == "none" {
 		v.errorf("listen.ftps_implicit", "implicit FTPS needs ftp.tls.mode required or optional")
+	}
+}
+
+// proxyProtocol checks listen.proxy_protocol and what it needs from FTP: behind the load
+// balancer every FTP port reaches one listener, told apart by the port the client dialed.
+func (v *validator) proxyProtocol() {
+	p, f := v.c.Listen.ProxyProtocol, v.c.FTP
+	for i, s := range p.Trusted {
+		if _, err := ParseCIDR(s); err != nil {
+			v.errorf(fmt.Sprintf("listen.proxy_protocol.trusted[%d]", i), "%v", err)
+		}
+	}
+	if p.Enabled() && v.c.Listen.FTP == "" && v.c.Listen.FTPSImplicit != "" {
+		v.errorf("listen.ftp", "required with listen.proxy_protocol and listen.ftps_implicit: behind the load balancer passive data connections arrive on listen.ftp")
+	}
+	if !p.Enabled() || v.c.Listen.FTP == "" {
+		return
+	}
+	first, last, err := f.PassiveRange()
+	if err != nil {
+		return // reported under ftp.passive_ports
+	}
+	if first == 0 {
+		v.errorf("ftp.passive_ports", "required with listen.proxy_protocol: the load balancer forwards this range to the FTP listener, and a connection to one of its ports is a passive data connection")
+	}
+	if port := f.ImplicitTLSPort; port != 0 && port >= first && port <= last {
+		v.errorf("ftp.implicit_tls_port", "%d is inside ftp.passive_ports %s", port, f.PassivePorts)
 	}
 }
 
@@ -200,7 +255,7 @@ func (v *validator) embedded() {
 			v.errorf(fmt.Sprintf("embedded.s3.buckets[%d]", i), "%s", msg)
 		}
 	}
-	if e.Listen == v.c.Listen.Metrics || e.Listen == v.c.Listen.SFTP || e.Listen == v.c.Listen.FTP {
+	if l := v.c.Listen; e.Listen == l.Metrics || e.Listen == l.Health || e.Listen == l.SFTP || e.Listen == l.FTP {
 		v.errorf("embedded.s3.listen", "%q is also used by another listener", e.Listen)
 	}
 }
@@ -262,16 +317,23 @@ func bucketProblem(b string) string {
 	return ""
 }
 
-// pemProblem checks that text is empty or only PEM blocks. The keys inside are parsed when they
-// are loaded (package hostkeys; `ferry check` does it).
-func pemProblem(text string) string {
+// pemProblem checks that text is empty or only PEM blocks, of which at least one has a type
+// ending in want ("PRIVATE KEY", "CERTIFICATE"); what names them in messages. What they hold is
+// parsed when they are loaded (packages hostkeys and ftpd; `ferry check` does it). Messages never
+// quote the text: it is a secret.
+func pemProblem(text, want, what string) string {
 	rest := bytes.TrimSpace([]byte(text))
+	found := len(rest) == 0
 	for len(rest) > 0 {
 		block, r := pem.Decode(rest)
 		if block == nil {
-			return "must hold PEM-encoded private keys (-----BEGIN ... PRIVATE KEY-----)"
+			return fmt.Sprintf("must hold %s as PEM text (-----BEGIN ... %s-----)", what, want)
 		}
+		found = found || strings.HasSuffix(block.Type, want)
 		rest = bytes.TrimSpace(r)
+	}
+	if !found {
+		return fmt.Sprintf("must hold %s as PEM text: it has no -----BEGIN ... %s----- block", what, want)
 	}
 	return ""
 }

@@ -59,8 +59,24 @@ type controlConn struct {
 }
 
 func newControlConn(c net.Conn) *controlConn {
-	tcp, _ := c.(*net.TCPConn)
-	return &controlConn{Conn: c, tcp: tcp, dead: make(chan struct{})}
+	return &controlConn{Conn: c, tcp: tcpConnOf(c), dead: make(chan struct{})}
+}
+
+// tcpConnOf returns the TCP socket under c, looking through wrappers that expose what they wrap
+// as crypto/tls's Conn does (NetConn): a connection accepted behind a load balancer is a
+// proxyproto.Conn.
+func tcpConnOf(c net.Conn) *net.TCPConn {
+	for range 8 {
+		switch x := c.(type) {
+		case *net.TCPConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 func (c *controlConn) Read(p []byte) (int, error) {

@@ -53,6 +53,13 @@ type Config struct {
 	PublicHost string
 	// PassivePorts bounds the passive data ports; zero means any free port.
 	PassivePorts PortRange
+	// PassiveHandoff serves passive data behind a load balancer (see ServeDemux): PASV and EPSV
+	// replies carry a port of PassivePorts (required) that the load balancer forwards to the FTP
+	// listener, and the data connection that arrives there for that port is handed to the
+	// transfer. No listener of this process serves the range itself.
+	PassiveHandoff bool
+	// ImplicitTLSPort is, for ServeDemux, the port whose connections are implicit FTPS; 0 = none.
+	ImplicitTLSPort int
 	// ActiveEnabled allows PORT/EPRT (off by default: passive works through NAT and firewalls).
 	ActiveEnabled bool
 	TLS           TLSConfig
@@ -81,6 +88,9 @@ type TLSConfig struct {
 	Mode string
 	// CertFile and KeyFile are a PEM certificate chain and key; reloaded when the files change.
 	CertFile, KeyFile string
+	// CertPEM and KeyPEM are the same as PEM text (e.g. from a secret in the environment),
+	// instead of files.
+	CertPEM, KeyPEM string
 	// DevSelfSigned generates a self-signed certificate in memory (development only).
 	DevSelfSigned bool
 	// ImplicitListenAddr is the implicit FTPS address for ListenAndServe (e.g. ":990"); empty = none.
@@ -106,9 +116,10 @@ type Server struct {
 	cfg       Config
 	deps      Deps
 	log       *slog.Logger
-	tlsConfig *tls.Config // nil when Mode is TLSNone
-	publicIP  string      // PublicHost when it is an IPv4 address
-	publicDNS string      // PublicHost when it is a name
+	tlsConfig *tls.Config     // nil when Mode is TLSNone
+	handoff   *passiveHandoff // nil unless Config.PassiveHandoff
+	publicIP  string          // PublicHost when it is an IPv4 address
+	publicDNS string          // PublicHost when it is a name
 
 	closing atomic.Bool
 	conns   atomic.Int64 // accepted control connections not yet disconnected
@@ -147,6 +158,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		sessions:  map[*session]struct{}{},
 		siteKey:   "ferry-" + newTransferID(),
 	}
+	if cfg.PassiveHandoff {
+		s.handoff = newPassiveHandoff(cfg.PassivePorts, s.log.With("passive", "handoff"))
+	}
 	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil {
 		s.publicIP = ip.Unmap().String()
 	} else {
@@ -174,8 +188,8 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	switch cfg.TLS.Mode {
 	case TLSRequired, TLSOptional:
-		if !cfg.TLS.DevSelfSigned && (cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "") {
-			errs = append(errs, fmt.Errorf("tls mode %q needs cert_file and key_file (or dev_self_signed)", cfg.TLS.Mode))
+		if !cfg.TLS.DevSelfSigned && !cfg.TLS.hasCert() {
+			errs = append(errs, fmt.Errorf("tls mode %q needs cert_file and key_file, or cert_pem and key_pem (or dev_self_signed)", cfg.TLS.Mode))
 		}
 	case TLSNone:
 		if cfg.TLS.ImplicitListenAddr != "" {
@@ -186,6 +200,12 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	if p := cfg.PassivePorts; p != (PortRange{}) && (p.Start < 1 || p.End > 65535 || p.Start > p.End) {
 		errs = append(errs, fmt.Errorf("passive ports %d-%d: want 1 <= start <= end <= 65535", p.Start, p.End))
+	}
+	if cfg.PassiveHandoff && cfg.PassivePorts == (PortRange{}) {
+		errs = append(errs, errors.New("passive handoff needs passive ports: the range the load balancer forwards"))
+	}
+	if p := cfg.ImplicitTLSPort; p < 0 || p > 65535 || p != 0 && p >= cfg.PassivePorts.Start && p <= cfg.PassivePorts.End {
+		errs = append(errs, fmt.Errorf("implicit TLS port %d: want a port outside the passive range", p))
 	}
 	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil && !ip.Unmap().Is4() {
 		errs = append(errs, fmt.Errorf("public host %s: PASV replies carry IPv4 addresses only", cfg.PublicHost))

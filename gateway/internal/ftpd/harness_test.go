@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
 	"github.com/ferrygw/ferry/gateway/internal/logbuf"
+	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
 	"github.com/ferrygw/ferry/gateway/internal/users"
@@ -69,7 +70,14 @@ func startEnv(t *testing.T, cfg Config) *env {
 
 func startEnvFS(t *testing.T, cfg Config, backend storage.FS, mem *memstore.FS) *env {
 	t.Helper()
-	if cfg.TLS.Mode != TLSNone && cfg.TLS.CertFile == "" {
+	return startEnvServe(t, cfg, backend, mem, false)
+}
+
+// startEnvServe is startEnvFS; with demux the server runs as behind a load balancer: ServeDemux
+// on a PROXY-protocol listener that trusts loopback (see lbDialer).
+func startEnvServe(t *testing.T, cfg Config, backend storage.FS, mem *memstore.FS, demux bool) *env {
+	t.Helper()
+	if cfg.TLS.Mode != TLSNone && cfg.TLS.CertFile == "" && cfg.TLS.CertPEM == "" {
 		cfg.TLS.DevSelfSigned = true
 	}
 	logs := &logbuf.Buffer{}
@@ -91,12 +99,18 @@ func startEnvFS(t *testing.T, cfg Config, backend storage.FS, mem *memstore.FS) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var l net.Listener
+	l, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	serve := srv.Serve
+	if demux {
+		l = proxyproto.NewListener(l, proxyproto.Config{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Logger: log})
+		serve = srv.ServeDemux
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
+	go func() { done <- serve(l) }()
 	e := &env{t: t, srv: srv, mem: mem, store: store, addr: l.Addr().String(), logs: logs}
 	_, e.port, _ = net.SplitHostPort(e.addr)
 	t.Cleanup(func() {

@@ -55,7 +55,10 @@ func (d *mainDriver) GetSettings() (*ftpserver.Settings, error) {
 	if d.implicit {
 		st.TLSRequired = ftpserver.ImplicitEncryption
 	}
-	if p := s.cfg.PassivePorts; p != (PortRange{}) {
+	switch p := s.cfg.PassivePorts; {
+	case s.handoff != nil:
+		st.PassiveTransferPortRange = s.handoff
+	case p != (PortRange{}):
 		st.PassiveTransferPortRange = ftpserver.PortRange{Start: p.Start, End: p.End}
 	}
 	return st, nil
@@ -178,6 +181,15 @@ func (d *mainDriver) GetTLSConfig() (*tls.Config, error) {
 }
 
 func (d *mainDriver) WrapPassiveListener(l net.Listener) (net.Listener, error) {
+	if h := d.srv.handoff; h != nil {
+		hl, err := h.wrap(l)
+		if err != nil {
+			l.Close() // ftpserverlib does not close it when wrapping fails
+			d.srv.log.Error("passive listener", "err", err)
+			return nil, err
+		}
+		l = hl
+	}
 	return &dataListener{Listener: l, idle: d.srv.cfg.IdleTimeout}, nil
 }
 

@@ -27,12 +27,18 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &rawClient{t: t, raw: raw, conn: raw, tp: textproto.NewConn(raw), tls: clientTLS()}
-	t.Cleanup(func() { raw.Close() })
-	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	c := newRawClient(t, raw)
 	if code, msg := c.read(); code != 220 {
 		t.Fatalf("greeting %d %s", code, msg)
 	}
+	return c
+}
+
+// newRawClient speaks over raw, which is closed when the test ends.
+func newRawClient(t *testing.T, raw net.Conn) *rawClient {
+	c := &rawClient{t: t, raw: raw, conn: raw, tp: textproto.NewConn(raw), tls: clientTLS()}
+	t.Cleanup(func() { raw.Close() })
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
 	return c
 }
 

@@ -22,6 +22,14 @@ import (
 // required.
 func loadTLS(cfg TLSConfig, publicHost string, log *slog.Logger) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CertPEM != "" || cfg.KeyPEM != "" {
+		cert, err := pemCertificate(cfg)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+		return tc, nil
+	}
 	if cfg.CertFile != "" && cfg.KeyFile != "" {
 		r := &certReloader{certFile: cfg.CertFile, keyFile: cfg.KeyFile, log: log}
 		if _, err := r.load(); err != nil {
@@ -37,6 +45,37 @@ func loadTLS(cfg TLSConfig, publicHost string, log *slog.Logger) (*tls.Config, e
 	log.Warn("FTPS uses a self-signed certificate generated in memory (dev_self_signed): clients cannot verify it and it changes at every start")
 	tc.Certificates = []tls.Certificate{cert}
 	return tc, nil
+}
+
+func (c TLSConfig) hasCert() bool {
+	return c.CertFile != "" && c.KeyFile != "" || c.CertPEM != "" && c.KeyPEM != ""
+}
+
+// pemCertificate parses the certificate given as PEM text. Its errors (crypto/tls's) never
+// quote the text: the key is a secret.
+func pemCertificate(cfg TLSConfig) (tls.Certificate, error) {
+	cert, err := tls.X509KeyPair([]byte(cfg.CertPEM), []byte(cfg.KeyPEM))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ftpd: TLS certificate from cert_pem and key_pem: %w", err)
+	}
+	return cert, nil
+}
+
+// CheckTLS loads the certificate TLS mode and cfg name, as New would, without serving (for
+// `ferry check`). Nothing to load (mode none, or only dev_self_signed) is no problem.
+func CheckTLS(mode string, cfg TLSConfig) error {
+	switch {
+	case mode == TLSNone:
+		return nil
+	case cfg.CertPEM != "" || cfg.KeyPEM != "":
+		_, err := pemCertificate(cfg)
+		return err
+	case cfg.CertFile != "" && cfg.KeyFile != "":
+		if _, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile); err != nil {
+			return fmt.Errorf("ftpd: load TLS certificate: %w", err)
+		}
+	}
+	return nil
 }
 
 // certReloader serves the certificate from files and reloads it when they change (a renewed

@@ -2,6 +2,7 @@ package users
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +23,9 @@ import (
 // spliced at the lines goccy's parser locates, so comments and layout survive. Every result is
 // decoded again and compared with the intended list of entries; if the splice did not produce
 // exactly that (an unusual layout, e.g. flow style), the file is rewritten cleanly from the
-// entries instead. Nothing invalid is ever written, and writes are atomic (temp file + rename),
-// so a running server's Watch never sees half a file.
+// entries instead. Nothing invalid is ever written. A local file is replaced atomically (temp
+// file + rename), so a running server's Watch never sees half a file; an S3 object is replaced
+// with a conditional PutObject, so a concurrent edit is refused (ErrConflict), never lost.
 
 // ErrUserExists and ErrNoUser report adding a user twice and editing one that is not there.
 var (
@@ -31,12 +33,12 @@ var (
 	ErrNoUser     = errors.New("no such user")
 )
 
-// Add appends e to the users file at path, creating the file when it does not exist.
-func Add(path string, e Entry) error {
+// Add appends e to the users file, creating the file when it does not exist.
+func Add(ctx context.Context, src Source, e Entry) error {
 	if err := e.Check(); err != nil {
 		return fmt.Errorf("add user %q: %w", e.Name, err)
 	}
-	return edit(path, true, func(entries []Entry) ([]Entry, error) {
+	return edit(ctx, src, true, func(entries []Entry) ([]Entry, error) {
 		if indexOf(entries, e.Name) >= 0 {
 			return nil, fmt.Errorf("add user %q: %w", e.Name, ErrUserExists)
 		}
@@ -45,8 +47,8 @@ func Add(path string, e Entry) error {
 }
 
 // SetPassword sets name's password_hash to hash (a bcrypt hash, see HashPassword).
-func SetPassword(path, name, hash string) error {
-	return edit(path, false, func(entries []Entry) ([]Entry, error) {
+func SetPassword(ctx context.Context, src Source, name, hash string) error {
+	return edit(ctx, src, false, func(entries []Entry) ([]Entry, error) {
 		i := indexOf(entries, name)
 		if i < 0 {
 			return nil, fmt.Errorf("set password of %q: %w", name, ErrNoUser)
@@ -58,8 +60,8 @@ func SetPassword(path, name, hash string) error {
 }
 
 // Delete removes user name from the users file.
-func Delete(path, name string) error {
-	return edit(path, false, func(entries []Entry) ([]Entry, error) {
+func Delete(ctx context.Context, src Source, name string) error {
+	return edit(ctx, src, false, func(entries []Entry) ([]Entry, error) {
 		i := indexOf(entries, name)
 		if i < 0 {
 			return nil, fmt.Errorf("delete user %q: %w", name, ErrNoUser)
@@ -78,38 +80,34 @@ func indexOf(entries []Entry, name string) int {
 }
 
 // edit reads the file, computes the intended entries with change, splices the text with splice
-// (falling back to a clean rewrite), checks the result and writes it atomically.
-func edit(path string, create bool, change func([]Entry) ([]Entry, error), splice func(*document, []Entry) ([]byte, bool)) error {
-	data, err := os.ReadFile(path)
-	perm := fs.FileMode(0o600) // it holds password hashes
-	var info fs.FileInfo
+// (falling back to a clean rewrite), checks the result and writes it back if the file is still
+// the one read.
+func edit(ctx context.Context, src Source, create bool, change func([]Entry) ([]Entry, error), splice func(*document, []Entry) ([]byte, bool)) error {
+	cur, err := src.read(ctx)
 	switch {
 	case err == nil:
-		if info, err = os.Stat(path); err != nil {
-			return fmt.Errorf("users: %w", err)
-		}
-		perm = info.Mode().Perm()
 	case create && errors.Is(err, fs.ErrNotExist):
-		data = nil
+		cur = content{}
 	default:
-		return fmt.Errorf("users: %w", err)
+		return err
 	}
+	name := src.String()
 	var f File
-	if _, err := strictyaml.Decode(path, data, &f, strictyaml.Options{}); err != nil {
+	if _, err := strictyaml.Decode(name, cur.data, &f, strictyaml.Options{}); err != nil {
 		return fmt.Errorf("users file must be fixed first:\n%w", err)
 	}
 	want, err := change(f.Users)
 	if err != nil {
 		return err
 	}
-	out, ok := splice(&document{src: data}, f.Users)
+	out, ok := splice(&document{src: cur.data}, f.Users)
 	if !ok || !sameEntries(out, want) {
 		out = render(want)
 	}
-	if _, _, err := Parse(path, out); err != nil {
+	if _, _, err := Parse(name, out); err != nil {
 		return fmt.Errorf("users file would be invalid after the change:\n%w", err)
 	}
-	return writeAtomic(path, out, perm, info)
+	return src.write(ctx, out, cur)
 }
 
 func sameEntries(data []byte, want []Entry) bool {
@@ -411,8 +409,9 @@ func quoteList(list []string) string {
 }
 
 // writeAtomic replaces path with data: a temporary file in the same folder, synced, then
-// renamed over it, keeping the old file's mode and (when allowed) owner.
-func writeAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo) error {
+// renamed over it (if check, called just before, allows it), keeping the old file's mode and
+// (when allowed) owner.
+func writeAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo, check func() error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -437,6 +436,9 @@ func writeAtomic(path string, data []byte, perm fs.FileMode, old fs.FileInfo) er
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("users: write: %w", err)
+	}
+	if err := check(); err != nil {
+		return err
 	}
 	if err := os.Rename(name, path); err != nil {
 		return fmt.Errorf("users: write: %w", err)

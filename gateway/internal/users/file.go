@@ -1,6 +1,7 @@
 package users
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -53,6 +54,15 @@ func Load(path string) (users []*User, warnings []string, err error) {
 		return nil, nil, fmt.Errorf("users: %w", err)
 	}
 	return Parse(path, data)
+}
+
+// Read reads and validates the users file kept in src (see Load).
+func Read(ctx context.Context, src Source) (users []*User, warnings []string, err error) {
+	c, err := src.read(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Parse(src.String(), c.data)
 }
 
 // Parse is Load for content already read; file names it in messages.

@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
@@ -43,30 +43,58 @@ func HashPassword(password string) (string, error) {
 // concurrent use; Reload and Watch swap in a new immutable set of Users, so a session keeps the
 // *User it logged in with.
 type Store struct {
-	path   string
+	src    Source
+	opts   Options
 	logger *slog.Logger
 	cur    atomic.Pointer[snapshot]
 	// bcrypt is CPU-bound: at most GOMAXPROCS comparisons run at once, the rest wait (or give up
 	// with their context), so a password-guessing storm cannot starve transfers.
 	bcryptSlots chan struct{}
 
-	reloadMu     sync.Mutex
-	rejectedSum  [sha256.Size]byte // content last refused, not to log it again per event
-	dummyHashes  map[int][]byte    // cost -> hash of a random password; guarded by reloadMu
-	dummyKeyBlob []byte
+	reloadMu        sync.Mutex
+	rejectedSum     [sha256.Size]byte // content last refused, not to log it again per event
+	rejectedVersion string            // its version, not to fetch it again per poll
+	loadErr         error             // why no users are loaded yet (Options.AllowUnloaded); guarded by reloadMu
+	dummyHashes     map[int][]byte    // cost -> hash of a random password; guarded by reloadMu
+	dummyKeyBlob    []byte
 }
 
 type snapshot struct {
-	users  []*User
-	byName map[string]*User
-	sum    [sha256.Size]byte
+	users   []*User
+	byName  map[string]*User
+	sum     [sha256.Size]byte
+	version string // the source's version of the content (an S3 ETag)
+	loaded  bool   // false only for the empty set in force before a first successful load
 	// dummyHash has the cost most users' hashes have: unknown users and users without a
 	// password cost the same bcrypt work as a wrong password.
 	dummyHash []byte
 }
 
-// Open loads the users file at path. logger may be nil.
+// Options tune a Store.
+type Options struct {
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// PollInterval is how often Watch asks an S3 users file for its ETag (default
+	// DefaultPollInterval). A local file is watched for changes instead.
+	PollInterval time.Duration
+	// AllowUnloaded starts the store even when the file cannot be read or is invalid: nobody can
+	// log in, Loaded says why, and Watch keeps trying. For a users file on S3, which a replica
+	// may find briefly unreachable (or not yet written) when it starts; the gateway then reports
+	// itself not ready instead of exiting.
+	AllowUnloaded bool
+}
+
+// DefaultPollInterval is how often an S3 users file is checked for a change.
+const DefaultPollInterval = 30 * time.Second
+
+// Open loads the local users file at path. logger may be nil.
 func Open(path string, logger *slog.Logger) (*Store, error) {
+	return OpenSource(context.Background(), LocalFile(path), Options{Logger: logger})
+}
+
+// OpenSource loads the users file kept in src. Unless opts.AllowUnloaded, a file that cannot
+// be read or is invalid is an error (listing its problems as file:line: reason).
+func OpenSource(ctx context.Context, src Source, opts Options) (*Store, error) {
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)
@@ -75,21 +103,50 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)
 	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
 	s := &Store{
-		path:         path,
-		logger:       discard(logger).With("component", "users"),
+		src:          src,
+		opts:         opts,
+		logger:       discard(opts.Logger).With("component", "users"),
 		bcryptSlots:  make(chan struct{}, runtime.GOMAXPROCS(0)),
 		dummyHashes:  map[int][]byte{},
 		dummyKeyBlob: sshPub.Marshal(),
 	}
-	if err := s.Reload(); err != nil {
-		return nil, err
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if _, err := s.reloadLocked(ctx, true); err != nil {
+		if !opts.AllowUnloaded {
+			return nil, err
+		}
+		// No users: every login is refused, at the cost of a real one.
+		dummy, derr := s.dummyHash(HashCost)
+		if derr != nil {
+			return nil, derr
+		}
+		s.cur.Store(&snapshot{byName: map[string]*User{}, dummyHash: dummy})
+		s.loadErr = err
+		s.logger.Error("users file not loaded; nobody can log in until it is", "file", src.String(), "err", err)
 	}
 	return s, nil
 }
 
-// Path returns the users file's path.
-func (s *Store) Path() string { return s.path }
+// Path returns the users file's name: its path or s3:// URL.
+func (s *Store) Path() string { return s.src.String() }
+
+// Loaded returns nil once users are in force, else why none are (see Options.AllowUnloaded).
+func (s *Store) Loaded() error {
+	if s.cur.Load().loaded {
+		return nil
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if s.loadErr == nil {
+		return errors.New("users file not loaded yet")
+	}
+	return s.loadErr
+}
 
 // Lookup returns the user called name.
 func (s *Store) Lookup(name string) (*User, bool) {
@@ -108,27 +165,39 @@ func (s *Store) All() []*User {
 func (s *Store) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	_, err := s.reloadLocked(true)
+	_, err := s.reloadLocked(context.Background(), true)
 	return err
 }
 
 // reloadLocked loads the file unless force is false and its content is the one in force or
 // the one last refused. It reports whether it tried.
-func (s *Store) reloadLocked(force bool) (bool, error) {
-	data, err := os.ReadFile(s.path)
+func (s *Store) reloadLocked(ctx context.Context, force bool) (bool, error) {
+	c, err := s.src.read(ctx)
 	if err != nil {
-		return true, fmt.Errorf("users: %w", err)
-	}
-	sum := sha256.Sum256(data)
-	if cur := s.cur.Load(); !force && (cur != nil && cur.sum == sum || sum == s.rejectedSum) {
-		return false, nil
-	}
-	users, warnings, err := Parse(s.path, data)
-	if err != nil {
-		s.rejectedSum = sum
+		s.noteLoadErr(err)
 		return true, err
 	}
-	snap := &snapshot{users: users, byName: make(map[string]*User, len(users)), sum: sum}
+	sum := sha256.Sum256(c.data)
+	if cur := s.cur.Load(); !force && cur != nil && cur.loaded && cur.sum == sum {
+		if cur.version != c.version { // same content written again: remember its new version
+			again := *cur
+			again.version = c.version
+			s.cur.Store(&again)
+		}
+		return false, nil
+	}
+	if !force && sum == s.rejectedSum {
+		s.rejectedVersion = c.version
+		return false, nil
+	}
+	name := s.src.String()
+	users, warnings, err := Parse(name, c.data)
+	if err != nil {
+		s.rejectedSum, s.rejectedVersion = sum, c.version
+		s.noteLoadErr(err)
+		return true, err
+	}
+	snap := &snapshot{users: users, byName: make(map[string]*User, len(users)), sum: sum, version: c.version, loaded: true}
 	for _, u := range users {
 		snap.byName[u.Name] = u
 	}
@@ -136,12 +205,20 @@ func (s *Store) reloadLocked(force bool) (bool, error) {
 		return true, err
 	}
 	s.cur.Store(snap)
-	s.rejectedSum = [sha256.Size]byte{}
+	s.rejectedSum, s.rejectedVersion, s.loadErr = [sha256.Size]byte{}, "", nil
 	for _, w := range warnings {
 		s.logger.Warn("users file: " + w)
 	}
-	s.logger.Info("users loaded", "path", s.path, "users", len(users))
+	s.logger.Info("users loaded", "path", name, "users", len(users))
 	return true, nil
+}
+
+// noteLoadErr records why no users are in force yet (Loaded reports it); once users are loaded a
+// failed reload changes nothing. Call with reloadMu held.
+func (s *Store) noteLoadErr(err error) {
+	if cur := s.cur.Load(); cur == nil || !cur.loaded {
+		s.loadErr = err
+	}
 }
 
 // commonCost returns the bcrypt cost most users' hashes have (the higher on a tie), or HashCost.

@@ -107,7 +107,7 @@ func TestWatchBadEditKeepsUsers(t *testing.T) {
 // `ferry user add` on a running server: the atomic rewrite is picked up.
 func TestWatchSeesAdminEdit(t *testing.T) {
 	s, p, _ := startWatch(t, userFile(t, "alice"))
-	if err := Add(p, Entry{Name: "erin", PasswordHash: testHash(t, "e", cost), Home: "e/", Permissions: []string{"list"}}); err != nil {
+	if err := Add(context.Background(), LocalFile(p), Entry{Name: "erin", PasswordHash: testHash(t, "e", cost), Home: "e/", Permissions: []string{"list"}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "erin", func() bool { return has(s, "erin") && has(s, "alice") })

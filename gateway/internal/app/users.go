@@ -1,0 +1,39 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/s3store"
+	"github.com/ferrygw/ferry/gateway/internal/users"
+)
+
+// s3ClientConfig is how the gateway reaches S3: the embedded endpoint with its static
+// credentials when it runs, else storage.s3 with the SDK's standard credential chain.
+func s3ClientConfig(cfg *config.Config) s3store.ClientConfig {
+	s := cfg.Storage.S3
+	if e := cfg.Embedded.S3; e.Enabled() {
+		return s3store.ClientConfig{Endpoint: "http://" + e.Listen, Region: s.Region, PathStyle: true,
+			AccessKey: e.AccessKey, Secret: e.Secret}
+	}
+	return s3store.ClientConfig{Endpoint: s.Endpoint, Region: s.Region, PathStyle: s.PathStyle}
+}
+
+// UsersSource returns where the users file at location (a path or s3://bucket/key) is kept. An
+// S3 object is reached with the same client settings as the storage (s3ClientConfig), so
+// `ferry user` edits the file the gateway reads.
+func UsersSource(ctx context.Context, cfg *config.Config, location string) (users.Source, error) {
+	bucket, key, isS3 := config.ParseS3URL(location)
+	if !isS3 {
+		return users.LocalFile(location), nil
+	}
+	if err := config.CheckBucketName(bucket); err != nil || key == "" {
+		return nil, fmt.Errorf("users file %q: want s3://BUCKET/KEY", location)
+	}
+	client, err := s3store.NewClient(ctx, s3ClientConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("users file %s: %w", location, err)
+	}
+	return users.S3Object(client, bucket, key), nil
+}
