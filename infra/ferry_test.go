@@ -75,8 +75,10 @@ const (
 	demoPassword = "demo-password-for-tests"
 )
 
-// startEmbedded writes a config (plus extra YAML appended at the top level) and starts ferry.
-func startEmbedded(t *testing.T, extra string) *embeddedFerry {
+// startEmbedded writes a config and starts ferry: with the whole embedded default (bus,
+// pipeline, local notifications), or, given an EventBridge endpoint, with only the embedded S3
+// endpoint and the gateway's events sent to that EventBridge through a one-event queue.
+func startEmbedded(t *testing.T, eventBridge string) *embeddedFerry {
 	t.Helper()
 	bin := buildFerry(t)
 	dir := t.TempDir()
@@ -92,6 +94,11 @@ func startEmbedded(t *testing.T, extra string) *embeddedFerry {
 		sftpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), s3Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		ftpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	passive := freePort(t)
+	rest := fmt.Sprintf("  events:\n    dir: events\n  notifications:\n    outbox: outbox.jsonl\n  pipeline:\n    routes: %s",
+		filepath.Join(repoRoot(t), "configs", "pipeline.yaml"))
+	if eventBridge != "" {
+		rest = fmt.Sprintf("events:\n  eventbridge:\n    bus: default\n    region: us-east-1\n    endpoint: %q\n    queue_size: 1", eventBridge)
+	}
 	cfg := fmt.Sprintf(`listen:
   sftp: %q
   ftp: %q
@@ -115,22 +122,17 @@ embedded:
     data_dir: s3
     access_key: ferry
     secret: ferrysecret
-  events:
-    dir: events
-  notifications:
-    outbox: outbox.jsonl
-  pipeline:
-    routes: %s
+%s
 log:
   level: info
   format: json
-%s`, f.sftpAddr, f.ftpAddr, testBucket, passive, passive, f.s3Addr,
-		filepath.Join(repoRoot(t), "configs", "pipeline.yaml"), extra)
+`, f.sftpAddr, f.ftpAddr, testBucket, passive, passive, f.s3Addr, rest)
 	if err := os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f.cmd = exec.Command(bin, "serve", "--config", filepath.Join(dir, "ferry.yaml"))
 	f.cmd.Stdout, f.cmd.Stderr = f.log, f.log
+	f.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")
 	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
