@@ -132,6 +132,7 @@ log:
 	}
 	f.cmd = exec.Command(bin, "serve", "--config", filepath.Join(dir, "ferry.yaml"))
 	f.cmd.Stdout, f.cmd.Stderr = f.log, f.log
+	dieWithTest(f.cmd)
 	f.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")
 	if err := f.cmd.Start(); err != nil {
 		t.Fatal(err)

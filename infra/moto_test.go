@@ -135,6 +135,7 @@ func launchMoto(bin string) (*motoServer, error) {
 	m := &motoServer{URL: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuffer{}}
 	m.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	dieWithTest(m.cmd)
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start moto_server: %w", err)
 	}
