@@ -61,18 +61,25 @@ lambdas:
 ##             HostKeysSecretArn=arn:... FtpsCertSecretArn=arn:... FtpsKeySecretArn=arn:... AlarmEmail=ops@example.com"
 ## Builds the Lambda packages, uploads them and the nested templates to ARTIFACTS (created if
 ## missing; default BUCKET-artifacts) with `aws cloudformation package`, then creates or updates
-## stack STACK with `aws cloudformation deploy`. Credentials and region: the AWS CLI's usual.
+## stack STACK with `aws cloudformation deploy`. A new stack is deployed twice: first with no
+## gateway task (Bootstrap=true), then, once an empty users file exists at USERS_KEY in the
+## bucket that first deploy created, with its tasks. Credentials and region: the AWS CLI's usual.
 ARTIFACTS ?= $(BUCKET)-artifacts
+USERS_KEY ?= .ferry/users.yaml
+CFN_DEPLOY = aws cloudformation deploy --template-file dist/ferry.packaged.yaml --stack-name $(STACK) \
+	--capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
+	--parameter-overrides BucketName=$(BUCKET) ImageUri=$(IMAGE) UsersFileKey=$(USERS_KEY) $(PARAMS)
 deploy:
 	@test -n "$(STACK)" && test -n "$(BUCKET)" && test -n "$(IMAGE)" || \
-		{ echo 'usage: make deploy STACK=name BUCKET=bucket IMAGE=image [ARTIFACTS=bucket] [PARAMS="Key=Value ..."]' >&2; exit 2; }
+		{ echo 'usage: make deploy STACK=name BUCKET=bucket IMAGE=image [ARTIFACTS=bucket] [USERS_KEY=key] [PARAMS="Key=Value ..."]' >&2; exit 2; }
 	$(MAKE) lambdas
 	aws s3api head-bucket --bucket $(ARTIFACTS) 2>/dev/null || aws s3 mb s3://$(ARTIFACTS)
 	aws cloudformation package --template-file infra/ferry.yaml --s3-bucket $(ARTIFACTS) --s3-prefix $(STACK) \
 		--output-template-file dist/ferry.packaged.yaml
-	aws cloudformation deploy --template-file dist/ferry.packaged.yaml --stack-name $(STACK) \
-		--capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
-		--parameter-overrides BucketName=$(BUCKET) ImageUri=$(IMAGE) $(PARAMS)
+	aws cloudformation describe-stacks --stack-name $(STACK) >/dev/null 2>&1 || $(CFN_DEPLOY) Bootstrap=true
+	aws s3api head-object --bucket $(BUCKET) --key $(USERS_KEY) >/dev/null 2>&1 || \
+		{ printf 'users: []\n' | aws s3 cp - s3://$(BUCKET)/$(USERS_KEY); }
+	$(CFN_DEPLOY) Bootstrap=false
 
 ## validate-infra: the offline proof of infra/ alone (no AWS account): cfn-lint on every template,
 ## the stacks deployed into moto_server, the rule patterns judged against the embedded default's

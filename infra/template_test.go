@@ -329,6 +329,9 @@ func TestGatewayTemplate(t *testing.T) {
 		pol := c.evalResource(t, tp, "CpuScalingPolicy")
 		want(t, "scaling", []any{pol["PolicyType"], at(pol, "TargetTrackingScalingPolicyConfiguration", "PredefinedMetricSpecification", "PredefinedMetricType")},
 			[]any{"TargetTrackingScaling", "ECSServiceAverageCPUUtilization"})
+		boot := newEvalCtx(t, tp, childParams(t, "Gateway", map[string]string{"Bootstrap": "true"}))
+		want(t, "first deploy: no task before the users file exists", boot.evalResource(t, tp, "Service")["DesiredCount"], 0)
+		want(t, "first deploy: autoscaling held at 0", []any{boot.evalResource(t, tp, "ScalableTarget")["MinCapacity"], boot.evalResource(t, tp, "ScalableTarget")["MaxCapacity"]}, []any{0, 0})
 		st := c.evalResource(t, tp, "ScalableTarget")
 		want(t, "scalable target", []any{st["ResourceId"], st["MinCapacity"], st["ScalableDimension"]},
 			[]any{"service/ref:Cluster/getatt:Service.Name", "2", "ecs:service:DesiredCount"})
