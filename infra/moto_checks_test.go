@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -86,10 +87,41 @@ func TestMotoDeploy(t *testing.T) {
 			gap(t, "AWS::S3::Bucket NotificationConfiguration.EventBridgeConfiguration is not applied (get-bucket-notification-configuration is empty)", "TestStorageTemplate")
 		}
 		if _, err := s3c.GetBucketLifecycleConfiguration(ctx, &s3.GetBucketLifecycleConfigurationInput{Bucket: aws.String(testBucket)}); err != nil {
-			gap(t, "AWS::S3::Bucket LifecycleConfiguration is not applied ("+apiError(err)+")", "TestStorageTemplate (abort multipart uploads after 1 day, ledger and quarantine expiry)")
+			gap(t, "AWS::S3::Bucket LifecycleConfiguration is not applied ("+apiError(err)+")", "TestStorageTemplate, and here through the S3 API")
 		} else {
 			t.Error("moto now applies LifecycleConfiguration: check its rules here")
 		}
+		// What CloudFormation would have applied, through S3's own API: S3 validates the rules.
+		st, sc := d.expect(t, "Storage")
+		rules := lifecycleFromTemplate(t, sc.evalResource(t, st, "Bucket"))
+		if _, err := s3c.PutBucketLifecycleConfiguration(ctx, &s3.PutBucketLifecycleConfigurationInput{Bucket: aws.String(testBucket),
+			LifecycleConfiguration: &s3types.BucketLifecycleConfiguration{Rules: rules}}); err != nil {
+			t.Fatalf("S3 refuses the template's lifecycle rules: %v", err)
+		}
+		lc, err := s3c.GetBucketLifecycleConfiguration(ctx, &s3.GetBucketLifecycleConfigurationInput{Bucket: aws.String(testBucket)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, r := range lc.Rules {
+			desc := string(r.Status)
+			if r.Filter != nil && r.Filter.Prefix != nil {
+				desc += " prefix=" + aws.ToString(r.Filter.Prefix)
+			}
+			if r.AbortIncompleteMultipartUpload != nil {
+				desc += fmt.Sprintf(" abort-mpu=%dd", aws.ToInt32(r.AbortIncompleteMultipartUpload.DaysAfterInitiation))
+			}
+			if r.Expiration != nil {
+				desc += fmt.Sprintf(" expire=%dd", aws.ToInt32(r.Expiration.Days))
+			}
+			got[aws.ToString(r.ID)] = desc
+		}
+		want(t, "lifecycle through the S3 API", got, map[string]string{
+			"abort-incomplete-multipart-uploads": "Enabled prefix= abort-mpu=1d",
+			"expire-ledger":                      "Enabled prefix=.ferry/ledger/ expire=30d",
+			"expire-quarantine":                  "Disabled prefix=quarantine/ expire=1d",
+			"expire-noncurrent-versions":         "Disabled prefix=",
+		})
 		if _, err := s3c.GetPublicAccessBlock(ctx, &s3.GetPublicAccessBlockInput{Bucket: aws.String(testBucket)}); err != nil {
 			gap(t, "AWS::S3::Bucket PublicAccessBlockConfiguration is not applied ("+apiError(err)+")", "TestStorageTemplate")
 		} else {
@@ -437,6 +469,36 @@ func TestMotoDeploy(t *testing.T) {
 			t.Errorf("alarm topic: %v", err)
 		}
 	})
+}
+
+// lifecycleFromTemplate turns the template's lifecycle rules (CloudFormation's shape) into the
+// S3 API's.
+func lifecycleFromTemplate(t *testing.T, bucket map[string]any) []s3types.LifecycleRule {
+	t.Helper()
+	days := func(v any) *int32 {
+		var n int32
+		if _, err := fmt.Sscan(scalarString(v), &n); err != nil {
+			t.Fatalf("days %v", v)
+		}
+		return aws.Int32(n)
+	}
+	var rules []s3types.LifecycleRule
+	for _, r := range asList(at(bucket, "LifecycleConfiguration", "Rules")) {
+		prefix, _ := at(r, "Prefix").(string)
+		lr := s3types.LifecycleRule{ID: aws.String(at(r, "Id").(string)), Status: s3types.ExpirationStatus(at(r, "Status").(string)),
+			Filter: &s3types.LifecycleRuleFilter{Prefix: aws.String(prefix)}}
+		if v := at(r, "AbortIncompleteMultipartUpload", "DaysAfterInitiation"); v != nil {
+			lr.AbortIncompleteMultipartUpload = &s3types.AbortIncompleteMultipartUpload{DaysAfterInitiation: days(v)}
+		}
+		if v := at(r, "ExpirationInDays"); v != nil {
+			lr.Expiration = &s3types.LifecycleExpiration{Days: days(v)}
+		}
+		if v := at(r, "NoncurrentVersionExpiration", "NoncurrentDays"); v != nil {
+			lr.NoncurrentVersionExpiration = &s3types.NoncurrentVersionExpiration{NoncurrentDays: days(v)}
+		}
+		rules = append(rules, lr)
+	}
+	return rules
 }
 
 // expect returns nested stack id's template and an evaluator that resolves it as moto did: the
