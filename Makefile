@@ -11,7 +11,7 @@ TOOLS_DIR := $(CURDIR)/.tools
 TOOLS_BIN := $(TOOLS_DIR)/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: build run test test-short bench tools deps vet fmt clean lambdas
+.PHONY: build run test test-short bench tools deps vet fmt clean lambdas deploy validate-infra
 
 ## build: the one binary, bin/ferry (same flags as the Dockerfile)
 build:
@@ -55,6 +55,38 @@ lambdas:
 		rm -f dist/$$n.zip; (cd dist/$$n && zip -q -X ../$$n.zip bootstrap pipeline.yaml) || exit 1; \
 		echo "dist/$$n.zip"; \
 	done
+
+## deploy: the whole system on AWS in one command (README, "Deploying to AWS"); never run by tests.
+##   make deploy STACK=ferry BUCKET=acme-ferry-drop IMAGE=123456789012.dkr.ecr.eu-west-1.amazonaws.com/ferry:1.4.0 \
+##     PARAMS="VpcId=vpc-0abc VpcCidr=10.0.0.0/16 LoadBalancerSubnetIds=subnet-1,subnet-2 TaskSubnetIds=subnet-3,subnet-4 \
+##             HostKeysSecretArn=arn:... FtpsCertSecretArn=arn:... FtpsKeySecretArn=arn:... AlarmEmail=ops@example.com"
+## Builds the Lambda packages, uploads them and the nested templates to ARTIFACTS (created if
+## missing; default BUCKET-artifacts) with `aws cloudformation package`, then creates or updates
+## stack STACK with `aws cloudformation deploy`. A new stack is deployed twice: first with no
+## gateway task (Bootstrap=true), then, once an empty users file exists at USERS_KEY in the
+## bucket that first deploy created, with its tasks. Credentials and region: the AWS CLI's usual.
+ARTIFACTS ?= $(BUCKET)-artifacts
+USERS_KEY ?= .ferry/users.yaml
+CFN_DEPLOY = aws cloudformation deploy --template-file dist/ferry.packaged.yaml --stack-name $(STACK) \
+	--capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
+	--parameter-overrides BucketName=$(BUCKET) ImageUri=$(IMAGE) UsersFileKey=$(USERS_KEY) $(PARAMS)
+deploy:
+	@test -n "$(STACK)" && test -n "$(BUCKET)" && test -n "$(IMAGE)" || \
+		{ echo 'usage: make deploy STACK=name BUCKET=bucket IMAGE=image [ARTIFACTS=bucket] [USERS_KEY=key] [PARAMS="Key=Value ..."]' >&2; exit 2; }
+	$(MAKE) lambdas
+	aws s3api head-bucket --bucket $(ARTIFACTS) 2>/dev/null || aws s3 mb s3://$(ARTIFACTS)
+	aws cloudformation package --template-file infra/ferry.yaml --s3-bucket $(ARTIFACTS) --s3-prefix $(STACK) \
+		--output-template-file dist/ferry.packaged.yaml
+	aws cloudformation describe-stacks --stack-name $(STACK) >/dev/null 2>&1 || $(CFN_DEPLOY) Bootstrap=true
+	aws s3api head-object --bucket $(BUCKET) --key $(USERS_KEY) >/dev/null 2>&1 || \
+		{ printf 'users: []\n' | aws s3 cp - s3://$(BUCKET)/$(USERS_KEY); }
+	$(CFN_DEPLOY) Bootstrap=false
+
+## validate-infra: the offline proof of infra/ alone (no AWS account): cfn-lint on every template,
+## the stacks deployed into moto_server, the rule patterns judged against the embedded default's
+## real events, IAM against the code, the gateway's metric filters, the image's build.
+validate-infra:
+	$(GO) test -count=1 -timeout 10m ./infra/
 
 ## tools: the Go programs the tests drive, at pinned versions, into .tools/bin (once per version)
 tools: $(TOOLS_DIR)/versitygw@$(VERSITYGW_VERSION) $(TOOLS_DIR)/rclone@$(RCLONE_VERSION)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"quamina.net/go/quamina"
 )
@@ -15,6 +16,35 @@ import (
 // evaluate (quamina v1.4.0 does not implement it). Rules using one are refused at AddRule, so a
 // rule never silently matches less (or more) than it would on AWS.
 var ErrUnsupportedPattern = errors.New("unsupported event pattern")
+
+// Pattern is a compiled EventBridge event pattern, evaluated exactly as the bus evaluates its
+// rules' patterns: other code (the infra tests that judge the deployed rules' patterns) asks the
+// same matcher the embedded default runs. Safe for concurrent use.
+type Pattern struct {
+	mu sync.Mutex // quamina instances are not safe for concurrent matching
+	q  *quamina.Quamina
+}
+
+// CompilePattern compiles an EventBridge event pattern, refusing what AddRule refuses (an
+// operator the bus cannot evaluate is an ErrUnsupportedPattern, never a silent mismatch).
+func CompilePattern(pattern string) (*Pattern, error) {
+	q, _, err := compilePattern(pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &Pattern{q: q}, nil
+}
+
+// Matches reports whether event, an EventBridge event as JSON, matches the pattern.
+func (p *Pattern) Matches(event []byte) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, err := p.q.MatchesForEvent(event)
+	if err != nil {
+		return false, fmt.Errorf("match event: %w", err)
+	}
+	return len(m) > 0, nil
+}
 
 // compilePattern checks an EventBridge event pattern, translates the operators quamina lacks
 // but can express (suffix and wildcard become shellstyle "*x"), and returns a matcher for it.

@@ -34,6 +34,8 @@ func TestPatternMatching(t *testing.T) {
 		{"nested bucket other", `{"detail":{"bucket":{"name":["other"]}}}`, s3Created, false},
 		{"prefix", `{"detail":{"object":{"key":[{"prefix":"incoming/demo/"}]}}}`, s3Created, true},
 		{"prefix other", `{"detail":{"object":{"key":[{"prefix":"incoming/bob/"}]}}}`, s3Created, false},
+		{"prefix list", `{"detail":{"object":{"key":[{"prefix":"drop/"},{"prefix":"incoming/"}]}}}`, s3Created, true},
+		{"prefix list other", `{"detail":{"object":{"key":[{"prefix":"drop/"},{"prefix":".ferry/"}]}}}`, s3Created, false},
 		{"suffix", `{"detail":{"object":{"key":[{"suffix":".CSV"}]}}}`, s3Created, true},
 		{"suffix other", `{"detail":{"object":{"key":[{"suffix":".csv"}]}}}`, s3Created, false},
 		{"shellstyle", `{"detail":{"object":{"key":[{"shellstyle":"incoming/*/Sales.*"}]}}}`, s3Created, true},
@@ -52,15 +54,15 @@ func TestPatternMatching(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _, err := compilePattern(tc.pattern)
+			p, err := CompilePattern(tc.pattern)
 			if err != nil {
 				t.Fatalf("compile %s: %v", tc.pattern, err)
 			}
-			m, err := q.MatchesForEvent([]byte(tc.event))
+			got, err := p.Matches([]byte(tc.event))
 			if err != nil {
 				t.Fatalf("match: %v", err)
 			}
-			if got := len(m) > 0; got != tc.want {
+			if got != tc.want {
 				t.Errorf("pattern %s matched=%v, want %v", tc.pattern, got, tc.want)
 			}
 		})
@@ -92,7 +94,7 @@ func TestPatternRejected(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := compilePattern(tc.pattern)
+			_, err := CompilePattern(tc.pattern)
 			if err == nil {
 				t.Fatalf("pattern %s accepted, want an error", tc.pattern)
 			}
