@@ -20,7 +20,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -56,7 +55,8 @@ func TestAWSConfigChecks(t *testing.T) {
 		}
 	}
 
-	m := startMoto(t)
+	// The users file lives in the deployed stack's bucket, as it does on AWS (make deploy writes it).
+	m := deploy(t).moto
 	usersFile := env["FERRY_USERS_FILE"]
 	bucket, key, ok := strings.Cut(strings.TrimPrefix(usersFile, "s3://"), "/")
 	if !ok || !strings.HasPrefix(usersFile, "s3://") {
@@ -65,11 +65,8 @@ func TestAWSConfigChecks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s3c := m.s3()
-	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		var owned *s3types.BucketAlreadyOwnedByYou
-		if !errors.As(err, &owned) {
-			t.Fatal(err)
-		}
+	if _, err := s3c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatalf("the users file's bucket %s is not the deployed bucket: %v", bucket, err)
 	}
 	users, err := os.ReadFile(filepath.Join(root, "configs", "users.example.yaml"))
 	if err != nil {

@@ -16,6 +16,7 @@ var iamActions = map[string][]string{
 	"s3:PutObject":     {"s3:PutObject"},
 	"s3:DeleteObject":  {"s3:DeleteObject"},
 	"s3:ListObjectsV2": {"s3:ListBucket"},
+	"s3:HeadBucket":    {"s3:ListBucket"}, // AWS authorizes HeadBucket as ListBucket
 	// Source read, destination write; the source's tags are copied by default
 	// (x-amz-tagging-directive COPY), which needs both tagging actions.
 	"s3:CopyObject":              {"s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging"},
@@ -65,7 +66,9 @@ var roleBinaries = []struct {
 }{
 	{"pipeline.yaml", "TransformRole", "./pipeline/cmd/transform", lambdaPlatform},
 	{"pipeline.yaml", "NotifyRole", "./pipeline/cmd/notify", lambdaPlatform},
-	{"gateway.yaml", "TaskRole", "./gateway/cmd/ferry", nil},
+	// The task runs `ferry serve`, which is app.Run: the operator commands of the same binary
+	// (ferry user, ferry redrive, ...) run with the operator's credentials, not the task role.
+	{"gateway.yaml", "TaskRole", "./gateway/internal/app", nil},
 }
 
 // TestIAMFollowsCode derives the AWS operations each binary calls from its code

@@ -218,7 +218,7 @@ func TestPipelineTemplate(t *testing.T) {
 	t.Run("patterns", func(t *testing.T) {
 		tr := c.evalResource(t, tp, "TransformRule")
 		want(t, "transform pattern", tr["EventPattern"], map[string]any{
-			"source": []any{"aws.s3"}, "detail-type": []any{"Object Created"},
+			"source": []any{"aws.s3", "ferry.redrive"}, "detail-type": []any{"Object Created"},
 			"detail": map[string]any{"bucket": map[string]any{"name": []any{"ferry-infra-test"}},
 				"object": map[string]any{"key": []any{map[string]any{"prefix": "incoming/"}, map[string]any{"prefix": "drop/"}}}}})
 		nr := c.evalResource(t, tp, "NotifyRule")
