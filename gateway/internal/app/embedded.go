@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -133,10 +134,46 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 	}
 	// Quick retries locally: a transient failure here is usually the endpoint starting up.
 	retry := bus.RetryPolicy{MaxAttempts: 8, MinBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second}
-	if err := e.bus.AddRule(bus.Rule{Name: "transform", Pattern: patternArrivals, Target: th, Retry: retry}); err != nil {
+	pattern, ok := transformPattern(routes)
+	if !ok {
+		logger.Warn("a route matches every key: the transform rule takes every new object and the handler drops the pipeline's own (.ferry/)")
+	}
+	if err := e.bus.AddRule(bus.Rule{Name: "transform", Pattern: pattern, Target: th, Retry: retry}); err != nil {
 		return err
 	}
 	return e.bus.AddRule(bus.Rule{Name: "notify", Pattern: patternPipeline, Target: nh, Retry: retry})
+}
+
+// transformPattern is the transform rule's pattern: like the deployed rule (infra/pipeline.yaml),
+// only new objects under the routes' prefixes, so the pipeline's own writes — the ledger and
+// status records under .ferry/, outputs elsewhere — never reach it. When a route has no prefix
+// (it takes any key) it is every new object, and ok is false.
+func transformPattern(routes *route.Config) (pattern string, ok bool) {
+	var prefixes []string
+	for _, r := range routes.Routes {
+		if r.Match.Prefix == "" {
+			return patternArrivals, false
+		}
+		if !slices.Contains(prefixes, r.Match.Prefix) {
+			prefixes = append(prefixes, r.Match.Prefix)
+		}
+	}
+	if len(prefixes) == 0 {
+		return patternArrivals, false
+	}
+	slices.Sort(prefixes)
+	keys := make([]map[string]string, len(prefixes))
+	for i, p := range prefixes {
+		keys[i] = map[string]string{"prefix": p}
+	}
+	b, err := json.Marshal(map[string]any{
+		"source": []string{"aws.s3"}, "detail-type": []string{"Object Created"},
+		"detail": map[string]any{"object": map[string]any{"key": keys}},
+	})
+	if err != nil {
+		return patternArrivals, false
+	}
+	return string(b), true
 }
 
 // close delivers what it can within the grace period; the rest is redelivered at next start.
