@@ -199,7 +199,16 @@ const (
 var errGone = errors.New("ledger record gone")
 
 func (l *Ledger) read(ctx context.Context, name string) (ledgerRecord, string, error) {
-	out, err := l.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.bucket), Key: aws.String(l.key(name))})
+	return readRecord(ctx, l.api, l.bucket, l.key(name), name)
+}
+
+// getAPI is the one call reading a record needs.
+type getAPI interface {
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+func readRecord(ctx context.Context, api getAPI, bucket, key, name string) (ledgerRecord, string, error) {
+	out, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if isStatus(err, http.StatusNotFound) {
 		return ledgerRecord{}, "", errGone
 	}
@@ -228,7 +237,26 @@ type Entry struct {
 
 // Get reads the record name; ok is false when there is none.
 func (l *Ledger) Get(ctx context.Context, name string) (e Entry, ok bool, err error) {
-	rec, _, err := l.read(ctx, name)
+	return LedgerReader{API: l.api, Bucket: l.bucket, Prefix: l.prefix}.Get(ctx, name)
+}
+
+// LedgerReader reads a ledger with GetObject alone: what `ferry trace` needs, with the
+// operator's read-only credentials.
+type LedgerReader struct {
+	API interface {
+		GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	}
+	Bucket string
+	Prefix string // "" = DefaultLedgerPrefix
+}
+
+// Get reads the record name; ok is false when there is none.
+func (r LedgerReader) Get(ctx context.Context, name string) (e Entry, ok bool, err error) {
+	prefix := r.Prefix
+	if prefix == "" {
+		prefix = DefaultLedgerPrefix
+	}
+	rec, _, err := readRecord(ctx, r.API, r.Bucket, prefix+name, name)
 	if errors.Is(err, errGone) {
 		return Entry{}, false, nil
 	}

@@ -50,9 +50,9 @@ func (in input) receivedAt() time.Time {
 }
 
 // trackDetail records the outcome of each file of a published detail and, for a batch, of
-// its marker (subject).
-func (h *TransformHandler) trackDetail(ctx context.Context, log *slog.Logger, subject input, det *event.FileDetail) {
-	now := time.Now().UTC()
+// its marker (subject), as reached at finished.
+func (h *TransformHandler) trackDetail(ctx context.Context, log *slog.Logger, subject input, det *event.FileDetail, finished time.Time) {
+	now := finished
 	batch := ""
 	if det.Marker != "" {
 		batch = det.ID
@@ -60,7 +60,9 @@ func (h *TransformHandler) trackDetail(ctx context.Context, log *slog.Logger, su
 		if det.Rejected() {
 			kind = tracking.KindRejected
 		}
-		h.track(ctx, log, h.step(subject, tracking.Record{Kind: kind, Batch: batch, Outputs: len(det.Files)}))
+		rec := h.step(subject, tracking.Record{Kind: kind, Batch: batch, Outputs: len(det.Files)})
+		rec.Time = now
+		h.track(ctx, log, rec)
 	}
 	for _, f := range det.Files {
 		received := f.Received

@@ -307,6 +307,7 @@ func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, subject i
 	if err != nil {
 		return release(err)
 	}
+	finished := time.Now().UTC() // the outcome's time, before its event goes out
 	if det != nil {
 		fe, err := event.NewFileEvent(*det, h.cfg.Account, h.cfg.Region, time.Now())
 		if err != nil {
@@ -325,7 +326,7 @@ func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, subject i
 		for _, f := range det.Files {
 			h.rememberContent(ctx, log, det.Bucket, f)
 		}
-		h.trackDetail(ctx, log, subject, det)
+		h.trackDetail(ctx, log, subject, det, finished)
 	}
 	if err := h.cfg.Ledger.Done(ctx, name, det); err != nil {
 		// Published but not marked: a redelivery redoes the same outputs and event, which

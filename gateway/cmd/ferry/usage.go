@@ -13,6 +13,9 @@ Usage:
                                   print the embedded event bus's events as JSON lines
   ferry redrive [--dry-run] [--dir DIR | --queue URL|NAME...]
                                   send dead-lettered events back for delivery
+  ferry trace KEY|TRANSFER-ID     one file's story: upload, events, outcome, notice
+  ferry status [--since 24h] [--user U] [--dataset D] [--json]
+                                  the files received since then and their state
   ferry hash-password             read a password on stdin, print its bcrypt hash
   ferry version                   print the version
 
