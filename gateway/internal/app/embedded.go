@@ -25,8 +25,9 @@ import (
 // written to the local event bus (before the S3 response returns), rules that route those
 // events, and a local notification sink.
 type embedded struct {
-	s3  *s3server.Server
-	bus *bus.Bus // nil when embedded.events.dir is empty
+	s3   *s3server.Server
+	bus  *bus.Bus  // nil when embedded.events.dir is empty
+	keys *userKeys // users' S3 keys, in force once the users are loaded
 }
 
 // Rule patterns of the embedded default (EventBridge syntax).
@@ -66,8 +67,14 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 			return e.bus.PutRaw(ctx, raw)
 		}
 	}
+	keys, err := newUserKeys(cfg)
+	if err != nil {
+		e.close(logger)
+		return nil, err
+	}
+	e.keys = keys
 	srv, err := s3server.New(s3server.Config{
-		DataDir: ec.S3.DataDir, AccessKey: ec.S3.AccessKey, Secret: ec.S3.Secret,
+		DataDir: ec.S3.DataDir, AccessKey: ec.S3.AccessKey, Secret: ec.S3.Secret, Keys: keys,
 		Region: cfg.Storage.S3.Region, Buckets: append([]string{cfg.Storage.S3.Bucket}, ec.S3.Buckets...),
 		OnChange: onChange,
 	}, logger.With("component", "embedded-s3"))
