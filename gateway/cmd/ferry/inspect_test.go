@@ -37,6 +37,12 @@ type embeddedSystem struct {
 	logs               *logbuf.Buffer
 }
 
+// testKEK is the key-encryption key of the test systems' users' S3 secrets.
+const testKEK = "q4ZTvUOj2vx1i0xkSpSqcTW8O2mclQ4YW7cvIL8GjVQ="
+
+// startEmbedded runs the system with routes; usersYAML is the users file's content, or "" to
+// keep the users file in the embedded endpoint itself (s3://ferry/.ferry/users.yaml, not
+// written yet).
 func startEmbedded(t *testing.T, routes string, usersYAML string) *embeddedSystem {
 	t.Helper()
 	dir := t.TempDir()
@@ -45,7 +51,11 @@ func startEmbedded(t *testing.T, routes string, usersYAML string) *embeddedSyste
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(dir, "users.yaml"), usersYAML)
+	usersFile := "s3://ferry/.ferry/users.yaml"
+	if usersYAML != "" {
+		usersFile = "users.yaml"
+		write(t, filepath.Join(dir, "users.yaml"), usersYAML)
+	}
 	write(t, e.cfg, fmt.Sprintf(`listen:
   sftp: %q
   metrics: ""
@@ -54,20 +64,22 @@ storage:
     bucket: ferry
 host_keys:
   paths: [keys/ssh_host_ed25519_key]
-users_file: users.yaml
+users_file: %q
+users_poll_interval: 1s
 embedded:
   s3:
     listen: %q
     data_dir: data/s3
     access_key: ferry
     secret: ferrysecret
+    key_encryption_key: %q
   events:
     dir: data/events
   notifications:
     outbox: data/outbox.jsonl
   pipeline:
     routes: %q
-`, e.sftp, e.s3, routesAbs))
+`, e.sftp, usersFile, e.s3, testKEK, routesAbs))
 	cfg, err := config.Load(e.cfg)
 	if err != nil {
 		t.Fatal(err)

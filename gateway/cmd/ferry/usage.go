@@ -9,6 +9,9 @@ Usage:
   ferry user passwd NAME          set a user's password (read from stdin)
   ferry user del NAME             remove a user
   ferry user list                 list users (never their password hashes)
+  ferry user s3-key add|del|list NAME [ID]
+                                  a user's S3 access keys (the secret is shown once)
+  ferry user s3-policy NAME       the IAM policy confining a partner's AWS principal to NAME's home
   ferry events [--dir DIR] [--follow]
                                   print the embedded event bus's events as JSON lines
   ferry redrive [--dry-run] [--dir DIR | --queue URL|NAME...]
