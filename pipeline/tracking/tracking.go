@@ -207,6 +207,12 @@ func (x Index) StatusPrefix(day string) string {
 	return x.prefix + "status/" + day + "/"
 }
 
+// Prefixes are the prefixes every record is written under (for the checks that keep them
+// under the ledger's lifecycle rule and out of the routed prefixes).
+func (x Index) Prefixes() []string {
+	return []string{x.StatusPrefix(""), x.prefix + "transfer/"}
+}
+
 func (x Index) transferPrefix(tid string) string {
 	return x.prefix + "transfer/" + url.QueryEscape(tid) + "/"
 }
