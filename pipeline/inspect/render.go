@@ -147,7 +147,14 @@ func sameDay(a, b time.Time) bool {
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
-func stampMilli(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") }
+// stampMilli shows milliseconds when the time has them: events' envelopes carry whole seconds
+// (as EventBridge writes them), the records milliseconds.
+func stampMilli(t time.Time) string {
+	if t.Nanosecond() == 0 {
+		return t.UTC().Format("2006-01-02 15:04:05    ")
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000")
+}
 
 func orDash(s string) string {
 	if s == "" {

@@ -45,6 +45,8 @@ type Story struct {
 	Outcome *Outcome `json:"outcome,omitempty"`
 	Notice  *Notice  `json:"notice,omitempty"`
 	Notes   []string `json:"notes,omitempty"`
+
+	done time.Time // when the status records say the transform finished with it
 }
 
 // Step is one event in a story.
@@ -289,6 +291,10 @@ func (in *Inspector) fromRecords(ctx context.Context, st *Story) error {
 	}
 	for _, r := range recs {
 		st.Events = append(st.Events, recordStep(r))
+		switch r.Kind {
+		case tracking.KindProcessed, tracking.KindRejected, tracking.KindCopy:
+			st.done = r.Time
+		}
 		if r.Kind != tracking.KindReceived {
 			continue
 		}
@@ -367,7 +373,11 @@ func (in *Inspector) fromLedger(ctx context.Context, st *Story) error {
 		}
 		return nil
 	}
-	o := &Outcome{State: StateProcessed, At: e.At, Route: d.Route, Dataset: d.Dataset, Marker: d.Marker}
+	at := e.At // when the ledger marked it done, unless the status records say when it finished
+	if !st.done.IsZero() {
+		at = st.done
+	}
+	o := &Outcome{State: StateProcessed, At: at, Route: d.Route, Dataset: d.Dataset, Marker: d.Marker}
 	for _, f := range d.Files {
 		if f.Key != st.Key || f.ETag != st.ETag {
 			continue
