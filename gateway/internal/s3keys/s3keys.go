@@ -8,8 +8,9 @@
 //   - A leaked master key alone is not every partner's secret. With derivation the key ids (in
 //     logs, events, clients' configs) are all an attacker needs besides the master; here they
 //     also need the users file.
-//   - The key-encryption key can change without re-keying every partner (decrypt, re-seal);
-//     with derivation a new master changes every secret at once.
+//   - A new key-encryption key only means re-sealing the secrets (open with the old key, seal
+//     with the new), the partners' keys stay; with derivation a new master changes every
+//     secret at once. (No command re-seals yet.)
 //   - Each sealed secret is bound to its user and key id (AES-GCM's additional data), so it
 //     cannot be moved to another user's entry to borrow their home.
 //
