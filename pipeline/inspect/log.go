@@ -1,8 +1,11 @@
 package inspect
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ferrygw/ferry/pipeline/bus"
@@ -17,14 +20,22 @@ type logged struct {
 	file *event.FileDetail
 }
 
-// readLog reads the embedded event log (what compaction kept), or nothing on AWS. It only
-// reads, so `ferry serve` may be writing it meanwhile.
-func (in *Inspector) readLog() ([]logged, error) {
-	if in.cfg.EventsDir == "" {
+// readLog reads the events of the embedded event log (what compaction kept) that mention one
+// of needles (a key, a transfer id), or nothing on AWS. It only reads, so `ferry serve` may be
+// writing the log meanwhile; only the matching events are decoded and kept.
+func (in *Inspector) readLog(needles ...string) ([]logged, error) {
+	if in.cfg.EventsDir == "" || len(needles) == 0 {
 		return nil, nil
+	}
+	var forms [][]byte
+	for _, n := range needles {
+		forms = append(forms, jsonForms(n)...)
 	}
 	var out []logged
 	err := bus.Follow(context.Background(), in.cfg.EventsDir, false, time.Second, func(_ uint64, raw []byte) error {
+		if !slices.ContainsFunc(forms, func(f []byte) bool { return bytes.Contains(raw, f) }) {
+			return nil
+		}
 		env, err := event.DecodeEnvelope(raw)
 		if err != nil {
 			return nil // not an event: nothing to tell
@@ -53,6 +64,21 @@ func (in *Inspector) readLog() ([]logged, error) {
 		return nil, fmt.Errorf("trace: %w", err)
 	}
 	return out, nil
+}
+
+// jsonForms is s as it appears inside a JSON string, HTML-escaped (json.Marshal's default)
+// and not.
+func jsonForms(s string) [][]byte {
+	var forms [][]byte
+	for _, html := range []bool{true, false} {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		_ = enc.Encode(s)
+		f := bytes.TrimSuffix(bytes.TrimSpace(b.Bytes()), []byte(`"`))
+		forms = append(forms, bytes.TrimPrefix(f, []byte(`"`)))
+	}
+	return forms
 }
 
 // about reports whether l concerns bucket/key (of version etag, or transfer tid), and its step.

@@ -94,16 +94,12 @@ var ErrNotFound = errors.New("no such file or transfer")
 // transfer id (an argument without "/" is tried as a transfer id first). A transfer id can
 // name several objects (a rename keeps it): one story each.
 func (in *Inspector) Trace(ctx context.Context, ref string) ([]Story, error) {
-	log, err := in.readLog()
-	if err != nil {
-		return nil, err
-	}
 	bucket, key, isURL := strings.Cut(strings.TrimPrefix(ref, "s3://"), "/")
 	if !strings.HasPrefix(ref, "s3://") {
 		isURL = false
 	}
 	if !isURL && !strings.Contains(ref, "/") {
-		stories, err := in.traceTransfer(ctx, ref, log)
+		stories, err := in.traceTransfer(ctx, ref)
 		if err != nil || len(stories) > 0 {
 			return stories, err
 		}
@@ -113,6 +109,10 @@ func (in *Inspector) Trace(ctx context.Context, ref string) ([]Story, error) {
 	}
 	if bucket == "" || key == "" {
 		return nil, fmt.Errorf("trace %q: want KEY, s3://BUCKET/KEY or a transfer id", ref)
+	}
+	log, err := in.readLog(key)
+	if err != nil {
+		return nil, err
 	}
 	st, found, err := in.traceKey(ctx, bucket, key, "", log)
 	if err != nil {
@@ -127,7 +127,11 @@ func (in *Inspector) Trace(ctx context.Context, ref string) ([]Story, error) {
 // traceTransfer finds the objects of transfer id tid (status records, and the gateway's
 // events in the embedded log) and tells each one's story; a transfer that failed has a story
 // of its events alone.
-func (in *Inspector) traceTransfer(ctx context.Context, tid string, log []logged) ([]Story, error) {
+func (in *Inspector) traceTransfer(ctx context.Context, tid string) ([]Story, error) {
+	log, err := in.readLog(tid)
+	if err != nil {
+		return nil, err
+	}
 	type obj struct{ bucket, key, etag string }
 	var objs []obj
 	seen := map[[2]string]int{} // bucket, key -> index in objs
@@ -172,6 +176,10 @@ func (in *Inspector) traceTransfer(ctx context.Context, tid string, log []logged
 	}
 	var out []Story
 	for _, o := range objs {
+		log, err := in.readLog(o.key, tid)
+		if err != nil {
+			return nil, err
+		}
 		st, found, err := in.traceKey(ctx, o.bucket, o.key, o.etag, log)
 		if err != nil {
 			return nil, err
