@@ -48,6 +48,7 @@ var ruleMatches = map[string]struct{ transform, notify bool }{
 	"pipeline output":                        {false, false},
 	"quarantine copy":                        {false, false},
 	"ledger record":                          {false, false},
+	"status record":                          {false, false}, // ferry status's per-file records (pipeline/tracking)
 	"object deleted":                         {false, false},
 	"gateway event":                          {false, false},
 	"pipeline event File Processed":          {false, true},
@@ -109,6 +110,8 @@ func classify(e *observedEvent) string {
 		return "object deleted"
 	case e.ev.DetailType != "Object Created":
 		return "unknown S3 event " + e.ev.DetailType
+	case strings.HasPrefix(key, ".ferry/ledger/status/"), strings.HasPrefix(key, ".ferry/ledger/transfer/"):
+		return "status record"
 	case strings.HasPrefix(key, ".ferry/ledger/"):
 		return "ledger record"
 	case strings.HasPrefix(key, "processed/"):

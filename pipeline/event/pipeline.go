@@ -29,18 +29,21 @@ type FileEvent = Event[FileDetail]
 //	transfer_id  the gateway's transfer id (object metadata ferry-transfer-id), when known
 //	bucket       bucket of inputs and outputs
 //	marker       key of the completion marker of a batch
+//	marker_received  when the marker arrived
 //	files        the inputs, each with its outputs or quarantine key and reason
 //	attributes   the dataset's extra notification attributes
 type FileDetail struct {
-	ID         string       `json:"id"`
-	Route      string       `json:"route"`
-	Dataset    string       `json:"dataset"`
-	Topic      string       `json:"topic,omitempty"`
-	User       string       `json:"user"`
-	TransferID string       `json:"transfer_id,omitempty"`
-	Bucket     string       `json:"bucket"`
-	Marker     string       `json:"marker,omitempty"`
-	Files      []FileResult `json:"files"`
+	ID         string `json:"id"`
+	Route      string `json:"route"`
+	Dataset    string `json:"dataset"`
+	Topic      string `json:"topic,omitempty"`
+	User       string `json:"user"`
+	TransferID string `json:"transfer_id,omitempty"`
+	Bucket     string `json:"bucket"`
+	Marker     string `json:"marker,omitempty"`
+	// MarkerReceived is when the marker arrived (so its records share its day).
+	MarkerReceived time.Time    `json:"marker_received,omitzero"`
+	Files          []FileResult `json:"files"`
 	// Attributes are the dataset's extra notification attributes (SNS filter policies).
 	Attributes map[string]string `json:"attributes,omitempty"`
 }

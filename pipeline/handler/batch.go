@@ -26,7 +26,7 @@ func (h *TransformHandler) completeBatch(ctx context.Context, log *slog.Logger, 
 	log = log.With("route", r.Name, "marker", marker.Key)
 	var held []string
 	var members []input
-	err := h.once(ctx, log, "object/"+factID(marker), func() (*event.FileDetail, error) {
+	err := h.once(ctx, log, marker, func() (*event.FileDetail, error) {
 		var err error
 		members, held, err = h.batchMembers(ctx, log, r, marker)
 		if err != nil {
@@ -56,7 +56,7 @@ func (h *TransformHandler) completeBatch(ctx context.Context, log *slog.Logger, 
 	// The batch is done: its files' facts are done (a late event of one is dropped) and they
 	// are no longer held (the next marker starts a new batch).
 	for _, in := range members {
-		if err := h.cfg.Ledger.Done(ctx, "object/"+factID(in), map[string]string{"batch": marker.Key}); err != nil {
+		if err := h.cfg.Ledger.Done(ctx, ObjectFact(factID(in)), BatchMember{Batch: marker.Key, BatchID: factID(marker)}); err != nil {
 			log.WarnContext(ctx, "transform: mark batch member", "key", in.Key, "err", err)
 		}
 	}

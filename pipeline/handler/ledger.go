@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/ferrygw/ferry/pipeline/tracking"
 )
 
 // LedgerAPI is the S3 calls the ledger makes; *s3.Client satisfies it.
@@ -60,6 +62,12 @@ func NewLedger(api LedgerAPI, bucket, prefix string) *Ledger {
 // Bucket and Prefix say where the ledger lives.
 func (l *Ledger) Bucket() string { return l.bucket }
 func (l *Ledger) Prefix() string { return l.prefix }
+
+// tracker writes the per-file status records (package tracking) beside the ledger: same
+// bucket, prefix and client, so they share its lifecycle rule and its grants.
+func (l *Ledger) tracker() tracking.Writer {
+	return tracking.Writer{API: l.api, Index: tracking.New(l.bucket, l.prefix)}
+}
 
 // Claim outcomes.
 type ClaimState int
@@ -191,7 +199,16 @@ const (
 var errGone = errors.New("ledger record gone")
 
 func (l *Ledger) read(ctx context.Context, name string) (ledgerRecord, string, error) {
-	out, err := l.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.bucket), Key: aws.String(l.key(name))})
+	return readRecord(ctx, l.api, l.bucket, l.key(name), name)
+}
+
+// getAPI is the one call reading a record needs.
+type getAPI interface {
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+func readRecord(ctx context.Context, api getAPI, bucket, key, name string) (ledgerRecord, string, error) {
+	out, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if isStatus(err, http.StatusNotFound) {
 		return ledgerRecord{}, "", errGone
 	}
@@ -208,6 +225,57 @@ func (l *Ledger) read(ctx context.Context, name string) (ledgerRecord, string, e
 		return ledgerRecord{}, "", fmt.Errorf("ledger record %s: %w", name, err)
 	}
 	return rec, aws.ToString(out.ETag), nil
+}
+
+// Entry is a ledger record as read back (Get).
+type Entry struct {
+	State  string          `json:"state"` // "pending" (claimed, not done) or "done"
+	At     time.Time       `json:"at"`    // when it was claimed or marked done
+	Until  time.Time       `json:"until,omitzero"`
+	Result json.RawMessage `json:"result,omitempty"` // what Done stored
+}
+
+// Get reads the record name; ok is false when there is none.
+func (l *Ledger) Get(ctx context.Context, name string) (e Entry, ok bool, err error) {
+	return LedgerReader{API: l.api, Bucket: l.bucket, Prefix: l.prefix}.Get(ctx, name)
+}
+
+// LedgerReader reads a ledger with GetObject alone: what `ferry trace` needs, with the
+// operator's read-only credentials.
+type LedgerReader struct {
+	API interface {
+		GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	}
+	Bucket string
+	Prefix string // "" = DefaultLedgerPrefix
+}
+
+// Get reads the record name; ok is false when there is none.
+func (r LedgerReader) Get(ctx context.Context, name string) (e Entry, ok bool, err error) {
+	prefix := r.Prefix
+	if prefix == "" {
+		prefix = DefaultLedgerPrefix
+	}
+	rec, _, err := readRecord(ctx, r.API, r.Bucket, prefix+name, name)
+	if errors.Is(err, errGone) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, err
+	}
+	return Entry{State: rec.State, At: rec.At, Until: rec.Until, Result: rec.Result}, true, nil
+}
+
+// Names of the ledger's facts about one file version (id: tracking.FileID of it), for readers
+// such as `ferry trace`.
+func ObjectFact(id string) string { return "object/" + id }           // transform: its FileDetail, or {"batch": …}
+func NoticeFact(id string) string { return "notify/" + safeName(id) } // notify: a SentRecord
+
+// BatchMember is what the ledger keeps for a file processed in its batch (ObjectFact of the
+// file): the marker's key and file id, whose own fact holds the batch's FileDetail.
+type BatchMember struct {
+	Batch   string `json:"batch"`
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // Done marks name handled and stores result (returned by later Claims). Like Release it

@@ -16,6 +16,7 @@ import (
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/tracking"
 )
 
 // NotifyHandler turns File Processed / File Rejected events into notifications written by the
@@ -90,7 +91,8 @@ func (h *NotifyHandler) Handle(ctx context.Context, raw json.RawMessage) error {
 		}
 	}
 	n := h.Build(ctx, log, e)
-	if err := h.cfg.Publisher.Publish(ctx, n); err != nil {
+	mid, err := notify.PublishID(ctx, h.cfg.Publisher, n)
+	if err != nil {
 		if l != nil {
 			if rerr := l.Release(ctx, name); rerr != nil {
 				log.WarnContext(ctx, "notify: release claim", "err", rerr)
@@ -98,15 +100,57 @@ func (h *NotifyHandler) Handle(ctx context.Context, raw json.RawMessage) error {
 		}
 		return fmt.Errorf("notify %s: %w", d.ID, err)
 	}
+	sent := time.Now().UTC()
 	if l != nil {
-		if err := l.Done(ctx, name, map[string]string{"event": e.ID}); err != nil {
+		rec := SentRecord{Event: e.ID, MessageID: mid, Dataset: n.Dataset, Subject: n.Subject, Sent: sent}
+		if err := l.Done(ctx, name, rec); err != nil {
 			// Sent but not marked: a redelivery would send again. Log, do not retry (that
 			// would certainly send again).
 			log.ErrorContext(ctx, "notify: mark sent", "err", err)
 		}
+		h.track(ctx, log, l, e, mid, sent)
 	}
-	log.InfoContext(ctx, "notify: sent", "subject", n.Subject, "status", n.Attributes["status"], "kind", n.Attributes["kind"])
+	log.InfoContext(ctx, "notify: sent", "subject", n.Subject, "status", n.Attributes["status"], "kind", n.Attributes["kind"], "messageId", mid)
 	return nil
+}
+
+// SentRecord is what the ledger keeps of a notice sent (under notify/<detail id>).
+type SentRecord struct {
+	Event     string    `json:"event"`                // the pipeline event's id
+	MessageID string    `json:"message_id,omitempty"` // SNS's MessageId (or the local sink's)
+	Dataset   string    `json:"dataset,omitempty"`
+	Subject   string    `json:"subject,omitempty"`
+	Sent      time.Time `json:"sent,omitzero"`
+}
+
+// track records, for `ferry status`, that every file of the notice (and a batch's marker) was
+// notified. Best effort: the notice is out whatever happens here.
+func (h *NotifyHandler) track(ctx context.Context, log *slog.Logger, l *Ledger, e event.FileEvent, mid string, sent time.Time) {
+	d := e.Detail
+	w := l.tracker()
+	put := func(r tracking.Record) {
+		if err := w.Put(ctx, r); err != nil {
+			log.WarnContext(ctx, "notify: status record", "err", err)
+		}
+	}
+	batch := ""
+	if d.Marker != "" {
+		batch = d.ID
+		received := d.MarkerReceived
+		if received.IsZero() {
+			received = e.Time
+		}
+		put(tracking.Record{Kind: tracking.KindNotified, FileID: d.ID, Day: tracking.Day(received), Time: sent,
+			Dataset: d.Dataset, MessageID: mid, Batch: batch})
+	}
+	for _, f := range d.Files {
+		received := f.Received
+		if received.IsZero() {
+			received = e.Time
+		}
+		put(tracking.Record{Kind: tracking.KindNotified, FileID: tracking.FileID(d.Bucket, f.Key, f.ETag), Day: tracking.Day(received),
+			Time: sent, Dataset: d.Dataset, MessageID: mid, Batch: batch})
+	}
 }
 
 // Build writes the notification of a pipeline event in its dataset's templates, with download

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/tracking"
 	"github.com/ferrygw/ferry/pipeline/transform"
 )
 
@@ -167,16 +168,20 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 		log = log.With("transferId", in.TransferID)
 	}
 	if r, ok := h.cfg.Routes.MatchMarker(in.object()); ok && r.CompleteOn != nil {
+		h.track(ctx, log, h.received(in, r, tracking.RoleMarker, ""))
 		return h.completeBatch(ctx, log, r, in)
 	}
 	r, ok := h.cfg.Routes.Match(in.object())
 	if !ok {
 		if data, alg, ok := h.cfg.Routes.SidecarOf(in.object()); ok {
+			h.track(ctx, log, h.received(in, nil, tracking.RoleSidecar, data))
 			return h.sidecarArrived(ctx, log.With("sidecar", in.Key), in.Bucket, data, alg)
 		}
+		h.track(ctx, log, h.received(in, nil, "", ""))
 		log.DebugContext(ctx, "transform: no route")
 		return nil
 	}
+	h.track(ctx, log, h.received(in, r, "", ""))
 	log = log.With("route", r.Name)
 	if r.CompleteOn != nil {
 		done, err := h.cfg.Ledger.Has(ctx, "object/"+factID(in))
@@ -191,6 +196,7 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 		if err := h.cfg.Ledger.Put(ctx, name, in); err != nil {
 			return err
 		}
+		h.track(ctx, log, h.step(in, tracking.Record{Kind: tracking.KindWaiting, For: tracking.ForMarker, What: r.CompleteOn.Marker}))
 		log.InfoContext(ctx, "transform: held until the batch marker arrives", "marker", r.CompleteOn.Marker)
 		return nil
 	}
@@ -200,6 +206,7 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 		switch {
 		case isStatus(err, http.StatusNotFound):
 			// Clients often send the digest after the data: the sidecar's own event resumes.
+			h.track(ctx, log, h.step(in, tracking.Record{Kind: tracking.KindWaiting, For: tracking.ForSidecar, What: sidecar}))
 			log.InfoContext(ctx, "transform: waiting for the sidecar", "sidecar", sidecar)
 			return nil
 		case err != nil:
@@ -241,11 +248,12 @@ func (h *TransformHandler) sidecarArrived(ctx context.Context, log *slog.Logger,
 // processOnce processes one input of a route without batch completion, at most once per
 // version of the object.
 func (h *TransformHandler) processOnce(ctx context.Context, log *slog.Logger, r *route.Route, in input) error {
-	return h.once(ctx, log, "object/"+factID(in), func() (*event.FileDetail, error) {
+	return h.once(ctx, log, in, func() (*event.FileDetail, error) {
 		if seen, how, err := h.seenContent(ctx, in); err != nil {
 			return nil, err
 		} else if seen {
 			log.InfoContext(ctx, "transform: copy of content already processed; not processing again", "recognisedBy", how)
+			h.track(ctx, log, h.step(in, tracking.Record{Kind: tracking.KindCopy}))
 			return nil, nil
 		}
 		start := time.Now()
@@ -272,10 +280,12 @@ func (h *TransformHandler) readSidecar(ctx context.Context, bucket, key, alg str
 	return transform.ParseSidecar(get.Body, alg)
 }
 
-// once runs work for the fact name at most once: claim in the ledger, work, publish, mark done.
-// work returning a nil detail means "nothing to publish". The inputs of the detail are
-// remembered by content so a later copy of them is not processed again.
-func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, name string, work func() (*event.FileDetail, error)) error {
+// once runs work for the fact of subject (a file, or a batch's marker) at most once: claim in
+// the ledger, work, publish, mark done. work returning a nil detail means "nothing to
+// publish". The inputs of the detail are remembered by content so a later copy of them is not
+// processed again, and each gets its status record.
+func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, subject input, work func() (*event.FileDetail, error)) error {
+	name := ObjectFact(factID(subject))
 	state, _, err := h.cfg.Ledger.ClaimWait(ctx, name, busyWait)
 	if err != nil {
 		return err
@@ -297,6 +307,7 @@ func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, name stri
 	if err != nil {
 		return release(err)
 	}
+	finished := time.Now().UTC() // the outcome's time, before its event goes out
 	if det != nil {
 		fe, err := event.NewFileEvent(*det, h.cfg.Account, h.cfg.Region, time.Now())
 		if err != nil {
@@ -315,6 +326,7 @@ func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, name stri
 		for _, f := range det.Files {
 			h.rememberContent(ctx, log, det.Bucket, f)
 		}
+		h.trackDetail(ctx, log, subject, det, finished)
 	}
 	if err := h.cfg.Ledger.Done(ctx, name, det); err != nil {
 		// Published but not marked: a redelivery redoes the same outputs and event, which
@@ -325,11 +337,15 @@ func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, name stri
 }
 
 func (h *TransformHandler) detail(r *route.Route, id string, in input, marker string, files []event.FileResult) *event.FileDetail {
-	return &event.FileDetail{
+	d := &event.FileDetail{
 		ID: id, Route: r.Name, Dataset: r.Dataset, Topic: r.Topic,
 		User: r.UserOf(in.object()), TransferID: in.TransferID, Bucket: in.Bucket,
 		Marker: marker, Files: files, Attributes: r.Attributes,
 	}
+	if marker != "" {
+		d.MarkerReceived = in.receivedAt().UTC()
+	}
+	return d
 }
 
 func (h *TransformHandler) record(r *route.Route, files []event.FileResult, d time.Duration) {
@@ -455,7 +471,7 @@ func (h *TransformHandler) isLedgerKey(bucket, key string) bool {
 }
 
 // factID names the fact "this version of this object": bucket, key and etag.
-func factID(in input) string { return hashOf(in.Bucket + "\x00" + in.Key + "\x00" + in.ETag) }
+func factID(in input) string { return tracking.FileID(in.Bucket, in.Key, in.ETag) }
 
 // batchDir is the ledger folder holding the files of the batch that key's directory forms.
 func batchDir(r *route.Route, key string) string {

@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -49,13 +50,15 @@ func NewLocalSink(cfg LocalConfig, logger *slog.Logger) (*LocalSink, error) {
 	return &LocalSink{log: logger, outbox: cfg.Outbox, webhook: cfg.Webhook, client: &http.Client{Timeout: cfg.Timeout}}, nil
 }
 
-var _ Publisher = (*LocalSink)(nil)
+var _ IDPublisher = (*LocalSink)(nil)
 
 // OutboxEntry is one line of the outbox.
 type OutboxEntry struct {
 	ID      string    `json:"id"`
 	Time    time.Time `json:"time"`
 	Dataset string    `json:"dataset"`
+	// MessageID stands for SNS's MessageId: a random UUID per delivery, as SNS gives one.
+	MessageID string `json:"message_id"`
 	Wire
 	// Deliveries is what a subscriber of each protocol receives as its message; the e-mail's
 	// subject is Subject.
@@ -65,38 +68,54 @@ type OutboxEntry struct {
 // Publish writes n to the outbox (fsync'd) and posts it to the webhook. A webhook failure is
 // returned so the caller retries; the outbox line may then appear twice (at-least-once, as SNS).
 func (s *LocalSink) Publish(ctx context.Context, n Notification) error {
+	_, err := s.PublishID(ctx, n)
+	return err
+}
+
+// PublishID is Publish returning the outbox line's message id.
+func (s *LocalSink) PublishID(ctx context.Context, n Notification) (string, error) {
 	w, err := n.Wire()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if n.Time.IsZero() {
 		n.Time = time.Now().UTC()
 	}
-	line, err := json.Marshal(OutboxEntry{ID: n.ID, Time: n.Time, Dataset: n.Dataset, Wire: w, Deliveries: w.Deliveries()})
+	mid := newMessageID()
+	line, err := json.Marshal(OutboxEntry{ID: n.ID, Time: n.Time, Dataset: n.Dataset, MessageID: mid, Wire: w, Deliveries: w.Deliveries()})
 	if err != nil {
-		return fmt.Errorf("notify: encode: %w", err)
+		return "", fmt.Errorf("notify: encode: %w", err)
 	}
 	if err := s.append(line); err != nil {
-		return err
+		return "", err
 	}
-	s.log.InfoContext(ctx, "notification", "dataset", n.Dataset, "subject", w.Subject, "id", n.ID)
+	s.log.InfoContext(ctx, "notification", "dataset", n.Dataset, "subject", w.Subject, "id", n.ID, "messageId", mid)
 	if s.webhook == "" {
-		return nil
+		return mid, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.webhook, bytes.NewReader(line))
 	if err != nil {
-		return fmt.Errorf("notify: webhook: %w", err)
+		return "", fmt.Errorf("notify: webhook: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("notify: webhook: %w", err)
+		return "", fmt.Errorf("notify: webhook: %w", err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("notify: webhook answered %s", resp.Status)
+		return "", fmt.Errorf("notify: webhook answered %s", resp.Status)
 	}
-	return nil
+	return mid, nil
+}
+
+// newMessageID returns a random UUID, the form of SNS's message ids.
+func newMessageID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics instead)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 func (s *LocalSink) append(line []byte) error {

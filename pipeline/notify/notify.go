@@ -37,6 +37,22 @@ type Publisher interface {
 	Publish(ctx context.Context, n Notification) error
 }
 
+// IDPublisher is a Publisher that also says which message id the delivery got (SNS's
+// MessageId, or the local sink's own), which the pipeline records so `ferry trace` can name
+// the message a reader received.
+type IDPublisher interface {
+	Publisher
+	PublishID(ctx context.Context, n Notification) (messageID string, err error)
+}
+
+// PublishID publishes n through p and returns the message id when p reports one.
+func PublishID(ctx context.Context, p Publisher, n Notification) (string, error) {
+	if ip, ok := p.(IDPublisher); ok {
+		return ip.PublishID(ctx, n)
+	}
+	return "", p.Publish(ctx, n)
+}
+
 // Validate reports what a publisher would refuse.
 func (n Notification) Validate() error {
 	var errs []error

@@ -28,7 +28,7 @@ type SNSPublisher struct {
 	topics       map[string]string
 }
 
-var _ Publisher = (*SNSPublisher)(nil)
+var _ IDPublisher = (*SNSPublisher)(nil)
 
 // NewSNSPublisher returns a publisher; topics maps dataset -> topic ARN and may be nil.
 func NewSNSPublisher(api SNSAPI, defaultTopic string, topics map[string]string) (*SNSPublisher, error) {
@@ -58,13 +58,19 @@ func (p *SNSPublisher) TopicFor(dataset string) string {
 // as message group and a deduplication id derived from n.ID, so SNS itself drops a redelivery
 // within its window.
 func (p *SNSPublisher) Publish(ctx context.Context, n Notification) error {
+	_, err := p.PublishID(ctx, n)
+	return err
+}
+
+// PublishID is Publish returning SNS's MessageId.
+func (p *SNSPublisher) PublishID(ctx context.Context, n Notification) (string, error) {
 	w, err := n.Wire()
 	if err != nil {
-		return err
+		return "", err
 	}
 	topic := p.TopicFor(n.Dataset)
 	if topic == "" {
-		return fmt.Errorf("notify: no sns topic for dataset %q", n.Dataset)
+		return "", fmt.Errorf("notify: no sns topic for dataset %q", n.Dataset)
 	}
 	in := &sns.PublishInput{
 		TopicArn:          aws.String(topic),
@@ -84,10 +90,11 @@ func (p *SNSPublisher) Publish(ctx context.Context, n Notification) error {
 		sum := sha256.Sum256([]byte(id))
 		in.MessageDeduplicationId = aws.String(hex.EncodeToString(sum[:]))
 	}
-	if _, err := p.api.Publish(ctx, in); err != nil {
-		return fmt.Errorf("notify: sns publish %s to %s: %w", n.ID, topic, err)
+	out, err := p.api.Publish(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("notify: sns publish %s to %s: %w", n.ID, topic, err)
 	}
-	return nil
+	return aws.ToString(out.MessageId), nil
 }
 
 // messageAttributes turns the wire's attributes into SNS String attributes.

@@ -13,6 +13,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/ftpd"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
+	"github.com/ferrygw/ferry/gateway/internal/s3keys"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/route"
 )
@@ -82,6 +83,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		for _, w := range warnings {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
+		checkS3Keys(cfg, list, report, stderr)
 		usersNote = fmt.Sprintf("%d user(s) in %s", len(list), cfg.UsersFile)
 	}
 
@@ -147,4 +149,41 @@ func checkHostKeys(h config.HostKeys, sftp bool, report func(error)) (loaded, to
 		loaded += len(keys)
 	}
 	return loaded, toGenerate
+}
+
+// checkS3Keys opens every user's S3 secret with the configured key-encryption key, so a
+// wrong or missing key is found before partners are refused.
+func checkS3Keys(cfg *config.Config, list []*users.User, report func(error), stderr io.Writer) {
+	n := 0
+	for _, u := range list {
+		n += len(u.S3Keys)
+	}
+	if n == 0 {
+		return
+	}
+	if !cfg.Embedded.S3.Enabled() {
+		fmt.Fprintf(stderr, "warning: %s: %d S3 key(s) are for the embedded S3 endpoint, which this config does not run\n", cfg.UsersFile, n)
+		return
+	}
+	if cfg.Embedded.S3.KeyEncryptionKey == "" {
+		report(fmt.Errorf("%s: %d S3 key(s) cannot be opened: embedded.s3.key_encryption_key is not set", cfg.UsersFile, n))
+		return
+	}
+	raw, err := s3keys.ParseKEK(cfg.Embedded.S3.KeyEncryptionKey)
+	if err != nil {
+		report(fmt.Errorf("%s: %d S3 key(s) cannot be opened: embedded.s3.key_encryption_key: %w", cfg.UsersFile, n, err))
+		return
+	}
+	sealer, err := s3keys.NewSealer(raw)
+	if err != nil {
+		report(err)
+		return
+	}
+	for _, u := range list {
+		for _, k := range u.S3Keys {
+			if _, err := sealer.Open(u.Name, k.ID, k.Sealed); err != nil {
+				report(fmt.Errorf("%s: user %s: S3 key %s: %w", cfg.UsersFile, u.Name, k.ID, err))
+			}
+		}
+	}
 }

@@ -1,4 +1,5 @@
-// Command ferry is the Ferry gateway: `ferry serve`, `ferry check`, `ferry user …`, `ferry redrive`.
+// Command ferry is the Ferry gateway: `ferry serve`, `ferry check`, `ferry user …`, `ferry redrive`,
+// `ferry trace`, `ferry status`.
 package main
 
 import (
@@ -34,6 +35,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return events(ctx, args[1:], stdout, stderr)
 	case "redrive":
 		return redriveCmd(ctx, args[1:], stdout, stderr)
+	case "trace":
+		return traceCmd(ctx, args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args[1:], stdout, stderr)
 	case "hash-password":
 		return hashPassword(args[1:], stdin, stdout, stderr)
 	case "version", "--version":

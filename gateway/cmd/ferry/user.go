@@ -18,6 +18,8 @@ const userUsage = `Usage:
   ferry user passwd NAME
   ferry user del NAME
   ferry user list
+  ferry user s3-key add|del|list NAME [ID]   S3 access keys for the embedded endpoint
+  ferry user s3-policy NAME                  the IAM policy for a partner's own AWS principal
 
 Every command takes --users FILE (or s3://BUCKET/KEY), or --config FILE (default ferry.yaml) to
 use its users_file. Edits keep the file's comments and are written atomically; a running server
@@ -39,6 +41,10 @@ func user(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return userDel(ctx, args[1:], stderr)
 	case "list":
 		return userList(ctx, args[1:], stdout, stderr)
+	case "s3-key":
+		return userS3Key(ctx, args[1:], stdout, stderr)
+	case "s3-policy":
+		return userS3Policy(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, userUsage)
 		return 0
@@ -250,7 +256,18 @@ func logins(u *users.User) string {
 	if u.Auth == users.AuthBoth {
 		sep = "+"
 	}
-	return orDash(strings.Join(parts, sep), "(none)")
+	s := strings.Join(parts, sep)
+	if n := len(u.S3Keys); n > 0 { // a separate way in, not part of "both"
+		k := "1 S3 key"
+		if n > 1 {
+			k = fmt.Sprintf("%d S3 keys", n)
+		}
+		if s != "" {
+			s += ","
+		}
+		s += k
+	}
+	return orDash(s, "(none)")
 }
 
 func cidrList(u *users.User) string {

@@ -77,6 +77,9 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	go userStore.Watch(ctx)
 	go reloadOnHUP(ctx, userStore, logger)
+	if local != nil {
+		local.keys.start(userStore, logger)
+	}
 
 	store, err := s3store.New(client, s3store.Config{
 		Bucket:        s3cfg.Bucket,

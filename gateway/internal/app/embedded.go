@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -24,8 +25,9 @@ import (
 // written to the local event bus (before the S3 response returns), rules that route those
 // events, and a local notification sink.
 type embedded struct {
-	s3  *s3server.Server
-	bus *bus.Bus // nil when embedded.events.dir is empty
+	s3   *s3server.Server
+	bus  *bus.Bus  // nil when embedded.events.dir is empty
+	keys *userKeys // users' S3 keys, in force once the users are loaded
 }
 
 // Rule patterns of the embedded default (EventBridge syntax).
@@ -65,8 +67,14 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 			return e.bus.PutRaw(ctx, raw)
 		}
 	}
+	keys, err := newUserKeys(cfg)
+	if err != nil {
+		e.close(logger)
+		return nil, err
+	}
+	e.keys = keys
 	srv, err := s3server.New(s3server.Config{
-		DataDir: ec.S3.DataDir, AccessKey: ec.S3.AccessKey, Secret: ec.S3.Secret,
+		DataDir: ec.S3.DataDir, AccessKey: ec.S3.AccessKey, Secret: ec.S3.Secret, Keys: keys,
 		Region: cfg.Storage.S3.Region, Buckets: append([]string{cfg.Storage.S3.Bucket}, ec.S3.Buckets...),
 		OnChange: onChange,
 	}, logger.With("component", "embedded-s3"))
@@ -133,10 +141,46 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 	}
 	// Quick retries locally: a transient failure here is usually the endpoint starting up.
 	retry := bus.RetryPolicy{MaxAttempts: 8, MinBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second}
-	if err := e.bus.AddRule(bus.Rule{Name: "transform", Pattern: patternArrivals, Target: th, Retry: retry}); err != nil {
+	pattern, ok := transformPattern(routes)
+	if !ok {
+		logger.Warn("a route matches every key: the transform rule takes every new object and the handler drops the pipeline's own (.ferry/)")
+	}
+	if err := e.bus.AddRule(bus.Rule{Name: "transform", Pattern: pattern, Target: th, Retry: retry}); err != nil {
 		return err
 	}
 	return e.bus.AddRule(bus.Rule{Name: "notify", Pattern: patternPipeline, Target: nh, Retry: retry})
+}
+
+// transformPattern is the transform rule's pattern: like the deployed rule (infra/pipeline.yaml),
+// only new objects under the routes' prefixes, so the pipeline's own writes — the ledger and
+// status records under .ferry/, outputs elsewhere — never reach it. When a route has no prefix
+// (it takes any key) it is every new object, and ok is false.
+func transformPattern(routes *route.Config) (pattern string, ok bool) {
+	var prefixes []string
+	for _, r := range routes.Routes {
+		if r.Match.Prefix == "" {
+			return patternArrivals, false
+		}
+		if !slices.Contains(prefixes, r.Match.Prefix) {
+			prefixes = append(prefixes, r.Match.Prefix)
+		}
+	}
+	if len(prefixes) == 0 {
+		return patternArrivals, false
+	}
+	slices.Sort(prefixes)
+	keys := make([]map[string]string, len(prefixes))
+	for i, p := range prefixes {
+		keys[i] = map[string]string{"prefix": p}
+	}
+	b, err := json.Marshal(map[string]any{
+		"source": []string{"aws.s3"}, "detail-type": []string{"Object Created"},
+		"detail": map[string]any{"object": map[string]any{"key": keys}},
+	})
+	if err != nil {
+		return patternArrivals, false
+	}
+	return string(b), true
 }
 
 // close delivers what it can within the grace period; the rest is redelivered at next start.

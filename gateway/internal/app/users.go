@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/users"
@@ -36,4 +38,11 @@ func UsersSource(ctx context.Context, cfg *config.Config, location string) (user
 		return nil, fmt.Errorf("users file %s: %w", location, err)
 	}
 	return users.S3Object(client, bucket, key), nil
+}
+
+// S3Client is the client the gateway would store with (s3ClientConfig): the embedded
+// endpoint with its static credentials, else storage.s3 with the SDK's standard chain. The
+// operator commands that read the bucket (`ferry trace`, `ferry status`) use it.
+func S3Client(ctx context.Context, cfg *config.Config) (*s3.Client, error) {
+	return s3store.NewClient(ctx, s3ClientConfig(cfg))
 }

@@ -237,6 +237,10 @@ type EmbeddedS3 struct {
 	AccessKey string   `yaml:"access_key"`
 	Secret    string   `yaml:"secret"`
 	Buckets   []string `yaml:"buckets"` // created at start; storage.s3.bucket is always created
+	// KeyEncryptionKey (32 bytes, base64 or hex; e.g. "${FERRY_S3_KEY_ENCRYPTION_KEY}") seals
+	// the users' S3 secrets in the users file (`ferry user s3-key add`); empty: users' S3 keys
+	// are refused.
+	KeyEncryptionKey string `yaml:"key_encryption_key"`
 }
 
 // Enabled reports whether the embedded endpoint runs.

@@ -230,6 +230,8 @@ func TestValidate(t *testing.T) {
 		{"key pem holds a certificate", "ftp:\n  tls:\n    cert_pem: " + yq(testCertPEM) + "\n    key_pem: " + yq(testCertPEM) + "\n",
 			":7: ftp.tls.key_pem: must hold a private key as PEM text: it has no -----BEGIN ... PRIVATE KEY----- block"},
 		{"embedded without credentials", "embedded:\n  s3:\n    listen: 127.0.0.1:9000\n    data_dir: d\n", ":5: embedded.s3: access_key and secret are required"},
+		{"key-encryption key too short", "embedded:\n  s3:\n    listen: 127.0.0.1:9000\n    data_dir: d\n    access_key: k\n    secret: s\n    key_encryption_key: c2hvcnQtc2VjcmV0\n",
+			":10: embedded.s3.key_encryption_key: not 32 bytes in base64 or hex"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrygw/ferry/gateway/internal/s3keys"
 	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
 
@@ -253,6 +254,11 @@ func (v *validator) embedded() {
 	for i, b := range e.Buckets {
 		if msg := bucketProblem(b); msg != "" {
 			v.errorf(fmt.Sprintf("embedded.s3.buckets[%d]", i), "%s", msg)
+		}
+	}
+	if e.KeyEncryptionKey != "" {
+		if _, err := s3keys.ParseKEK(e.KeyEncryptionKey); err != nil {
+			v.errorf("embedded.s3.key_encryption_key", "%v", err) // never the value: it is a secret
 		}
 	}
 	if l := v.c.Listen; e.Listen == l.Metrics || e.Listen == l.Health || e.Listen == l.SFTP || e.Listen == l.FTP {

@@ -70,6 +70,60 @@ func Delete(ctx context.Context, src Source, name string) error {
 	}, func(d *document, entries []Entry) ([]byte, bool) { return d.deleteEntry(indexOf(entries, name)) })
 }
 
+// AddS3Key gives user name the S3 access key k (its secret already sealed).
+func AddS3Key(ctx context.Context, src Source, name string, k S3KeyEntry) error {
+	return editEntry(ctx, src, name, "add an S3 key to", func(e *Entry) error {
+		for _, have := range e.S3Keys {
+			if have.ID == k.ID {
+				return fmt.Errorf("access key %s exists", k.ID)
+			}
+		}
+		e.S3Keys = append(e.S3Keys, k)
+		return nil
+	})
+}
+
+// ErrNoS3Key reports deleting an access key the user does not have.
+var ErrNoS3Key = errors.New("no such S3 access key")
+
+// DeleteS3Key removes user name's S3 access key id.
+func DeleteS3Key(ctx context.Context, src Source, name, id string) error {
+	return editEntry(ctx, src, name, "delete an S3 key of", func(e *Entry) error {
+		for i, have := range e.S3Keys {
+			if have.ID == id {
+				e.S3Keys = append(e.S3Keys[:i:i], e.S3Keys[i+1:]...)
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: %w", id, ErrNoS3Key)
+	})
+}
+
+// editEntry changes user name's entry with change; the entry's lines are rewritten (comments
+// inside that entry are lost, the rest of the file keeps its own).
+func editEntry(ctx context.Context, src Source, name, what string, change func(*Entry) error) error {
+	var changed Entry
+	return edit(ctx, src, false, func(entries []Entry) ([]Entry, error) {
+		i := indexOf(entries, name)
+		if i < 0 {
+			return nil, fmt.Errorf("%s %q: %w", what, name, ErrNoUser)
+		}
+		out := append([]Entry(nil), entries...)
+		changed = out[i]
+		changed.S3Keys = append([]S3KeyEntry(nil), changed.S3Keys...)
+		if err := change(&changed); err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, name, err)
+		}
+		if len(changed.S3Keys) == 0 {
+			changed.S3Keys = nil // as the file decodes without the key
+		}
+		out[i] = changed
+		return out, nil
+	}, func(d *document, entries []Entry) ([]byte, bool) {
+		return d.replaceEntry(indexOf(entries, name), changed)
+	})
+}
+
 func indexOf(entries []Entry, name string) int {
 	for i, e := range entries {
 		if e.Name == name {
@@ -233,6 +287,23 @@ func (d *document) deleteEntry(i int) ([]byte, bool) {
 	return []byte(strings.Join(out, "")), true
 }
 
+// replaceEntry writes entry i anew, at its place and indentation.
+func (d *document) replaceEntry(i int, e Entry) ([]byte, bool) {
+	l, ok := d.parse()
+	if !ok || l.seq == nil || i < 0 || i >= len(l.seq.Entries) {
+		return nil, false
+	}
+	m, isMap := l.seq.Values[i].(*ast.MappingNode)
+	if !isMap || len(m.Values) == 0 {
+		return nil, false
+	}
+	dash := column(l.seq.Entries[i].Start) - 1
+	key := column(m.Values[0].Key.GetToken()) - 1
+	start, end := line(l.seq.Entries[i].Start), l.entryEnd(i)
+	out := append(append(append([]string(nil), l.lines[:start-1]...), renderEntry(e, dash, key)...), l.lines[end:]...)
+	return []byte(strings.Join(out, "")), true
+}
+
 func (d *document) setPassword(i int, hash string) ([]byte, bool) {
 	l, ok := d.parse()
 	if !ok || l.seq == nil || i < 0 || i >= len(l.seq.Entries) {
@@ -374,7 +445,7 @@ func renderEntry(e Entry, dash, key int) []string {
 			out = append(out, pad+"  - "+quote(k)+"\n")
 		}
 	}
-	if e.Auth != "" && e.Auth != AuthAny {
+	if e.Auth != "" { // as written, so a rewritten entry decodes as it was
 		add("auth", quote(e.Auth))
 	}
 	if e.Bucket != "" {
@@ -387,6 +458,15 @@ func renderEntry(e Entry, dash, key int) []string {
 	}
 	if e.Disabled {
 		add("disabled", "true")
+	}
+	if len(e.S3Keys) > 0 {
+		out = append(out, pad+"s3_keys:\n")
+		for _, k := range e.S3Keys {
+			out = append(out, pad+"  - id: "+quote(k.ID)+"\n", pad+"    secret: "+quote(k.Secret)+"\n")
+			if k.Created != "" {
+				out = append(out, pad+"    created: "+quote(k.Created)+"\n")
+			}
+		}
 	}
 	return out
 }

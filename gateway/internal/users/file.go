@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/s3keys"
 	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
 
@@ -26,6 +27,8 @@ import (
 //	    permissions: [list, download]     # required; ["*"] is everything
 //	    allowed_cidrs: [10.0.0.0/8]       # default: any address
 //	    disabled: false
+//	    s3_keys:                          # `ferry user s3-key add`: the secret is sealed
+//	      - {id: FRY…, secret: "v1:…", created: "2026-12-06T10:00:00Z"}
 type File struct {
 	Users []Entry `yaml:"users"`
 }
@@ -41,6 +44,15 @@ type Entry struct {
 	Permissions  []string `yaml:"permissions"`
 	AllowedCIDRs []string `yaml:"allowed_cidrs"`
 	Disabled     bool     `yaml:"disabled"`
+	// S3Keys are written by `ferry user s3-key add`; never by hand (the secret is sealed).
+	S3Keys []S3KeyEntry `yaml:"s3_keys"`
+}
+
+// S3KeyEntry is one S3 access key as written in the users file.
+type S3KeyEntry struct {
+	ID      string `yaml:"id"`
+	Secret  string `yaml:"secret"` // sealed: v1:<key id>:<data>
+	Created string `yaml:"created"`
 }
 
 // MinRecommendedCost is the bcrypt cost below which a hash is reported as weak.
@@ -78,6 +90,7 @@ func Parse(file string, data []byte) (users []*User, warnings []string, err erro
 	}
 	var problems []error
 	seen := map[string]int{}
+	keyOwner := map[string]string{} // access key id -> user
 	for i, e := range f.Users {
 		base := fmt.Sprintf("users[%d]", i)
 		at := func(field string) (string, int) {
@@ -101,6 +114,12 @@ func Parse(file string, data []byte) (users []*User, warnings []string, err erro
 			errf("name", "user %q is already defined at line %d", e.Name, pos.Line(fmt.Sprintf("users[%d]", j)))
 		}
 		seen[e.Name] = i
+		for k, key := range e.S3Keys {
+			if other, dup := keyOwner[key.ID]; dup && key.ID != "" {
+				errf(fmt.Sprintf("s3_keys[%d].id", k), "access key %s is already %s's", key.ID, other)
+			}
+			keyOwner[key.ID] = e.Name
+		}
 		users = append(users, u)
 	}
 	if len(problems) > 0 {
@@ -149,11 +168,21 @@ func build(e Entry, present func(string) bool, errf, warnf reportFunc) *User {
 		}
 		u.PublicKeys = append(u.PublicKeys, key)
 	}
+	for k, key := range e.S3Keys {
+		field := fmt.Sprintf("s3_keys[%d]", k)
+		if err := s3keys.CheckID(key.ID); err != nil {
+			errf(field+".id", "%v", err)
+		}
+		if err := s3keys.CheckSealed(key.Secret); err != nil {
+			errf(field+".secret", "not a sealed secret: add keys with `ferry user s3-key add`, never by hand")
+		}
+		u.S3Keys = append(u.S3Keys, S3Key{ID: key.ID, Sealed: key.Secret, Created: key.Created})
+	}
 	switch e.Auth {
 	case "", AuthAny:
 		u.Auth = AuthAny
-		if !e.Disabled && e.PasswordHash == "" && len(e.PublicKeys) == 0 {
-			errf("", "no credentials: set password_hash or public_keys")
+		if !e.Disabled && e.PasswordHash == "" && len(e.PublicKeys) == 0 && len(e.S3Keys) == 0 {
+			errf("", "no credentials: set password_hash or public_keys (or add an S3 key with `ferry user s3-key add`)")
 		}
 	case AuthBoth:
 		if e.PasswordHash == "" || len(e.PublicKeys) == 0 {

@@ -62,6 +62,7 @@ type Store struct {
 type snapshot struct {
 	users   []*User
 	byName  map[string]*User
+	byS3Key map[string]*User // access key id -> its user
 	sum     [sha256.Size]byte
 	version string // the source's version of the content (an S3 ETag)
 	loaded  bool   // false only for the empty set in force before a first successful load
@@ -154,6 +155,20 @@ func (s *Store) Lookup(name string) (*User, bool) {
 	return u, ok
 }
 
+// LookupS3Key returns the user whose S3 access key id is, with that key.
+func (s *Store) LookupS3Key(id string) (*User, S3Key, bool) {
+	u, ok := s.cur.Load().byS3Key[id]
+	if !ok {
+		return nil, S3Key{}, false
+	}
+	for _, k := range u.S3Keys {
+		if k.ID == id {
+			return u, k, true
+		}
+	}
+	return nil, S3Key{}, false
+}
+
 // All returns every user, in file order.
 func (s *Store) All() []*User {
 	return append([]*User(nil), s.cur.Load().users...)
@@ -197,9 +212,12 @@ func (s *Store) reloadLocked(ctx context.Context, force bool) (bool, error) {
 		s.noteLoadErr(err)
 		return true, err
 	}
-	snap := &snapshot{users: users, byName: make(map[string]*User, len(users)), sum: sum, version: c.version, loaded: true}
+	snap := &snapshot{users: users, byName: make(map[string]*User, len(users)), byS3Key: map[string]*User{}, sum: sum, version: c.version, loaded: true}
 	for _, u := range users {
 		snap.byName[u.Name] = u
+		for _, k := range u.S3Keys {
+			snap.byS3Key[k.ID] = u
+		}
 	}
 	if snap.dummyHash, err = s.dummyHash(commonCost(users)); err != nil {
 		return true, err

@@ -23,6 +23,16 @@ type User struct {
 	Permissions  Permissions
 	AllowedCIDRs []netip.Prefix // empty = any address
 	Disabled     bool
+	// S3Keys are the user's access keys for the embedded S3 endpoint, confined to the home and
+	// permissions above; their secrets are sealed (package s3keys).
+	S3Keys []S3Key
+}
+
+// S3Key is one access key of a user.
+type S3Key struct {
+	ID      string
+	Sealed  string // the secret, sealed under the endpoint's key-encryption key
+	Created string // RFC 3339, as written; informational
 }
 
 // Auth modes.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/inspect"
 	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
 	"github.com/ferrygw/ferry/pipeline/internal/lambdaemu"
 )
@@ -159,5 +160,28 @@ func TestBootstrapsUnderRuntimeAPI(t *testing.T) {
 	}
 	if !strings.Contains(nProc.Output(), `"requestId":"req-`) {
 		t.Errorf("notify logs:\n%s", nProc.Output())
+	}
+
+	// What the real functions recorded answers `ferry status` and `ferry trace` from the bucket
+	// alone, with SNS's message ids.
+	in, err := inspect.New(inspect.Config{S3: s3c, Bucket: srv.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := in.Status(ctx, inspect.Query{Since: time.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, f := range files {
+		states[f.Key] = f.Describe() + " " + f.MessageID
+	}
+	if states["incoming/alice/sales.csv"] != "processed (2 records), notified msg-1" || states["incoming/bob/bad.csv"] != "rejected (line 2), notified msg-2" {
+		t.Errorf("status %v", states)
+	}
+	stories, err := in.Trace(ctx, "incoming/alice/sales.csv")
+	if err != nil || len(stories) != 1 || stories[0].Notice == nil || stories[0].Notice.MessageID != "msg-1" ||
+		stories[0].Outcome == nil || len(stories[0].Outcome.Outputs) != 1 {
+		t.Errorf("trace: %v %+v", err, stories)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -46,6 +47,7 @@ func badRequest(code, format string, args ...any) *apiError {
 // auth is a verified request's signing context, which chunk signatures chain from.
 type auth struct {
 	accessKey   string
+	grant       *Grant // a user's key: what it may do; nil for the static key
 	signingKey  []byte
 	amzDate     string
 	scope       string
@@ -83,7 +85,7 @@ func (s *Server) authHeader(r *http.Request, h string, now time.Time) (*auth, *a
 			amzDate = d.UTC().Format(amzDateFormat)
 		}
 	}
-	a, aerr := s.checkCredential(cred, amzDate, now, 0)
+	a, aerr := s.checkCredential(r, cred, amzDate, now, 0)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -106,7 +108,7 @@ func (s *Server) authQuery(r *http.Request, now time.Time) (*auth, *apiError) {
 	if err != nil || expires < 1 || time.Duration(expires)*time.Second > maxPresignAge {
 		return nil, badRequest("AuthorizationQueryParametersError", "X-Amz-Expires must be a number of seconds between 1 and 604800")
 	}
-	a, aerr := s.checkCredential(q.Get("X-Amz-Credential"), q.Get("X-Amz-Date"), now, time.Duration(expires)*time.Second)
+	a, aerr := s.checkCredential(r, q.Get("X-Amz-Credential"), q.Get("X-Amz-Date"), now, time.Duration(expires)*time.Second)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -122,13 +124,14 @@ func (s *Server) authQuery(r *http.Request, now time.Time) (*auth, *apiError) {
 
 // checkCredential checks "<key>/<yyyymmdd>/<region>/s3/aws4_request" and the request time: within
 // the allowed skew, or for a presigned URL (valid > 0) not before it was signed nor after it expired.
-func (s *Server) checkCredential(cred, amzDate string, now time.Time, valid time.Duration) (*auth, *apiError) {
+func (s *Server) checkCredential(r *http.Request, cred, amzDate string, now time.Time, valid time.Duration) (*auth, *apiError) {
 	parts := strings.Split(cred, "/")
 	if len(parts) != 5 || parts[3] != "s3" || parts[4] != "aws4_request" {
 		return nil, badRequest("AuthorizationHeaderMalformed", "the credential %q is malformed", cred)
 	}
-	if subtle.ConstantTimeCompare([]byte(parts[0]), []byte(s.cfg.AccessKey)) != 1 {
-		return nil, denied("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+	secret, grant, aerr := s.secretOf(r, parts[0])
+	if aerr != nil {
+		return nil, aerr
 	}
 	if s.cfg.Region != "" && parts[2] != s.cfg.Region {
 		return nil, badRequest("AuthorizationHeaderMalformed", "the region %q is wrong; expecting %q", parts[2], s.cfg.Region)
@@ -150,11 +153,33 @@ func (s *Server) checkCredential(cred, amzDate string, now time.Time, valid time
 	} else if d := now.Sub(t); d > maxSkew || d < -maxSkew {
 		return nil, denied("RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")
 	}
-	key := hmacSHA256([]byte("AWS4"+s.cfg.Secret), parts[1])
+	key := hmacSHA256([]byte("AWS4"+secret), parts[1])
 	for _, p := range parts[2:] {
 		key = hmacSHA256(key, p)
 	}
-	return &auth{accessKey: parts[0], signingKey: key, amzDate: amzDate, scope: strings.Join(parts[1:], "/")}, nil
+	return &auth{accessKey: parts[0], grant: grant, signingKey: key, amzDate: amzDate, scope: strings.Join(parts[1:], "/")}, nil
+}
+
+var errUnknownKey = denied("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+
+// secretOf returns the secret of access key id and, for a user's key, its grant.
+func (s *Server) secretOf(r *http.Request, id string) (string, *Grant, *apiError) {
+	if subtle.ConstantTimeCompare([]byte(id), []byte(s.cfg.AccessKey)) == 1 {
+		return s.cfg.Secret, nil, nil
+	}
+	if s.cfg.Keys == nil {
+		return "", nil, errUnknownKey
+	}
+	remote, _ := netip.ParseAddr(sourceIP(r))
+	secret, g, ok, err := s.cfg.Keys.S3Key(id, remote.Unmap())
+	switch {
+	case err != nil:
+		s.log.Info("user key refused", "access_key", id, "user", g.User, "remote", r.RemoteAddr, "reason", err)
+		return "", nil, denied("AccessDenied", "Access Denied")
+	case !ok:
+		return "", nil, errUnknownKey
+	}
+	return secret, &g, nil
 }
 
 // verify compares sig with the signature of the canonical request. The path is tried as sent

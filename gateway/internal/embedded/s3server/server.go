@@ -28,8 +28,11 @@ var ErrServerClosed = http.ErrServerClosed
 type Config struct {
 	// DataDir holds buckets, objects and multipart uploads (see s3disk); one process at a time.
 	DataDir string
-	// AccessKey and Secret are the only credentials accepted (SigV4, headers or presigned URL).
+	// AccessKey and Secret are the endpoint's own credentials (SigV4, headers or presigned
+	// URL): the gateway's and the pipeline's, allowed everything.
 	AccessKey, Secret string
+	// Keys, if set, finds users' access keys, each confined to its Grant (see grant.go).
+	Keys Keys
 	// Region is the region clients must sign for; empty accepts any.
 	Region string
 	// Buckets are created at start unless they exist.
@@ -151,12 +154,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.requester = auth.accessKey
+	if auth.grant != nil {
+		st.requester = auth.grant.User // the uploader S3's events name
+	}
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "remote", r.RemoteAddr,
-		"request_id", st.id, "payload", auth.payloadHash, "content_encoding", r.Header.Get("Content-Encoding"),
+		"request_id", st.id, "user", st.requester, "payload", auth.payloadHash, "content_encoding", r.Header.Get("Content-Encoding"),
 		"trailer", r.Header.Get("X-Amz-Trailer"))
 	if aerr := prepareBody(r, auth); aerr != nil {
 		writeError(w, r, st.id, aerr)
 		return
+	}
+	if auth.grant != nil {
+		if err := s.authorize(r, st, auth.grant); err != nil {
+			var ref *refusal
+			if errors.As(err, &ref) {
+				s.log.Info("request refused", "user", auth.grant.User, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
+					"request_id", st.id, "reason", ref.why)
+				writeError(w, r, st.id, denied("AccessDenied", "Access Denied"))
+				return
+			}
+			writeS3Error(w, r, st.id, err)
+			return
+		}
 	}
 	if s.serveExtra(w, r, st) {
 		return
