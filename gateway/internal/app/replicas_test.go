@@ -369,7 +369,7 @@ func startHAProxy(t *testing.T, bin, dir string, front lb, replicas []*replica) 
 	t.Helper()
 	backend := func(name string, addr func(*replica) string) string {
 		var b strings.Builder
-		fmt.Fprintf(&b, "backend %s\n  balance source\n  option httpchk GET /readyz\n  default-server inter 300ms fall 2 rise 1 check-send-proxy\n", name)
+		fmt.Fprintf(&b, "backend %s\n  balance source\n  option httpchk GET /readyz\n  default-server inter 1s fall 2 rise 2 check-send-proxy\n", name)
 		for _, r := range replicas {
 			_, health, _ := net.SplitHostPort(r.health)
 			fmt.Fprintf(&b, "  server %s %s send-proxy-v2 check port %s\n", r.name, addr(r), health)
@@ -383,6 +383,9 @@ defaults
   timeout connect 5s
   timeout client 120s
   timeout server 120s
+  # The target groups' health check: 5 s timeout, 2 failures to go down, 2 passes to come up
+  # (the interval is 10 s on AWS, 1 s here to keep the test short).
+  timeout check 5s
 # One listener per NLB listener; every FTP one goes to the same backend (target group).
 frontend sftp
   bind 127.0.0.1:%d
