@@ -78,5 +78,7 @@ func toReply(err error) (*replyError, slog.Level) {
 			return &replyError{msg: k.msg, kind: k.kind}, level
 		}
 	}
-	return &replyError{msg: "Internal error", kind: err}, slog.LevelError
+	// Unclassified: S3 failing even after the SDK's retries, the network, a bug. Clients
+	// should try again later; ftpserverlib sends it as 550 (it has no hook for 451).
+	return &replyError{msg: "Storage error: not done, try again later", kind: err}, slog.LevelError
 }
