@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ type Request struct {
 	Key     string
 	Attempt int // the SDK's attempt number (1 = first try); 0 when the client did not say
 	Size    int64
+	Header  http.Header // the request's headers (read only)
 }
 
 // Rule injects one kind of fault into matching requests.
@@ -241,7 +243,18 @@ func (p *Proxy) choose(req Request) *Rule {
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	op, bucket, key := Operation(r)
-	req := Request{Op: op, Method: r.Method, Bucket: bucket, Key: key, Attempt: attempt(r.Header), Size: r.ContentLength}
+	if op == "Post" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") && r.ContentLength < 1<<20 {
+		// AWS's query protocol (SNS, SQS) names the action in the body.
+		body, err := io.ReadAll(r.Body)
+		if err == nil {
+			if q, err := url.ParseQuery(string(body)); err == nil && q.Get("Action") != "" {
+				op = q.Get("Action")
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	req := Request{Op: op, Method: r.Method, Bucket: bucket, Key: key, Attempt: attempt(r.Header), Size: r.ContentLength,
+		Header: r.Header}
 	rule := p.choose(req)
 	if rule == nil {
 		p.forward(w, r, nil)
@@ -429,8 +442,13 @@ func attempt(h http.Header) int {
 }
 
 // Operation names the S3 operation of a path-style request, as S3 routes it by method, query
-// and headers, with its bucket and key.
+// and headers, with its bucket and key; for AWS's JSON protocol (EventBridge, …) the action of
+// X-Amz-Target ("PutEvents"). A query-protocol POST (SNS) is "Post" here: the proxy reads its
+// Action from the body.
 func Operation(r *http.Request) (op, bucket, key string) {
+	if target := r.Header.Get("X-Amz-Target"); target != "" {
+		return target[strings.LastIndexByte(target, '.')+1:], "", ""
+	}
 	path := strings.TrimPrefix(r.URL.Path, "/")
 	bucket, key, _ = strings.Cut(path, "/")
 	q := r.URL.Query()
