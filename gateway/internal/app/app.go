@@ -55,6 +55,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		local *embedded
 		err   error
 	)
+	reg := prometheus.NewRegistry()
 	s3cfg := cfg.Storage.S3
 	if e := cfg.Embedded.S3; e.Enabled() {
 		local, err = startEmbedded(cfg, logger)
@@ -62,13 +63,13 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			return err
 		}
 		defer local.close(logger) // after r.stop: the events of the last transfers still land
+		reg.MustRegister(local.metrics)
 		// Served before the rest is built: the users file may be an object in it.
 		if err := r.listen(named{name: "s3", addr: e.Listen, srv: local.s3}); err != nil {
 			return err
 		}
 		r.serve()
 	}
-	reg := prometheus.NewRegistry()
 	// The gateway reaches the embedded endpoint through the same S3 client code as AWS.
 	cc := s3ClientConfig(cfg)
 	cc.Options = append(cc.Options, s3metrics.New(reg).Option())

@@ -50,13 +50,14 @@ var kinds = []struct {
 	{context.Canceled, "Connection closed", context.Canceled},
 }
 
-// fail logs err once and returns the reply-safe error for the client.
-func (s *session) fail(op, name string, err error) error {
+// fail logs err once, with attrs (a transfer's id), and returns the reply-safe error for the
+// client.
+func (s *session) fail(op, name string, err error, attrs ...any) error {
 	if err == nil {
 		return nil
 	}
 	re, level := toReply(err)
-	s.log.Log(s.ctx, level, "ftp request failed", "op", op, "path", name, "err", err)
+	s.log.Log(s.ctx, level, "ftp request failed", append([]any{"op", op, "path", name, "err", err}, attrs...)...)
 	return re
 }
 

@@ -83,7 +83,7 @@ func NewClient(ctx context.Context, cc ClientConfig) (*s3.Client, error) {
 		// Servers that send no response checksum (most S3-compatible ones) would log a warning
 		// on every ranged read otherwise.
 		o.DisableLogOutputChecksumValidationSkipped = true
-	}, UnsignedPayloadOnLoopback}
+	}, UnsignedPayloadOnLoopback, withTransferIDUserAgent}
 	return s3.NewFromConfig(cfg, append(optFns, cc.Options...)...), nil
 }
 

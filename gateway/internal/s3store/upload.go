@@ -53,6 +53,9 @@ func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOpt
 	if t.root() {
 		return nil, pathErr("create", t.name, storage.ErrIsDir)
 	}
+	if storage.TransferID(ctx) == "" {
+		ctx = storage.WithTransferID(ctx, opts.TransferID) // its S3 requests carry it
+	}
 	u := &upload{
 		h: h, name: t.name, key: t.key, opts: opts, parent: ctx, created: time.Now(),
 		sum: sha256.New(), sem: make(chan struct{}, h.s.cfg.Concurrency),

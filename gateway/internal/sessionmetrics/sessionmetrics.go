@@ -30,6 +30,20 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"protocol", "reason"}),
 	}
 	reg.MustRegister(m.open, m.sessions, m.logins, m.refused)
+	// Every series alerts and dashboards use exists from the start, at 0: a rate over a series
+	// that appears only with its first event misses that event, and an absent series alerts on
+	// nothing.
+	for _, p := range []string{"sftp", "ftp", "ftps"} {
+		m.open.WithLabelValues(p)
+		m.sessions.WithLabelValues(p)
+		m.logins.WithLabelValues(p, "ok")
+		m.logins.WithLabelValues(p, "failed")
+	}
+	m.refused.WithLabelValues("sftp", "max_sessions")
+	m.refused.WithLabelValues("sftp", "unavailable")
+	m.refused.WithLabelValues("ftp", "max_clients")
+	m.refused.WithLabelValues("ftp", "unavailable")
+	m.refused.WithLabelValues("ftp", "tls_required")
 	return m
 }
 

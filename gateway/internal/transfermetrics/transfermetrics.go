@@ -46,6 +46,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"protocol", "direction", "result"}),
 	}
 	reg.MustRegister(m.uploads, m.uploadBytes, m.downloadBytes, m.active, m.duration)
+	// The series alerts and dashboards use exist from the start, at 0 (see sessionmetrics).
+	for _, p := range []string{"sftp", "ftp", "ftps"} {
+		for _, r := range []string{"committed", "aborted", "failed"} {
+			m.uploads.WithLabelValues(p, r)
+		}
+		m.uploadBytes.WithLabelValues(p)
+		m.downloadBytes.WithLabelValues(p)
+		m.active.WithLabelValues(p)
+	}
 	return m
 }
 
