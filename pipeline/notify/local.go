@@ -79,7 +79,7 @@ func (s *LocalSink) Publish(ctx context.Context, n Notification) error {
 	if err := s.append(line); err != nil {
 		return err
 	}
-	s.log.InfoContext(ctx, "notification", "dataset", n.Dataset, "subject", w.Subject, "id", n.ID)
+	s.log.InfoContext(ctx, "notification", "dataset", n.Dataset, "subject", w.Subject, "id", n.ID, "transfer_ids", n.TransferIDs)
 	if s.webhook == "" {
 		return nil
 	}

@@ -137,6 +137,14 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		return err
 	}
 	go checker.Run(ctx)
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_ready",
+			Help: "1 while /readyz would answer 200 (S3 answers, users loaded, not draining), else 0."},
+			func() float64 { return boolGauge(checker.Ready() == nil) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_s3_available",
+			Help: "1 while S3 answered its last probe (HeadBucket), else 0: new logins are refused meanwhile."},
+			func() float64 { return boolGauge(checker.S3Available() == nil) }),
+	)
 	if cfg.Listen.Health != "" {
 		// Shut down after the front ends: it answers "draining" while they drain.
 		servers = append(servers, named{name: "health", addr: cfg.Listen.Health, srv: newHTTP(checker.Handler()),
@@ -299,3 +307,10 @@ func (s implicitTLS) Serve(l net.Listener) error { return s.ServeImplicitTLS(l) 
 type demuxFTP struct{ *ftpd.Server }
 
 func (s demuxFTP) Serve(l net.Listener) error { return s.ServeDemux(l) }
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
