@@ -38,14 +38,17 @@ test-short:
 ## faults and bounded transforms), printing what the clients saw and the counts. All run in
 ## `make test` too; this shows their figures.
 faults: tools
-	$(GO) test -count=1 -v -run 'TestS3Faults' ./gateway/loadtest/ | grep -v '^=== '
-	$(GO) test -count=1 -v -run 'TestSIGTERMDrains' ./gateway/cmd/ferry/ | grep -v '^=== '
-	$(GO) test -count=1 -v -run 'TestS3UnreachableAtStart' ./gateway/internal/app/ | grep -v '^=== '
+	$(GO) test -count=1 -v -run 'TestS3Faults' ./gateway/loadtest/
+	$(GO) test -count=1 -v -run 'TestSIGTERMDrains' ./gateway/cmd/ferry/
+	$(GO) test -count=1 -v -run 'TestS3UnreachableAtStart' ./gateway/internal/app/
+	$(GO) test -count=1 -v -run 'TestPipelineThroughFaults|TestHostileFilesAreRejectedWithinBounds' ./pipeline/handler/
+	$(GO) test -count=1 -v -run 'TestBootstrapsThroughFaults' ./pipeline/cmd/transform/
+	$(GO) test -count=1 -v -run 'TestHostileInputsAreBounded' ./pipeline/transform/
 
 ## loadtest: 200 concurrent SFTP and FTP sessions for 30s against bin/ferry's code with S3
 ## faults at a low rate (loopback only, about a minute); prints the figures. Also in `make test`.
 loadtest: tools
-	$(GO) test -count=1 -v -run 'TestLoad' -timeout 10m ./gateway/loadtest/ | grep -v '^=== '
+	$(GO) test -count=1 -v -run 'TestLoad' -timeout 10m ./gateway/loadtest/
 
 ## deps: the Debian programs the tests drive (installed as root, otherwise the command is printed)
 deps:
