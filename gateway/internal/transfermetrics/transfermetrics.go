@@ -14,6 +14,11 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 )
 
+// TransferMemoryMetric is the name agreed for the gauge of memory held by transfers (upload part
+// buffers, download windows), which the transfer-memory budget exports; the alerts and the
+// dashboard in infra/ add it once it is registered.
+const TransferMemoryMetric = "ferry_transfer_memory_bytes"
+
 // Metrics are the transfer counters, registered once per process.
 type Metrics struct {
 	uploads       *prometheus.CounterVec   // protocol, result (committed|aborted|failed)
