@@ -11,7 +11,7 @@ TOOLS_DIR := $(CURDIR)/.tools
 TOOLS_BIN := $(TOOLS_DIR)/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: build run test test-short bench tools deps vet fmt clean lambdas deploy validate-infra
+.PHONY: build run test test-short bench tools deps vet fmt clean lambdas deploy validate-infra faults loadtest
 
 ## build: the one binary, bin/ferry (same flags as the Dockerfile)
 build:
@@ -32,6 +32,23 @@ test: tools deps
 ## test-short: a deliberate quick run that skips the tests needing external programs
 test-short:
 	$(GO) test -count=1 -short ./...
+
+## faults: S3's faults injected between the gateway and versitygw (several hundred SFTP/FTP
+## transfers, then SIGTERM with transfers in flight, S3 unreachable at start, the pipeline's
+## faults and bounded transforms), printing what the clients saw and the counts. All run in
+## `make test` too; this shows their figures.
+faults: tools
+	$(GO) test -count=1 -v -run 'TestS3Faults' ./gateway/loadtest/
+	$(GO) test -count=1 -v -run 'TestSIGTERMDrains' ./gateway/cmd/ferry/
+	$(GO) test -count=1 -v -run 'TestS3UnreachableAtStart' ./gateway/internal/app/
+	$(GO) test -count=1 -v -run 'TestPipelineThroughFaults|TestHostileFilesAreRejectedWithinBounds' ./pipeline/handler/
+	$(GO) test -count=1 -v -run 'TestBootstrapsThroughFaults' ./pipeline/cmd/transform/
+	$(GO) test -count=1 -v -run 'TestHostileInputsAreBounded' ./pipeline/transform/
+
+## loadtest: 200 concurrent SFTP and FTP sessions for 30s against bin/ferry's code with S3
+## faults at a low rate (loopback only, about a minute); prints the figures. Also in `make test`.
+loadtest: tools
+	$(GO) test -count=1 -v -run 'TestLoad' -timeout 10m ./gateway/loadtest/
 
 ## deps: the Debian programs the tests drive (installed as root, otherwise the command is printed)
 deps:

@@ -227,6 +227,9 @@ func readRecord(ctx context.Context, api getAPI, bucket, key, name string) (ledg
 	return rec, aws.ToString(out.ETag), nil
 }
 
+// doneFor bounds how long Done keeps trying.
+const doneFor = 30 * time.Second
+
 // Entry is a ledger record as read back (Get).
 type Entry struct {
 	State  string          `json:"state"` // "pending" (claimed, not done) or "done"
@@ -279,22 +282,32 @@ type BatchMember struct {
 }
 
 // Done marks name handled and stores result (returned by later Claims). Like Release it
-// outlives a cancelled ctx: the work is done, and not saying so would have it redone.
+// outlives a cancelled ctx: the work is done, and not saying so would have it redone. For the
+// same reason it keeps trying for up to doneFor when S3 fails even after the SDK's retries: a
+// notification that was sent but not marked is sent again by the next delivery of its event,
+// which nothing downstream can undo.
 func (l *Ledger) Done(ctx context.Context, name string, result any) error {
-	ctx, cancel := detached(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), doneFor)
 	defer cancel()
 	res, err := json.Marshal(result)
 	if err != nil {
 		return fmt.Errorf("ledger done %s: %w", name, err)
 	}
 	data, _ := json.Marshal(ledgerRecord{State: "done", At: l.now().UTC(), Result: res})
-	if _, err := l.api.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(l.bucket), Key: aws.String(l.key(name)), Body: bytes.NewReader(data),
-		ContentType: aws.String("application/json"),
-	}); err != nil {
-		return fmt.Errorf("ledger done %s: %w", name, err)
+	for pause := 200 * time.Millisecond; ; pause = min(2*pause, 3*time.Second) {
+		_, err := l.api.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(l.bucket), Key: aws.String(l.key(name)), Body: bytes.NewReader(data),
+			ContentType: aws.String("application/json"),
+		})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ledger done %s: %w", name, err)
+		case <-time.After(pause):
+		}
 	}
-	return nil
 }
 
 // Has reports whether name is marked done.

@@ -25,6 +25,14 @@ func NewMetrics(w io.Writer, namespace, function string) *Metrics {
 	return &Metrics{w: w, namespace: namespace, function: function, now: time.Now}
 }
 
+// Recorder receives what each handled input (or batch) measured: *Metrics writes EMF lines
+// (the Lambdas); the embedded default counts them for Prometheus.
+type Recorder interface {
+	Record(Sample)
+}
+
+var _ Recorder = (*Metrics)(nil)
+
 // Sample is what one handled input (or batch) measured.
 type Sample struct {
 	Route, Dataset string
@@ -33,6 +41,10 @@ type Sample struct {
 	BytesIn        int64
 	BytesOut       int64
 	Duration       time.Duration
+	// TransferIDs are the gateway transfers of the inputs (none for S3-native uploads): in the
+	// EMF line as a property, never a dimension, so a search for an id finds it without
+	// making a metric per transfer.
+	TransferIDs []string
 }
 
 type emfMetric struct {
@@ -61,6 +73,13 @@ func (m *Metrics) Record(s Sample) {
 		"FilesProcessed": s.Processed, "FilesRejected": s.Rejected,
 		"BytesIn": s.BytesIn, "BytesOut": s.BytesOut,
 		"Duration": float64(s.Duration.Microseconds()) / 1000,
+	}
+	switch len(s.TransferIDs) {
+	case 0:
+	case 1:
+		line["TransferId"] = s.TransferIDs[0]
+	default:
+		line["TransferIds"] = s.TransferIDs
 	}
 	data, err := json.Marshal(line)
 	if err != nil {

@@ -60,7 +60,7 @@ type TransformConfig struct {
 	Registry *transform.Registry // nil: transform.Default()
 	Ledger   *Ledger             // required: idempotency and batches
 	Events   Emitter
-	Metrics  *Metrics // nil: none
+	Metrics  Recorder // nil: none
 	Log      *slog.Logger
 	Account  string // envelope fields of published events (EventBridge overwrites them)
 	Region   string
@@ -213,7 +213,16 @@ func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) erro
 			return fmt.Errorf("transform: head sidecar s3://%s/%s: %w", in.Bucket, sidecar, err)
 		}
 	}
-	return h.processOnce(ctx, log, r, in)
+	return withTransfer(in.TransferID, h.processOnce(ctx, log, r, in))
+}
+
+// withTransfer names the transfer in a failure, which the Lambda runtime logs and a
+// dead-letter entry keeps, so a search for the id finds the failures too.
+func withTransfer(id string, err error) error {
+	if err == nil || id == "" {
+		return err
+	}
+	return fmt.Errorf("%w (transfer %s)", err, id)
 }
 
 // sidecarArrived handles the event of a digest file ("a.csv.sha256"): when its input is
@@ -349,8 +358,14 @@ func (h *TransformHandler) detail(r *route.Route, id string, in input, marker st
 }
 
 func (h *TransformHandler) record(r *route.Route, files []event.FileResult, d time.Duration) {
+	if h.cfg.Metrics == nil {
+		return
+	}
 	s := Sample{Route: r.Name, Dataset: r.Dataset, Duration: d}
 	for _, f := range files {
+		if f.TransferID != "" {
+			s.TransferIDs = append(s.TransferIDs, f.TransferID)
+		}
 		s.BytesIn += f.Size
 		if f.Reason != "" {
 			s.Rejected++

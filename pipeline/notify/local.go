@@ -89,7 +89,7 @@ func (s *LocalSink) PublishID(ctx context.Context, n Notification) (string, erro
 	if err := s.append(line); err != nil {
 		return "", err
 	}
-	s.log.InfoContext(ctx, "notification", "dataset", n.Dataset, "subject", w.Subject, "id", n.ID, "messageId", mid)
+	s.log.InfoContext(ctx, "notification", "dataset", n.Dataset, "subject", w.Subject, "id", n.ID, "messageId", mid, "transfer_ids", n.TransferIDs)
 	if s.webhook == "" {
 		return mid, nil
 	}

@@ -30,6 +30,10 @@ type Notification struct {
 	// JSON is the whole notice for machine subscribers; when set it is the default message.
 	JSON       json.RawMessage   `json:"json,omitempty"`
 	Attributes map[string]string `json:"attributes,omitempty"`
+	// TransferIDs are the gateway transfers of the files the notice is about, for logs; they
+	// are in the texts and the JSON too. Never an SNS attribute: subscribers filter on
+	// attributes, and an id per file is nothing to filter on.
+	TransferIDs []string `json:"transfer_ids,omitempty"`
 }
 
 // Publisher delivers notifications. An error means "not delivered, try again".

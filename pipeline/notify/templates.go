@@ -227,9 +227,15 @@ func (t *Templates) render(n Notice) (Notification, error) {
 	if body == "" {
 		body = subject + "\n"
 	}
+	var tids []string
+	for _, f := range n.Files {
+		if f.TransferID != "" {
+			tids = append(tids, f.TransferID)
+		}
+	}
 	return Notification{
 		ID: n.ID, Time: n.Time, Dataset: n.Dataset, Subject: subject, Message: body, SMS: sms,
-		JSON: js, Attributes: n.Attributes,
+		JSON: js, Attributes: n.Attributes, TransferIDs: tids,
 	}, errors.Join(errs...)
 }
 

@@ -7,20 +7,39 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+
+	"github.com/ferrygw/ferry/gateway/datasize"
 )
 
-// maxRecord bounds one CSV record (all its lines), so a file without newlines or with an
-// unterminated quote cannot make a transform hold the whole input in memory.
-const maxRecord = 16 << 20
+// Default bounds of one CSV record, so a file without newlines (a 1 GiB line), with an
+// unterminated quote or with millions of delimiters cannot make a transform hold the whole input
+// in memory: a record is held whole (its bytes, and an offset per field).
+const (
+	defaultMaxRecord  = 16 << 20
+	defaultMaxColumns = 10000
+)
 
-// csvDialect is the shared CSV options of csv-to-jsonl and validate-csv.
+// csvDialect is the shared CSV options of csv-to-jsonl and validate-csv: the format and the
+// bounds of a record (max_line_bytes: all the lines of one record; max_columns).
 type csvDialect struct {
-	delim byte
-	quote byte // 0: no quoting
+	delim      byte
+	quote      byte // 0: no quoting
+	maxRecord  int
+	maxColumns int
 }
 
 func parseDialect(o *Options) csvDialect {
 	d := csvDialect{delim: ',', quote: '"'}
+	maxRecord, maxColumns := o.Size("max_line_bytes", defaultMaxRecord), o.Int("max_columns", defaultMaxColumns)
+	if maxRecord < 1024 || maxRecord > 1<<30 {
+		o.errs = errors.Join(o.errs, fmt.Errorf("option max_line_bytes: want 1KiB to 1GiB, got %d", maxRecord))
+		maxRecord = defaultMaxRecord
+	}
+	if maxColumns < 1 || maxColumns > 1<<20 {
+		o.errs = errors.Join(o.errs, fmt.Errorf("option max_columns: want 1 to 1048576, got %d", maxColumns))
+		maxColumns = defaultMaxColumns
+	}
+	d.maxRecord, d.maxColumns = int(maxRecord), int(maxColumns)
 	if s := o.String("delimiter", ","); len(s) == 1 && s[0] != '\n' && s[0] != '\r' {
 		d.delim = s[0]
 	} else if s == `\t` || s == "tab" {
@@ -77,10 +96,10 @@ func (p *csvParser) readLine() ([]byte, error) {
 	if err == bufio.ErrBufferFull {
 		p.long = append(p.long[:0], line...)
 		for err == bufio.ErrBufferFull {
-			if len(p.long) > maxRecord {
-				return nil, reject(p.line+1, "line longer than %d bytes", maxRecord)
-			}
 			line, err = p.br.ReadSlice('\n')
+			if len(p.long)+len(line) > p.d.maxRecord {
+				return nil, reject(p.line+1, "line longer than %s (the route's max_line_bytes)", datasize.Size(p.d.maxRecord))
+			}
 			p.long = append(p.long, line...)
 		}
 		line = p.long
@@ -130,8 +149,8 @@ func (p *csvParser) next() error {
 				if i < 0 { // the quoted field goes on to the next line
 					p.buf = append(p.buf, line[pos:]...)
 					p.buf = append(p.buf, '\n')
-					if len(p.buf) > maxRecord {
-						return reject(p.recLine, "record longer than %d bytes (unterminated quoted field?)", maxRecord)
+					if len(p.buf) > d.maxRecord {
+						return reject(p.recLine, "record longer than %s (unterminated quoted field? the route's max_line_bytes)", datasize.Size(d.maxRecord))
 					}
 					var err error
 					if line, err = p.readLine(); err == io.EOF {
@@ -152,6 +171,9 @@ func (p *csvParser) next() error {
 				break
 			}
 			p.ends = append(p.ends, len(p.buf))
+			if len(p.ends) > d.maxColumns {
+				return p.tooManyColumns()
+			}
 			switch {
 			case pos == len(line):
 				return nil
@@ -172,12 +194,19 @@ func (p *csvParser) next() error {
 		}
 		p.buf = append(p.buf, f...)
 		p.ends = append(p.ends, len(p.buf))
-		if len(p.buf) > maxRecord {
-			return reject(p.recLine, "record longer than %d bytes", maxRecord)
+		if len(p.buf) > d.maxRecord {
+			return reject(p.recLine, "record longer than %s (the route's max_line_bytes)", datasize.Size(d.maxRecord))
+		}
+		if len(p.ends) > d.maxColumns {
+			return p.tooManyColumns()
 		}
 		if i < 0 {
 			return nil
 		}
 		pos += i + 1
 	}
+}
+
+func (p *csvParser) tooManyColumns() error {
+	return reject(p.recLine, "more than %d columns (the route's max_columns)", p.d.maxColumns)
 }

@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 	"sort"
+
+	"github.com/ferrygw/ferry/gateway/datasize"
 )
 
 // Factory builds a transform from its options. It reads options through o; any option it did
@@ -142,6 +144,24 @@ func (o *Options) Int(key string, def int64) int64 {
 	}
 	o.fail(key, "an integer", v)
 	return def
+}
+
+// Size returns key as a number of bytes, or def: an integer, or a string with a unit as in
+// the gateway's config ("16MiB", "1GiB").
+func (o *Options) Size(key string, def int64) int64 {
+	v, ok := o.get(key)
+	if !ok {
+		return def
+	}
+	if s, isStr := v.(string); isStr {
+		n, err := datasize.ParseSize(s)
+		if err != nil {
+			o.errs = errors.Join(o.errs, fmt.Errorf("option %s: %w", key, err))
+			return def
+		}
+		return int64(n)
+	}
+	return o.Int(key, def)
 }
 
 // Bool returns key as a boolean, or def.

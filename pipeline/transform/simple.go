@@ -11,6 +11,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ferrygw/ferry/gateway/datasize"
 )
 
 // copyT passes its input through unchanged. No options.
@@ -23,13 +25,33 @@ func (copyT) Apply(ctx context.Context, in File, emit func(File) error) error {
 }
 
 // gunzip decompresses a gzip stream (concatenated members too). The output's name drops
-// ".gz" (".tgz" becomes ".tar"). A corrupt or truncated stream is a Rejection. No options.
-type gunzip struct{}
+// ".gz" (".tgz" becomes ".tar"). A corrupt or truncated stream is a Rejection, and so is a gzip
+// bomb: more than max_bytes of output (default 8GiB), or, past the first MiB, more than
+// max_ratio times the compressed bytes consumed so far (default DefaultMaxRatio).
+// Both are enforced while streaming, so the output stops at the limit: memory stays constant and
+// the consumer must not commit an output whose Read failed (see Transform).
+//
+// Options: max_bytes (a size: "8GiB" or a number of bytes), max_ratio.
+type gunzip struct{ maxBytes, maxRatio int64 }
 
-func newGunzip(*Options) (Transform, error) { return gunzip{}, nil }
+func newGunzip(o *Options) (Transform, error) {
+	g := gunzip{maxBytes: o.Size("max_bytes", 8<<30), maxRatio: o.Int("max_ratio", DefaultMaxRatio)}
+	if g.maxBytes <= 0 || g.maxRatio <= 0 {
+		return nil, errors.New("options max_bytes and max_ratio: must be positive")
+	}
+	return g, nil
+}
 
-func (gunzip) Apply(ctx context.Context, in File, emit func(File) error) error {
-	zr, err := gzip.NewReader(bufio.NewReaderSize(in.Body, 32<<10))
+// DefaultMaxRatio is gunzip's and unzip's default max_ratio. Deflate cannot expand more than
+// 1032:1, so a bomb's ratio sits just under that: a limit must be well below it to catch one.
+// Real data compresses 5-50x (CSV, logs), highly repetitive exports a few hundred times.
+const DefaultMaxRatio = 500
+
+func (g gunzip) Apply(ctx context.Context, in File, emit func(File) error) error {
+	// Counted between the buffer and the decompressor: what it consumed, not what was read
+	// ahead, so the ratio is exact.
+	counted := &countingReader{r: bufio.NewReaderSize(in.Body, 32<<10)}
+	zr, err := gzip.NewReader(counted)
 	if err != nil {
 		return gzipErr(err)
 	}
@@ -41,7 +63,52 @@ func (gunzip) Apply(ctx context.Context, in File, emit func(File) error) error {
 	case strings.HasSuffix(name, ".tgz"):
 		name = strings.TrimSuffix(name, ".tgz") + ".tar"
 	}
-	return emitOne(ctx, name, gzipReader{zr}, emit)
+	return emitOne(ctx, name, &bombGuard{r: gzipReader{zr}, in: counted, maxBytes: g.maxBytes, maxRatio: g.maxRatio}, emit)
+}
+
+// countingReader counts the bytes read through it, byte by byte too: it is a flate.Reader, so
+// the decompressor reads from it directly instead of wrapping it in a buffer of its own.
+type countingReader struct {
+	r *bufio.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.n++
+	}
+	return b, err
+}
+
+// bombGuard stops a decompressed stream at maxBytes, or as soon as (past the first MiB) it
+// outgrows maxRatio times the compressed bytes read so far.
+type bombGuard struct {
+	r                  io.Reader
+	in                 *countingReader
+	out                int64
+	maxBytes, maxRatio int64
+}
+
+const ratioFloor = 1 << 20 // below this much output no ratio is a bomb
+
+func (b *bombGuard) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.out += int64(n)
+	switch {
+	case b.out > b.maxBytes:
+		return 0, reject(0, "gzip: expands to more than %s (the route's max_bytes)", datasize.Size(b.maxBytes))
+	case b.out > ratioFloor && b.out > b.maxRatio*max(b.in.n, 1):
+		return 0, reject(0, "gzip: %d compressed bytes expand to more than %d, over %dx (a gzip bomb? the route's max_ratio)",
+			b.in.n, b.out, b.maxRatio)
+	}
+	return n, err
 }
 
 type gzipReader struct{ r *gzip.Reader }

@@ -21,9 +21,11 @@ import (
 // than max_ratio times its compressed size, or a total over max_total_bytes (zip bombs). The
 // sizes are checked against the headers first and enforced while reading, since headers can lie.
 //
-// Options: max_bytes (archive, default 4 GiB), max_entries (default 10000), max_entry_bytes
-// (default 8 GiB), max_total_bytes (default 16 GiB), max_ratio (default 1000), temp_dir
-// (default os.TempDir()).
+// Options: max_bytes (archive, default 4GiB), max_entries (default 10000), max_entry_bytes
+// (default 8GiB), max_total_bytes (default 16GiB), max_ratio (default DefaultMaxRatio), temp_dir
+// (default os.TempDir()). Sizes take units ("1GiB") or a number of bytes. On Lambda the spool
+// lives in /tmp, whose ephemeral storage (512MB unless the function asks for more) must hold
+// max_bytes.
 type unzip struct {
 	maxBytes, maxEntries, maxEntry, maxTotal, maxRatio int64
 	tempDir                                            string
@@ -31,11 +33,11 @@ type unzip struct {
 
 func newUnzip(o *Options) (Transform, error) {
 	t := &unzip{
-		maxBytes:   o.Int("max_bytes", 4<<30),
+		maxBytes:   o.Size("max_bytes", 4<<30),
 		maxEntries: o.Int("max_entries", 10000),
-		maxEntry:   o.Int("max_entry_bytes", 8<<30),
-		maxTotal:   o.Int("max_total_bytes", 16<<30),
-		maxRatio:   o.Int("max_ratio", 1000),
+		maxEntry:   o.Size("max_entry_bytes", 8<<30),
+		maxTotal:   o.Size("max_total_bytes", 16<<30),
+		maxRatio:   o.Int("max_ratio", DefaultMaxRatio),
 		tempDir:    o.String("temp_dir", ""),
 	}
 	if t.maxBytes <= 0 || t.maxEntries <= 0 || t.maxEntry <= 0 || t.maxTotal <= 0 || t.maxRatio <= 0 {

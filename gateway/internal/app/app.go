@@ -23,7 +23,9 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/health"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
 	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
+	"github.com/ferrygw/ferry/gateway/internal/s3metrics"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
+	"github.com/ferrygw/ferry/gateway/internal/sessionmetrics"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/transfermetrics"
@@ -31,7 +33,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ShutdownGrace is how long running transfers may take to finish after a stop signal.
+// ShutdownGrace bounds the last steps of a stop after the front ends have drained (config
+// drain_timeout): sending the queued gateway events and closing the embedded event bus.
 const ShutdownGrace = 30 * time.Second
 
 // server is what every listener-backed component provides, like net/http.Server.
@@ -46,12 +49,13 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	defer cancel()
 	startMemoryLimit(ctx, int64(cfg.MemoryLimit), logger)
 
-	r := &runner{logger: logger}
+	r := &runner{logger: logger, drain: cfg.DrainTimeout}
 	defer r.stop()
 	var (
 		local *embedded
 		err   error
 	)
+	reg := prometheus.NewRegistry()
 	s3cfg := cfg.Storage.S3
 	if e := cfg.Embedded.S3; e.Enabled() {
 		local, err = startEmbedded(cfg, logger)
@@ -59,6 +63,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			return err
 		}
 		defer local.close(logger) // after r.stop: the events of the last transfers still land
+		reg.MustRegister(local.metrics)
 		// Served before the rest is built: the users file may be an object in it.
 		if err := r.listen(named{name: "s3", addr: e.Listen, srv: local.s3}); err != nil {
 			return err
@@ -66,7 +71,9 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		r.serve()
 	}
 	// The gateway reaches the embedded endpoint through the same S3 client code as AWS.
-	client, err := s3store.NewClient(ctx, s3ClientConfig(cfg))
+	cc := s3ClientConfig(cfg)
+	cc.Options = append(cc.Options, s3metrics.New(reg).Option())
+	client, err := s3store.NewClient(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -91,8 +98,8 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
-	reg := prometheus.NewRegistry()
 	transfers := transfermetrics.New(reg)
+	sessions := sessionmetrics.New(reg)
 	events, stopEvents, err := newGatewayEvents(ctx, cfg, local, reg, logger)
 	if err != nil {
 		return err
@@ -119,21 +126,30 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 
 	var servers []named
-	var checker *health.Checker
-	if cfg.Listen.Health != "" {
-		checker, err = health.New(health.Config{
-			ProbeS3: func(ctx context.Context) error {
-				_, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s3cfg.Bucket)})
-				return err
-			},
-			Users:  userStore.Loaded,
-			Logger: logger,
-		})
-		if err != nil {
+	// S3 is probed whether or not listen.health serves the answer: the front ends refuse new
+	// logins with a temporary error while S3 does not answer.
+	checker, err := health.New(health.Config{
+		ProbeS3: func(ctx context.Context) error {
+			_, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s3cfg.Bucket)})
 			return err
-		}
-		go checker.Run(ctx)
-		// First of the front ends, so shut down last: it answers "draining" while they drain.
+		},
+		Users:  userStore.Loaded,
+		Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	go checker.Run(ctx)
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_ready",
+			Help: "1 while /readyz would answer 200 (S3 answers, users loaded, not draining), else 0."},
+			func() float64 { return boolGauge(checker.Ready() == nil) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_s3_available",
+			Help: "1 while S3 answered its last probe (HeadBucket), else 0: new logins are refused meanwhile."},
+			func() float64 { return boolGauge(checker.S3Available() == nil) }),
+	)
+	if cfg.Listen.Health != "" {
+		// Shut down after the front ends: it answers "draining" while they drain.
 		servers = append(servers, named{name: "health", addr: cfg.Listen.Health, srv: newHTTP(checker.Handler()),
 			wrap: lbWrap.optional})
 	}
@@ -152,14 +168,16 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			Banner:           cfg.SFTP.Banner,
 			WriteWindow:      int64(cfg.SFTP.WriteWindow),
 			WriteWaitTimeout: cfg.SFTP.WriteWaitTimeout,
-		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp")})
+		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp"),
+			Available: checker.S3Available, Observer: sessions})
 		if err != nil {
 			return err
 		}
-		servers = append(servers, named{name: "sftp", addr: cfg.Listen.SFTP, srv: srv, wrap: lbWrap.required})
+		servers = append(servers, named{name: "sftp", addr: cfg.Listen.SFTP, srv: srv, wrap: lbWrap.required, frontEnd: true})
 	}
 	if cfg.Listen.FTP != "" || cfg.Listen.FTPSImplicit != "" {
-		srv, err := newFTP(cfg, auth("ftp"), homes("ftp"), logger)
+		srv, err := newFTP(cfg, ftpd.Deps{Auth: auth("ftp"), Storage: homes("ftp"), Logger: logger,
+			Available: checker.S3Available, Observer: sessions})
 		if err != nil {
 			return err
 		}
@@ -168,11 +186,11 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			if cfg.Listen.ProxyProtocol.Enabled() {
 				ftp = demuxFTP{srv} // control, implicit FTPS and passive data, by the port dialed
 			}
-			servers = append(servers, named{name: "ftp", addr: cfg.Listen.FTP, srv: ftp, wrap: lbWrap.required})
+			servers = append(servers, named{name: "ftp", addr: cfg.Listen.FTP, srv: ftp, wrap: lbWrap.required, frontEnd: true})
 		}
 		if cfg.Listen.FTPSImplicit != "" {
 			servers = append(servers, named{name: "ftps-implicit", addr: cfg.Listen.FTPSImplicit, srv: implicitTLS{srv},
-				wrap: lbWrap.required})
+				wrap: lbWrap.required, frontEnd: true})
 		}
 	}
 	if cfg.Listen.Metrics != "" {
@@ -187,12 +205,14 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			return err
 		}
 	}
-	r.serve()
-	onDrain := func() {}
-	if checker != nil {
-		onDrain = checker.SetDraining
+	// Serve once S3 has been asked (a few ms when it answers, at most the probe's timeout when
+	// it does not), so the first clients get the right answer: served, or told to come back.
+	select {
+	case <-checker.FirstProbe():
+	case <-ctx.Done():
 	}
-	return r.wait(ctx, onDrain)
+	r.serve()
+	return r.wait(ctx, checker.SetDraining)
 }
 
 // openUsers opens the users file. A local file must load (its problems stop start-up). An S3
@@ -253,7 +273,7 @@ func reloadOnHUP(ctx context.Context, store *users.Store, logger *slog.Logger) {
 	}
 }
 
-func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User) (storage.FS, error), logger *slog.Logger) (*ftpd.Server, error) {
+func newFTP(cfg *config.Config, deps ftpd.Deps) (*ftpd.Server, error) {
 	f := cfg.FTP
 	first, last, err := f.PassiveRange()
 	if err != nil {
@@ -278,7 +298,7 @@ func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User)
 		IdleTimeout: f.IdleTimeout,
 		Banner:      f.Banner,
 		MaxClients:  f.MaxClients,
-	}, ftpd.Deps{Auth: auth, Storage: homes, Logger: logger})
+	}, deps)
 }
 
 // implicitTLS serves the same FTP server on an implicit-TLS listener.
@@ -290,3 +310,10 @@ func (s implicitTLS) Serve(l net.Listener) error { return s.ServeImplicitTLS(l) 
 type demuxFTP struct{ *ftpd.Server }
 
 func (s demuxFTP) Serve(l net.Listener) error { return s.ServeDemux(l) }
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -25,9 +25,10 @@ import (
 // written to the local event bus (before the S3 response returns), rules that route those
 // events, and a local notification sink.
 type embedded struct {
-	s3   *s3server.Server
-	bus  *bus.Bus  // nil when embedded.events.dir is empty
-	keys *userKeys // users' S3 keys, in force once the users are loaded
+	s3      *s3server.Server
+	bus     *bus.Bus  // nil when embedded.events.dir is empty
+	keys    *userKeys // users' S3 keys, in force once the users are loaded
+	metrics *pipelineMetrics
 }
 
 // Rule patterns of the embedded default (EventBridge syntax).
@@ -38,7 +39,7 @@ const (
 )
 
 func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
-	e := &embedded{}
+	e := &embedded{metrics: newPipelineMetrics()}
 	ec := cfg.Embedded
 	if ec.Events.Dir != "" {
 		b, err := bus.Open(ec.Events.Dir, bus.Config{}, logger.With("component", "bus"))
@@ -46,6 +47,7 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 			return nil, fmt.Errorf("event bus: %w", err)
 		}
 		e.bus = b
+		e.metrics.bus = b
 		if err := e.addRules(cfg, logger); err != nil {
 			e.close(logger)
 			return nil, err
@@ -95,10 +97,11 @@ func (e *embedded) addRules(cfg *config.Config, logger *slog.Logger) error {
 	if n.Outbox == "" {
 		return nil
 	}
-	sink, err := notify.NewLocalSink(notify.LocalConfig{Outbox: n.Outbox, Webhook: n.Webhook}, logger.With("component", "notify"))
+	local, err := notify.NewLocalSink(notify.LocalConfig{Outbox: n.Outbox, Webhook: n.Webhook}, logger.With("component", "notify"))
 	if err != nil {
 		return err
 	}
+	sink := e.metrics.publisher(local)
 	if cfg.Embedded.Pipeline.Routes == "" {
 		// No routes: announce every arrival, so the bus is useful before any pipeline exists.
 		return e.bus.AddRule(bus.Rule{Name: "arrivals", Pattern: patternArrivals,
@@ -126,7 +129,7 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 	ledger := handler.NewLedger(client, cfg.Storage.S3.Bucket, "")
 	log := logger.With("component", "pipeline")
 	th, err := handler.NewTransformHandler(handler.TransformConfig{
-		S3: client, Routes: routes, Ledger: ledger, Events: e.bus, Log: log,
+		S3: client, Routes: routes, Ledger: ledger, Events: e.bus, Log: log, Metrics: e.metrics,
 		Account: s3events.LocalAccount, Region: cfg.Storage.S3.Region,
 	})
 	if err != nil {

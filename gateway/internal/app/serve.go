@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/ftpd"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
@@ -18,11 +20,15 @@ type named struct {
 	srv        server
 	// wrap, when set, wraps the bound listener (PROXY protocol behind a load balancer).
 	wrap func(net.Listener) net.Listener
+	// frontEnd services (SFTP, FTP) carry transfers: at a stop they all stop accepting at once
+	// and drain together, while the others (health, metrics, the embedded S3 endpoint) serve on.
+	frontEnd bool
 }
 
 // runner binds and serves services and shuts them down in the reverse order of binding.
 type runner struct {
 	logger  *slog.Logger
+	drain   time.Duration // how long front ends' transfers may run on after a stop (drain_timeout)
 	bound   []bound
 	served  int        // bound[:served] are serving
 	errc    chan error // a server that failed
@@ -77,7 +83,7 @@ func (r *runner) wait(ctx context.Context, onDrain func()) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		r.logger.Info("shutting down", "grace", ShutdownGrace)
+		r.logger.Info("shutting down: no new connections; transfers in progress may finish", "drain_timeout", r.drain)
 	case runErr = <-r.errc:
 		r.logger.Error("server failed, shutting down", "err", runErr)
 	}
@@ -86,9 +92,11 @@ func (r *runner) wait(ctx context.Context, onDrain func()) error {
 	return runErr
 }
 
-// stop shuts down what serves within ShutdownGrace, in reverse order (front ends drain their
-// transfers while the embedded S3 endpoint, bound first, still serves), and closes what was
-// bound but never served. It is idempotent.
+// stop closes what was bound but never served, then drains: every front end stops accepting at
+// once and their transfers run on together for up to the drain timeout, after which the front
+// ends abort the rest (no object, no pending multipart upload, a Transfer Failed event). Health
+// (answering "draining"), metrics and the embedded S3 endpoint serve meanwhile, and are shut
+// down last, in reverse order of binding, within ShutdownGrace. It is idempotent.
 func (r *runner) stop() {
 	if r.stopped {
 		return
@@ -97,12 +105,32 @@ func (r *runner) stop() {
 	for _, b := range r.bound[r.served:] {
 		b.l.Close()
 	}
+	served := r.bound[:r.served]
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(context.Background(), r.drain)
+	var wg sync.WaitGroup
+	for _, b := range served {
+		if !b.frontEnd {
+			continue
+		}
+		wg.Go(func() {
+			if err := b.srv.Shutdown(dctx); err != nil {
+				r.logger.Warn("drain timeout: transfers still running were aborted", "service", b.name,
+					"drain_timeout", r.drain, "err", err)
+				return
+			}
+			r.logger.Info("drained", "service", b.name, "after", time.Since(start).Round(time.Millisecond))
+		})
+	}
+	wg.Wait()
+	cancel()
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
 	defer cancel()
-	for i := r.served - 1; i >= 0; i-- {
-		b := r.bound[i]
-		if err := b.srv.Shutdown(sctx); err != nil {
-			r.logger.Warn("shutdown", "service", b.name, "err", err)
+	for i := len(served) - 1; i >= 0; i-- {
+		if b := served[i]; !b.frontEnd {
+			if err := b.srv.Shutdown(sctx); err != nil {
+				r.logger.Warn("shutdown", "service", b.name, "err", err)
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -17,9 +18,19 @@ func s3ClientConfig(cfg *config.Config) s3store.ClientConfig {
 	s := cfg.Storage.S3
 	if e := cfg.Embedded.S3; e.Enabled() {
 		return s3store.ClientConfig{Endpoint: "http://" + e.Listen, Region: s.Region, PathStyle: true,
-			AccessKey: e.AccessKey, Secret: e.Secret}
+			AccessKey: e.AccessKey, Secret: e.Secret, StallTimeout: stallTimeout(s.StallTimeout)}
 	}
-	return s3store.ClientConfig{Endpoint: s.Endpoint, Region: s.Region, PathStyle: s.PathStyle}
+	return s3store.ClientConfig{Endpoint: s.Endpoint, Region: s.Region, PathStyle: s.PathStyle,
+		StallTimeout: stallTimeout(s.StallTimeout)}
+}
+
+// stallTimeout maps the config's storage.s3.stall_timeout (0 = off) to the client's (0 =
+// default, negative = off).
+func stallTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // UsersSource returns where the users file at location (a path or s3://bucket/key) is kept. An

@@ -44,6 +44,11 @@ type Config struct {
 	// gateway does not spend its CPU collecting. 0 leaves Go's default (no limit); GOMEMLIMIT
 	// in the environment overrides it. Default 44MiB.
 	MemoryLimit Size `yaml:"memory_limit"`
+	// DrainTimeout is how long transfers in progress may go on after SIGTERM (no new connection
+	// is accepted meanwhile); those still running then are aborted: no object, no pending
+	// multipart upload, a Transfer Failed event. Keep it below the orchestrator's stop timeout
+	// (ECS's stopTimeout, Kubernetes' terminationGracePeriodSeconds). Default 30s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 
 	file string               // the file it was read from, for messages
 	pos  strictyaml.Positions // line of every value written in it
@@ -117,6 +122,10 @@ type S3 struct {
 	// MaxRenameKeys bounds directory renames (S3 has no rename: each key is copied and deleted);
 	// renaming a directory with more keys is refused.
 	MaxRenameKeys int `yaml:"max_rename_keys"`
+	// StallTimeout fails an S3 request whose connection moved no byte in either direction for
+	// this long; the SDK then retries it. 0 disables (a server that never answers then holds
+	// the transfer until its client gives up). Default 30s.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // HostKeys says where the SSH host keys come from (see package hostkeys).
@@ -262,6 +271,7 @@ func Default() *Config {
 			PartSize:      5 * MiB,
 			Concurrency:   4,
 			MaxRenameKeys: 1000,
+			StallTimeout:  30 * time.Second,
 		}},
 		HostKeys: HostKeys{
 			Paths:    []string{"keys/ssh_host_ed25519_key", "keys/ssh_host_rsa_key"},
@@ -270,6 +280,7 @@ func Default() *Config {
 		UsersFile:         "users.yaml",
 		UsersPollInterval: 30 * time.Second,
 		MemoryLimit:       44 * MiB,
+		DrainTimeout:      30 * time.Second,
 		SFTP: SFTP{
 			IdleTimeout:      15 * time.Minute,
 			LoginTimeout:     30 * time.Second,

@@ -75,7 +75,7 @@ log:
 	want := Default()
 	want.Listen = Listen{SFTP: "0.0.0.0:22", FTP: ":21"}
 	want.Storage.S3 = S3{Bucket: "my-bucket", Endpoint: "http://127.0.0.1:7070", Region: "eu-west-1", PathStyle: true,
-		PartSize: 16 * MiB, Concurrency: 8, MaxRenameKeys: 0}
+		PartSize: 16 * MiB, Concurrency: 8, MaxRenameKeys: 0, StallTimeout: 30 * time.Second}
 	want.HostKeys = HostKeys{Paths: []string{filepath.Join(dir, "k/ed25519"), "/abs/rsa"}}
 	want.UsersFile = filepath.Join(filepath.Dir(dir), "users.yaml")
 	want.SFTP = SFTP{IdleTimeout: time.Hour, LoginTimeout: 10 * time.Second, MaxSessions: 10, Banner: "hello\n",
@@ -198,6 +198,8 @@ func TestValidate(t *testing.T) {
 		{"part size small", "    part_size: 4MiB\n", ":4: storage.s3.part_size: must be between 5MiB and 5GiB (S3 limits), got 4MiB"},
 		{"concurrency", "    concurrency: 65\n", ":4: storage.s3.concurrency: must be between 1 and 64"},
 		{"rename keys", "    max_rename_keys: -1\n", ":4: storage.s3.max_rename_keys: must not be negative"},
+		{"stall timeout", "    stall_timeout: 100ms\n", ":4: storage.s3.stall_timeout: must be at least 1s (or 0 to disable), got 100ms"},
+		{"drain timeout", "drain_timeout: -1s\n", ":4: drain_timeout: must be between 0 (abort at once) and 1h, got -1s"},
 		{"no host keys", "host_keys:\n  paths: []\n", ":4: host_keys: SFTP needs host keys"},
 		{"bad pem", "host_keys:\n  pem: not a key\n", ":5: host_keys.pem: must hold private keys as PEM text"},
 		{"users file", "users_file: \"\"\n", ":4: users_file: required"},

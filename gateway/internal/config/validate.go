@@ -65,6 +65,14 @@ func (c *Config) Validate() error {
 	if s.Concurrency < 1 || s.Concurrency > 64 {
 		v.errorf("storage.s3.concurrency", "must be between 1 and 64, got %d", s.Concurrency)
 	}
+	if s.StallTimeout < 0 {
+		v.errorf("storage.s3.stall_timeout", "must not be negative (0 disables it), got %s", s.StallTimeout)
+	} else if s.StallTimeout > 0 && s.StallTimeout < time.Second {
+		v.errorf("storage.s3.stall_timeout", "must be at least 1s (or 0 to disable), got %s", s.StallTimeout)
+	}
+	if c.DrainTimeout < 0 || c.DrainTimeout > time.Hour {
+		v.errorf("drain_timeout", "must be between 0 (abort at once) and 1h, got %s", c.DrainTimeout)
+	}
 	if s.MaxRenameKeys < 0 {
 		v.errorf("storage.s3.max_rename_keys", "must not be negative (0 refuses every non-empty directory rename), got %d", s.MaxRenameKeys)
 	}

@@ -277,11 +277,12 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 	}
 	fsys := d.fs()
 	if flags&(os.O_WRONLY|os.O_RDWR) == 0 {
-		r, err := fsys.Open(d.s.ctx, name)
+		id := newTransferID()
+		r, err := fsys.Open(storage.WithTransferID(d.s.ctx, id), name)
 		if err != nil {
-			return nil, d.s.fail("download", name, err)
+			return nil, d.s.fail("download", name, err, "transfer_id", id)
 		}
-		return d.s.newDownload(name, r), nil
+		return d.s.newDownload(name, id, r), nil
 	}
 	switch {
 	case flags&os.O_APPEND != 0:
@@ -309,7 +310,7 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 		SizeHint:   d.s.takeSizeHint(),
 	})
 	if err != nil {
-		return nil, d.s.fail("upload", name, err)
+		return nil, d.s.fail("upload", name, err, "transfer_id", id)
 	}
 	return d.s.newUpload(name, id, up), nil
 }

@@ -25,22 +25,45 @@ func (l *ctlListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		s := l.srv
+		if s.deps.Available != nil {
+			if err := s.deps.Available(); err != nil {
+				s.log.Warn("refusing connection: service unavailable", "remote", c.RemoteAddr().String(), "reason", err.Error())
+				s.deps.Observer.Refused(l.protocol(), RefusedUnavailable)
+				l.refuse(c, "421 Service temporarily unavailable (storage unreachable), try again later\r\n")
+				continue
+			}
+		}
 		if max := s.cfg.MaxClients; max > 0 && s.conns.Load() >= int64(max) {
 			s.log.Warn("refusing connection: too many clients", "remote", c.RemoteAddr().String(), "max_clients", max)
-			if !l.implicit {
-				c.SetWriteDeadline(time.Now().Add(time.Second))
-				io.WriteString(c, "421 Too many connections, try again later\r\n")
-			}
-			c.Close()
+			s.deps.Observer.Refused(l.protocol(), RefusedMaxClients)
+			l.refuse(c, "421 Too many connections, try again later\r\n")
 			continue
 		}
 		cc := newControlConn(c)
+		cc.ended = s.deps.Observer.SessionStarted(l.protocol())
 		s.conns.Add(1)
 		s.mu.Lock()
 		s.pending[connKey(cc.LocalAddr(), cc.RemoteAddr())] = cc
 		s.mu.Unlock()
 		return cc, nil
 	}
+}
+
+// refuse sends reply (a 421) on a plain control connection and closes it; an implicit-TLS
+// connection has no TLS yet to send it in and is only closed.
+func (l *ctlListener) refuse(c net.Conn, reply string) {
+	if !l.implicit {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, reply)
+	}
+	c.Close()
+}
+
+func (l *ctlListener) protocol() string {
+	if l.implicit {
+		return "ftps"
+	}
+	return "ftp"
 }
 
 func connKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
@@ -56,6 +79,7 @@ type controlConn struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	ended     func() // tells the Observer the session ended; nil for none
 }
 
 func newControlConn(c net.Conn) *controlConn {
@@ -91,7 +115,12 @@ func (c *controlConn) Read(p []byte) (int, error) {
 // again on its way out and would log the second close's error.
 func (c *controlConn) Close() error {
 	c.markDead()
-	c.closeOnce.Do(func() { c.closeErr = c.Conn.Close() })
+	c.closeOnce.Do(func() {
+		c.closeErr = c.Conn.Close()
+		if c.ended != nil {
+			c.ended()
+		}
+	})
 	return c.closeErr
 }
 

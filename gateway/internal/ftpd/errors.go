@@ -50,13 +50,14 @@ var kinds = []struct {
 	{context.Canceled, "Connection closed", context.Canceled},
 }
 
-// fail logs err once and returns the reply-safe error for the client.
-func (s *session) fail(op, name string, err error) error {
+// fail logs err once, with attrs (a transfer's id), and returns the reply-safe error for the
+// client.
+func (s *session) fail(op, name string, err error, attrs ...any) error {
 	if err == nil {
 		return nil
 	}
 	re, level := toReply(err)
-	s.log.Log(s.ctx, level, "ftp request failed", "op", op, "path", name, "err", err)
+	s.log.Log(s.ctx, level, "ftp request failed", append([]any{"op", op, "path", name, "err", err}, attrs...)...)
 	return re
 }
 
@@ -78,5 +79,7 @@ func toReply(err error) (*replyError, slog.Level) {
 			return &replyError{msg: k.msg, kind: k.kind}, level
 		}
 	}
-	return &replyError{msg: "Internal error", kind: err}, slog.LevelError
+	// Unclassified: S3 failing even after the SDK's retries, the network, a bug. Clients
+	// should try again later; ftpserverlib sends it as 550 (it has no hook for 451).
+	return &replyError{msg: "Storage error: not done, try again later", kind: err}, slog.LevelError
 }

@@ -109,7 +109,34 @@ type Deps struct {
 	Storage func(u *users.User) (storage.FS, error)
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// Available, when set, is asked before each new control connection: while it returns an
+	// error the client gets "421 Service temporarily unavailable" and is disconnected, instead
+	// of being let in to a gateway that cannot store its files.
+	Available func() error
+	// Observer, when set, counts sessions, logins and refusals.
+	Observer Observer
 }
+
+// Observer is told about connections, logins and refusals, for metrics.
+type Observer interface {
+	// SessionStarted is called for each accepted control connection; ended when it closes.
+	SessionStarted(protocol string) (ended func())
+	Login(protocol string, ok bool)
+	Refused(protocol, reason string)
+}
+
+type noObserver struct{}
+
+func (noObserver) SessionStarted(string) func() { return func() {} }
+func (noObserver) Login(string, bool)           {}
+func (noObserver) Refused(string, string)       {}
+
+// Refusal reasons given to Observer.Refused.
+const (
+	RefusedMaxClients  = "max_clients"
+	RefusedUnavailable = "unavailable"
+	RefusedTLSRequired = "tls_required"
+)
 
 // Server is an FTP/FTPS server. Like net/http's Server: Serve on listeners, Shutdown to drain.
 type Server struct {
@@ -121,8 +148,9 @@ type Server struct {
 	publicIP  string          // PublicHost when it is an IPv4 address
 	publicDNS string          // PublicHost when it is a name
 
-	closing atomic.Bool
-	conns   atomic.Int64 // accepted control connections not yet disconnected
+	closing   atomic.Bool
+	conns     atomic.Int64 // accepted control connections not yet disconnected
+	transfers atomic.Int64 // file transfers not yet closed, in every session
 	// siteKey prefixes the SITE parameters through which Ferry has the library answer EPSV ALL
 	// and refuse what follows it (epsvall.go); random, so no client can send one.
 	siteKey string
@@ -148,6 +176,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Observer == nil {
+		deps.Observer = noObserver{}
 	}
 	s := &Server{
 		cfg:       cfg,
@@ -326,9 +357,14 @@ func (s *Server) serve(l net.Listener, implicit bool) error {
 	return err
 }
 
+// AbortGrace bounds how long Shutdown waits, once ctx has ended, for the transfers it cut off
+// to finish aborting (their multipart uploads aborted in S3).
+const AbortGrace = 30 * time.Second
+
 // Shutdown stops accepting connections, closes idle sessions at once and waits for transfers in
-// progress to end. When ctx ends first it closes every session, which aborts unfinished uploads,
-// and returns ctx's error.
+// progress to end. When ctx ends first it closes every session, which aborts unfinished uploads
+// (and closes their data connections), waits up to AbortGrace for those aborts to finish, and
+// returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	s.mu.Lock()
@@ -340,12 +376,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if s.closeSessions(false) == 0 && s.conns.Load() == 0 {
+		if s.closeSessions(false) == 0 && s.conns.Load() == 0 && s.transfers.Load() == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			s.closeSessions(true)
+			grace := time.NewTimer(AbortGrace)
+			defer grace.Stop()
+			for s.transfers.Load() > 0 || s.conns.Load() > 0 {
+				select {
+				case <-grace.C:
+					s.log.Error("shutdown: transfers still aborting after the grace period",
+						"transfers", s.transfers.Load(), "clients", s.conns.Load())
+					return ctx.Err()
+				case <-tick.C:
+				}
+			}
 			return ctx.Err()
 		case <-tick.C:
 		}

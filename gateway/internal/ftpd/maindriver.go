@@ -139,6 +139,7 @@ func (d *mainDriver) ClientDisconnected(cc ftpserver.ClientContext) {
 func (d *mainDriver) PreAuthUser(cc ftpserver.ClientContext, user string) error {
 	if d.srv.cfg.TLS.Mode == TLSRequired && !cc.HasTLSForControl() {
 		d.srv.log.Info("plaintext login refused: TLS required", "remote", cc.RemoteAddr().String(), "user", user)
+		d.srv.deps.Observer.Refused("ftp", RefusedTLSRequired)
 		return errTLSRequired
 	}
 	return nil
@@ -161,8 +162,10 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, name, pass string) (ft
 	u, err := s.deps.Auth.CheckPassword(sess.ctx, name, pass, remote)
 	if err != nil || u == nil {
 		sess.log.Info("login failed", "user", name, "protocol", sess.protocol(), "err", err)
+		s.deps.Observer.Login(sess.protocol(), false)
 		return nil, errLogin
 	}
+	s.deps.Observer.Login(sess.protocol(), true)
 	fsys, err := s.deps.Storage(u)
 	if err != nil {
 		sess.log.Error("login: storage unavailable", "user", name, "err", err)
@@ -245,12 +248,14 @@ func (s *session) transferStarted() {
 	s.mu.Lock()
 	s.transfers++
 	s.mu.Unlock()
+	s.srv.transfers.Add(1)
 }
 
 func (s *session) transferEnded() {
 	s.mu.Lock()
 	s.transfers--
 	s.mu.Unlock()
+	s.srv.transfers.Add(-1)
 }
 
 func (s *session) takeSizeHint() int64 {

@@ -99,7 +99,7 @@ func (u *upload) Write(p []byte) (int, error) {
 	failed := u.failure
 	u.mu.Unlock()
 	if failed != nil {
-		return 0, u.s.fail("upload", u.name, failed)
+		return 0, u.s.fail("upload", u.name, failed, "transfer_id", u.id)
 	}
 	n, err := u.up.Write(p)
 	u.mu.Lock()
@@ -107,7 +107,7 @@ func (u *upload) Write(p []byte) (int, error) {
 	u.mu.Unlock()
 	if err != nil {
 		u.abort(err)
-		return n, u.s.fail("upload", u.name, err)
+		return n, u.s.fail("upload", u.name, err, "transfer_id", u.id)
 	}
 	return n, nil
 }
@@ -218,6 +218,7 @@ func (u *upload) Close() error {
 type download struct {
 	s     *session
 	name  string
+	id    string // transfer id
 	r     storage.Reader
 	start time.Time
 
@@ -232,9 +233,9 @@ var (
 	_ ftpserver.FileTransferError = (*download)(nil)
 )
 
-func (s *session) newDownload(name string, r storage.Reader) *download {
+func (s *session) newDownload(name, id string, r storage.Reader) *download {
 	s.transferStarted()
-	return &download{s: s, name: name, r: r, start: time.Now()}
+	return &download{s: s, name: name, id: id, r: r, start: time.Now()}
 }
 
 func (d *download) Read(p []byte) (int, error) {
@@ -243,7 +244,7 @@ func (d *download) Read(p []byte) (int, error) {
 	d.n += int64(n)
 	d.mu.Unlock()
 	if err != nil && !errors.Is(err, io.EOF) {
-		return n, d.s.fail("download", d.name, err)
+		return n, d.s.fail("download", d.name, err, "transfer_id", d.id)
 	}
 	return n, err
 }
@@ -251,7 +252,7 @@ func (d *download) Read(p []byte) (int, error) {
 func (d *download) Seek(offset int64, whence int) (int64, error) {
 	pos, err := d.r.Seek(offset, whence)
 	if err != nil {
-		return pos, d.s.fail("seek", d.name, err)
+		return pos, d.s.fail("seek", d.name, err, "transfer_id", d.id)
 	}
 	return pos, nil
 }
@@ -278,9 +279,9 @@ func (d *download) Close() error {
 	err := d.r.Close()
 	d.s.transferEnded()
 	if terr != nil {
-		d.s.log.Info("download interrupted", "path", d.name, "bytes", n, "duration", time.Since(d.start), "err", terr)
+		d.s.log.Info("download interrupted", "path", d.name, "transfer_id", d.id, "bytes", n, "duration", time.Since(d.start), "err", terr)
 	} else {
-		d.s.log.Info("download", "path", d.name, "bytes", n, "duration", time.Since(d.start))
+		d.s.log.Info("download", "path", d.name, "transfer_id", d.id, "bytes", n, "duration", time.Since(d.start))
 	}
 	return err
 }

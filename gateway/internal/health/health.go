@@ -5,8 +5,10 @@
 //     and the gateway is not draining; otherwise 503 with the reasons, one per line, so that an
 //     NLB stops sending new clients to a replica that could not store their files.
 //
-// The S3 probe runs in the background (Run) every Interval; a check never waits on S3, so a
-// health check answers at once however S3 is doing.
+// The S3 probe runs in the background (Run) every Interval, every second while it fails; a
+// check never waits on S3, so a health check answers at once however S3 is doing. The front ends
+// ask S3Available before each new connection and refuse it with a temporary error while S3 is
+// away, rather than let a partner log in to a gateway that cannot store the file.
 package health
 
 import (
@@ -48,6 +50,9 @@ type Checker struct {
 	log      *slog.Logger
 	draining atomic.Bool
 
+	first     chan struct{} // closed after the first probe
+	firstOnce sync.Once
+
 	mu      sync.Mutex
 	lastOK  time.Time // last successful probe
 	lastErr error     // outcome of the last probe; nil after a success
@@ -69,29 +74,37 @@ func New(cfg Config) (*Checker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Checker{cfg: cfg, log: log.With("component", "health")}, nil
+	return &Checker{cfg: cfg, log: log.With("component", "health"), first: make(chan struct{})}, nil
 }
 
-// Run probes S3 at once and then every Interval until ctx ends.
+// RetryInterval is how often S3 is probed while it fails, so the gateway serves again within
+// about a second of S3 coming back.
+const RetryInterval = time.Second
+
+// Run probes S3 at once and then every Interval (RetryInterval while it fails) until ctx ends.
 func (c *Checker) Run(ctx context.Context) {
-	t := time.NewTicker(c.cfg.Interval)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		c.probe(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		next := c.cfg.Interval
+		if c.probe(ctx) != nil {
+			next = min(next, RetryInterval)
+		}
+		t.Reset(next)
 	}
 }
 
-func (c *Checker) probe(ctx context.Context) {
+func (c *Checker) probe(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	err := c.cfg.ProbeS3(pctx)
 	cancel()
 	if ctx.Err() != nil {
-		return // shutting down: not an S3 failure
+		return nil // shutting down: not an S3 failure
 	}
 	c.mu.Lock()
 	was := c.lastErr
@@ -102,12 +115,39 @@ func (c *Checker) probe(ctx context.Context) {
 		c.lastOK = time.Now()
 	}
 	c.mu.Unlock()
+	c.firstOnce.Do(func() { close(c.first) })
 	switch {
 	case err != nil && (was == nil || first):
 		c.log.Error("S3 probe failed: not ready", "err", err)
 	case err == nil && was != nil:
 		c.log.Info("S3 probe succeeded again: ready", "after", was.Error())
 	}
+	return err
+}
+
+// FirstProbe is closed once the first S3 probe has finished (at most Timeout after Run
+// started): a gateway that waits for it before accepting clients knows whether S3 answers.
+func (c *Checker) FirstProbe() <-chan struct{} { return c.first }
+
+// ErrS3Unavailable is what S3Available returns (wrapped with the probe's error) while S3 does
+// not answer: new logins are refused with a temporary error until it does.
+var ErrS3Unavailable = errors.New("storage unavailable")
+
+// S3Available reports whether S3 answered its last probe, recently. Before the first probe
+// has finished it reports nil: a gateway starting up serves rather than refuse on a guess.
+func (c *Checker) S3Available() error {
+	c.mu.Lock()
+	lastOK, lastErr, probed := c.lastOK, c.lastErr, c.probed
+	c.mu.Unlock()
+	switch {
+	case !probed:
+		return nil
+	case lastErr != nil:
+		return fmt.Errorf("%w: %w", ErrS3Unavailable, lastErr)
+	case time.Since(lastOK) > 3*c.cfg.Interval:
+		return fmt.Errorf("%w: no answer since %s", ErrS3Unavailable, lastOK.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // SetDraining marks the gateway as stopping: readiness fails from now on, so the load balancer

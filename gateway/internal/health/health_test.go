@@ -136,3 +136,34 @@ func TestOnlyTheTwoEndpoints(t *testing.T) {
 		t.Error("New without a probe accepted")
 	}
 }
+
+// Logins depend on S3Available: nil before the first probe and while S3 answers, an
+// ErrS3Unavailable with the probe's reason once it fails; while it fails S3 is probed every
+// second, so the gateway serves again within a second of S3 coming back, not a whole Interval.
+func TestS3AvailableRecoversWithinASecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s3 := &s3State{}
+		s3.set(errors.New("dial tcp 127.0.0.1:9: connection refused"), false)
+		c, err := New(Config{ProbeS3: s3.probe, Interval: 30 * time.Second, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.S3Available(); err != nil {
+			t.Fatalf("before the first probe: %v", err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go c.Run(ctx)
+		synctest.Wait()
+		err = c.S3Available()
+		if !errors.Is(err, ErrS3Unavailable) || !strings.Contains(err.Error(), "connection refused") {
+			t.Fatalf("S3 down: %v", err)
+		}
+		s3.set(nil, false)
+		time.Sleep(RetryInterval)
+		synctest.Wait()
+		if err := c.S3Available(); err != nil {
+			t.Fatalf("a second after S3 came back: %v", err)
+		}
+	})
+}

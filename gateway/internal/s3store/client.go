@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -32,6 +33,7 @@ type API interface {
 	CompleteMultipartUpload(context.Context, *s3.CompleteMultipartUploadInput, ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	AbortMultipartUpload(context.Context, *s3.AbortMultipartUploadInput, ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 	ListParts(context.Context, *s3.ListPartsInput, ...func(*s3.Options)) (*s3.ListPartsOutput, error)
+	ListMultipartUploads(context.Context, *s3.ListMultipartUploadsInput, ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error)
 }
 
 var _ API = (*s3.Client)(nil)
@@ -45,6 +47,11 @@ type ClientConfig struct {
 	// AccessKey and Secret, when set, replace the standard chain: for the embedded endpoint's
 	// static dev credentials only.
 	AccessKey, Secret string
+	// StallTimeout fails a request whose connection moved no byte for this long (the SDK then
+	// retries it); 0 = DefaultStallTimeout, negative = never.
+	StallTimeout time.Duration
+	// Options are applied to the client after Ferry's own (metrics middleware, for instance).
+	Options []func(*s3.Options)
 }
 
 // NewClient builds an S3 client with the SDK's default retries.
@@ -63,7 +70,12 @@ func NewClient(ctx context.Context, cc ClientConfig) (*s3.Client, error) {
 	if cfg.Region == "" {
 		return nil, errors.New("s3 client: no region configured (set region or AWS_REGION)")
 	}
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+	stall := cc.StallTimeout
+	if stall == 0 {
+		stall = DefaultStallTimeout
+	}
+	withStallTimeout(&cfg, stall)
+	optFns := []func(*s3.Options){func(o *s3.Options) {
 		if cc.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cc.Endpoint)
 		}
@@ -71,7 +83,8 @@ func NewClient(ctx context.Context, cc ClientConfig) (*s3.Client, error) {
 		// Servers that send no response checksum (most S3-compatible ones) would log a warning
 		// on every ranged read otherwise.
 		o.DisableLogOutputChecksumValidationSkipped = true
-	}, UnsignedPayloadOnLoopback), nil
+	}, UnsignedPayloadOnLoopback, withTransferIDUserAgent}
+	return s3.NewFromConfig(cfg, append(optFns, cc.Options...)...), nil
 }
 
 // checksumMiddlewareID is the SDK's request checksum middleware (x-amz-checksum-*).

@@ -53,8 +53,11 @@ func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOpt
 	if t.root() {
 		return nil, pathErr("create", t.name, storage.ErrIsDir)
 	}
+	if storage.TransferID(ctx) == "" {
+		ctx = storage.WithTransferID(ctx, opts.TransferID) // its S3 requests carry it
+	}
 	u := &upload{
-		h: h, name: t.name, key: t.key, opts: opts, parent: ctx,
+		h: h, name: t.name, key: t.key, opts: opts, parent: ctx, created: time.Now(),
 		sum: sha256.New(), sem: make(chan struct{}, h.s.cfg.Concurrency),
 	}
 	u.ctx, u.cancel = context.WithCancelCause(ctx)
@@ -72,6 +75,7 @@ type upload struct {
 	name, key string
 	opts      storage.CreateOptions
 	parent    context.Context // Create's
+	created   time.Time
 	ctx       context.Context // parent's child, cancelled by Abort or a failed part
 	cancel    context.CancelCauseFunc
 	stopWatch func() bool
@@ -86,6 +90,7 @@ type upload struct {
 	size     int64
 	etag     string          // from PutObject or CompleteMultipartUpload
 	obj      *storage.Object // set when Close committed
+	strays   bool            // CreateMultipartUpload was retried: it may have started others
 
 	wg   sync.WaitGroup // parts in flight
 	sem  chan struct{}
@@ -179,6 +184,7 @@ func (u *upload) flush() error {
 			return u.setErr(pathErr("write", u.name, err))
 		}
 		u.uploadID = aws.ToString(out.UploadId)
+		u.strays = retried(out.ResultMetadata)
 	}
 	select {
 	case u.sem <- struct{}{}:
@@ -298,10 +304,16 @@ func (u *upload) commit() error {
 			Bucket: &u.h.bucket, Key: &u.key, Body: bytes.NewReader(u.buf),
 			ContentLength: aws.Int64(int64(len(u.buf))), Metadata: meta, ContentType: contentType(u.name),
 		})
-		if err != nil {
-			return pathErr("close", u.name, err)
+		var etag string
+		if err == nil {
+			etag = aws.ToString(out.ETag)
+		} else {
+			var ok bool
+			if etag, ok = u.landed(); !ok {
+				return pathErr("close", u.name, err)
+			}
 		}
-		u.etag = aws.ToString(out.ETag)
+		u.etag = etag
 		u.h.s.putBuf(u.buf)
 		u.buf = nil
 		u.recordAttrs()
@@ -323,11 +335,18 @@ func (u *upload) commit() error {
 		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
-	if err != nil {
-		return pathErr("close", u.name, err)
+	var etag string
+	if err == nil {
+		etag = aws.ToString(out.ETag)
+	} else {
+		var ok bool
+		if etag, ok = u.landed(); !ok {
+			return pathErr("close", u.name, err)
+		}
 	}
 	u.uploadID = "" // completed: nothing left to abort
-	u.etag = aws.ToString(out.ETag)
+	u.etag = etag
+	u.cleanStrays()
 	if _, err := u.h.s.api.PutObjectTagging(u.ctx, &s3.PutObjectTaggingInput{
 		Bucket: &u.h.bucket, Key: &u.key, Tagging: &types.Tagging{TagSet: tagSet(map[string]string{attrSHA256: sum})},
 	}); err != nil {
@@ -391,7 +410,20 @@ func (u *upload) cleanup(cause error) error {
 		return err
 	}
 	u.uploadID = ""
+	u.cleanStrays()
 	return nil
+}
+
+// cleanStrays aborts what a retried CreateMultipartUpload may have started (see abortStrays)
+// once this upload is settled either way.
+func (u *upload) cleanStrays() {
+	if !u.strays {
+		return
+	}
+	u.strays = false
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
+	defer cancel()
+	u.abortStrays(ctx, u.created)
 }
 
 // abortSettle is how long an aborted upload must stay gone before abortFully believes it.
@@ -409,7 +441,13 @@ func abortFully(ctx context.Context, api API, bucket, key, uploadID string) erro
 				Bucket: &bucket, Key: &key, UploadId: &uploadID,
 			})
 			if err != nil && !isNotFound(err) {
-				return err
+				if ctx.Err() != nil {
+					return err
+				}
+				// S3 failing even after the SDK's retries: keep at it until ctx ends, since
+				// giving up leaves a pending upload that costs storage until a lifecycle rule.
+				wait(ctx, time.Second)
+				continue
 			}
 		}
 		_, err := api.ListParts(ctx, &s3.ListPartsInput{Bucket: &bucket, Key: &key, UploadId: &uploadID})
@@ -420,14 +458,26 @@ func abortFully(ctx context.Context, api API, bucket, key, uploadID string) erro
 			if gone++; gone == 2 {
 				return nil
 			}
-		default:
+		case ctx.Err() != nil:
 			return err
+		default:
+			gone = 0 // not known to be gone: abort again after the pause
 		}
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-time.After(abortSettle):
 		}
+	}
+}
+
+// wait sleeps for d or until ctx ends.
+func wait(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

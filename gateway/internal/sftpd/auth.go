@@ -23,6 +23,9 @@ type Authenticator interface {
 // errDenied is the only thing a client learns about a refused login.
 var errDenied = errors.New("ssh: access denied")
 
+// serverVersion is the SSH identification string the server sends.
+const serverVersion = "SSH-2.0-Ferry"
+
 const (
 	userExtension   = "ferry-user"
 	methodExtension = "ferry-method"
@@ -90,7 +93,7 @@ func (s *Server) sshConfig(ctx context.Context, remote netip.Addr, log *slog.Log
 	}
 	cfg := &ssh.ServerConfig{
 		MaxAuthTries:  6,
-		ServerVersion: "SSH-2.0-Ferry",
+		ServerVersion: serverVersion,
 		PasswordCallback: func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
 			u, err := password(meta, pw)
 			if err != nil {

@@ -64,6 +64,7 @@ func clientError(err error) (error, slog.Level) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status(sftp.ErrSSHFxFailure, "operation cancelled"), slog.LevelInfo
 	default:
-		return status(sftp.ErrSSHFxFailure, "failure"), slog.LevelError
+		// Unclassified: S3 failing even after the SDK's retries, the network, a bug.
+		return status(sftp.ErrSSHFxFailure, "storage error: not done, try again later"), slog.LevelError
 	}
 }

@@ -56,6 +56,12 @@ type Deps struct {
 	// to their home.
 	Storage func(u *users.User) (storage.FS, error)
 	Logger  *slog.Logger
+	// Available, when set, is asked before each new connection: while it returns an error the
+	// client is told the service is temporarily unavailable (SSH disconnect reason 7) instead of
+	// being let in to a gateway that cannot store its files.
+	Available func() error
+	// Observer, when set, counts sessions, logins and refusals.
+	Observer Observer
 }
 
 // Server is an SFTP server.
@@ -66,6 +72,8 @@ type Server struct {
 
 	base       context.Context // parent of every connection; cancelled when Shutdown gives up
 	cancelBase context.CancelFunc
+
+	refusing chan struct{} // bounds the connections being refused at once
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -107,7 +115,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger,
+	if deps.Observer == nil {
+		deps.Observer = noObserver{}
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, refusing: make(chan struct{}, maxRefusing),
 		listeners: map[net.Listener]struct{}{}, conns: map[*connState]struct{}{}}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	return s, nil
@@ -145,6 +156,12 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("sftpd: accept: %w", err)
 		}
 		delay = 0
+		if s.deps.Available != nil {
+			if err := s.deps.Available(); err != nil {
+				s.refuseUnavailable(nc, err)
+				continue
+			}
+		}
 		c := &connState{nc: nc, id: newTransferID()}
 		c.touch()
 		s.mu.Lock()
@@ -156,14 +173,33 @@ func (s *Server) Serve(l net.Listener) error {
 		if s.cfg.MaxSessions > 0 && len(s.conns) >= s.cfg.MaxSessions {
 			s.mu.Unlock()
 			s.log.Warn("connection refused: too many sessions", "remote", nc.RemoteAddr().String(), "max_sessions", s.cfg.MaxSessions)
+			s.deps.Observer.Refused("sftp", RefusedMaxSessions)
 			nc.Close()
 			continue
 		}
+		c.ended = s.deps.Observer.SessionStarted("sftp")
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(c)
 	}
+}
+
+// refuseUnavailable tells the client the service is temporarily unavailable, off the accept
+// loop, and closes the connection.
+func (s *Server) refuseUnavailable(nc net.Conn, why error) {
+	s.log.Warn("connection refused: service unavailable", "remote", nc.RemoteAddr().String(), "reason", why.Error())
+	s.deps.Observer.Refused("sftp", RefusedUnavailable)
+	select {
+	case s.refusing <- struct{}{}:
+	default:
+		nc.Close() // a flood while S3 is away: no goroutine each
+		return
+	}
+	go func() {
+		defer func() { <-s.refusing }()
+		refuse(nc, serverVersion, unavailableMessage)
+	}()
 }
 
 func (s *Server) isClosing() bool {
@@ -218,6 +254,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type connState struct {
 	nc     net.Conn
 	id     string       // session id: random, shared by the connection's transfers (gateway events)
+	ended  func()       // tells the Observer the session ended
 	active atomic.Int64 // open files (uploads and downloads)
 	busy   atomic.Int64 // handlers running: the connection is not idle
 	lastIO atomic.Int64 // unix nanoseconds of the last read or write
@@ -270,6 +307,7 @@ func (s *Server) serveConn(c *connState) {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
+		c.ended()
 	}()
 	remote := remoteAddr(c.nc.RemoteAddr())
 	log := s.log.With("remote", c.nc.RemoteAddr().String())
@@ -283,9 +321,13 @@ func (s *Server) serveConn(c *connState) {
 	sconn, chans, reqs, err := ssh.NewServerConn(activityConn{c.nc, c}, s.sshConfig(loginCtx, remote, log, &accepted))
 	loginCancel()
 	if err != nil {
+		if loginAttempted(err) {
+			s.deps.Observer.Login("sftp", false)
+		}
 		log.Debug("ssh handshake failed", "error", err.Error())
 		return
 	}
+	s.deps.Observer.Login("sftp", true)
 	defer sconn.Close()
 	c.nc.SetDeadline(time.Time{})
 	u := accepted.get(sconn.Permissions)
@@ -334,6 +376,22 @@ func (s *Server) serveConn(c *connState) {
 	}
 	sessions.Wait()
 	log.Info("logout", "duration", time.Since(start))
+}
+
+// loginAttempted reports whether a failed handshake failed at authentication after the client
+// tried a credential (not a scanner dropping after the key exchange, nor a client that only
+// asked which methods exist).
+func loginAttempted(err error) bool {
+	var ae *ssh.ServerAuthError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	for _, e := range ae.Errors {
+		if !errors.Is(e, ssh.ErrNoAuth) {
+			return true
+		}
+	}
+	return false
 }
 
 // watchIdle closes c after IdleTimeout without traffic while no handler runs.

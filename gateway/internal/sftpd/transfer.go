@@ -22,18 +22,20 @@ import (
 func (s *session) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 	defer s.busy()()
 	ctx, cancel := s.opCtx(r)
-	rd, err := s.fs.Open(ctx, r.Filepath)
+	tid := newTransferID()
+	rd, err := s.fs.Open(storage.WithTransferID(ctx, tid), r.Filepath)
 	if err != nil {
 		cancel()
-		return nil, s.fail("open", r.Filepath, err)
+		return nil, s.fail("open", r.Filepath, err, "transfer_id", tid)
 	}
 	s.conn.active.Add(1)
-	return &download{s: s, name: r.Filepath, rd: rd, cancel: cancel, start: time.Now()}, nil
+	return &download{s: s, name: r.Filepath, tid: tid, rd: rd, cancel: cancel, start: time.Now()}, nil
 }
 
 type download struct {
 	s      *session
 	name   string
+	tid    string
 	rd     storage.Reader
 	cancel context.CancelFunc
 	start  time.Time
@@ -52,7 +54,7 @@ func (d *download) ReadAt(p []byte, off int64) (int, error) {
 	n, err := d.rd.ReadAt(p, off)
 	d.bytes.Add(int64(n))
 	if err != nil && !errors.Is(err, io.EOF) {
-		return n, d.s.fail("read", d.name, err, "offset", off)
+		return n, d.s.fail("read", d.name, err, "offset", off, "transfer_id", d.tid)
 	}
 	return n, err
 }
@@ -64,14 +66,14 @@ func (d *download) Close() error {
 		err := d.rd.Close()
 		d.cancel()
 		d.s.conn.active.Add(-1)
-		attrs := []any{"path", d.name, "bytes", d.bytes.Load(), "duration", time.Since(d.start)}
+		attrs := []any{"path", d.name, "transfer_id", d.tid, "bytes", d.bytes.Load(), "duration", time.Since(d.start)}
 		if p := d.failed.Load(); p != nil {
 			d.s.log.Info("download interrupted", append(attrs, "error", (*p).Error())...)
 		} else {
 			d.s.log.Info("download", attrs...)
 		}
 		if err != nil {
-			d.s.log.Debug("close reader", "path", d.name, "error", err.Error())
+			d.s.log.Debug("close reader", "path", d.name, "transfer_id", d.tid, "error", err.Error())
 		}
 	})
 	return nil
@@ -218,7 +220,7 @@ func (u *upload) Close() error {
 	if u.hasAttrs {
 		if st, ok := u.s.fs.(storage.Setstater); ok {
 			if err := st.SetStat(u.s.ctx, u.name, u.attrs); err != nil {
-				u.s.log.Info("setstat after upload failed, reported as success", "path", u.name, "error", err.Error())
+				u.s.log.Info("setstat after upload failed, reported as success", "path", u.name, "transfer_id", u.tid, "error", err.Error())
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/ferrygw/ferry/pipeline/inspect"
 	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
 	"github.com/ferrygw/ferry/pipeline/internal/lambdaemu"
+	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
 )
 
 // buildBootstrap builds a Lambda main for the test host, as `make lambdas` does for arm64.
@@ -183,5 +185,135 @@ func TestBootstrapsUnderRuntimeAPI(t *testing.T) {
 	if err != nil || len(stories) != 1 || stories[0].Notice == nil || stories[0].Notice.MessageID != "msg-1" ||
 		stories[0].Outcome == nil || len(stories[0].Outcome.Outputs) != 1 {
 		t.Errorf("trace: %v %+v", err, stories)
+	}
+}
+
+// TestBootstrapsThroughFaults runs the real transform and notify binaries under the Runtime API
+// emulator with S3 behind the fault proxy and EventBridge/SNS behind another: each invocation
+// that reports an error is invoked again (Lambda's retries, then EventBridge's), and each event
+// is invoked once more after it succeeded (at-least-once delivery). A good file yields one output
+// and one notification, a poison file one quarantined copy and one notification, and the
+// transfer id is in the functions' JSON log lines and EMF metrics.
+func TestBootstrapsThroughFaults(t *testing.T) {
+	srv := s3test.Start(t)
+	fake := fakeaws.Start(t)
+	s3p := faultproxy.Start(t, srv.Endpoint, 21)
+	awsp := faultproxy.Start(t, fake.URL, 22)
+	transformBin := buildBootstrap(t, "github.com/ferrygw/ferry/pipeline/cmd/transform")
+	notifyBin := buildBootstrap(t, "github.com/ferrygw/ferry/pipeline/cmd/notify")
+	routes, err := filepath.Abs("../../../configs/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	env := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
+		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.Secret,
+		"AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_S3=" + s3p.URL, "S3_FORCE_PATH_STYLE=true",
+		"AWS_ENDPOINT_URL_EVENTBRIDGE=" + awsp.URL, "AWS_ENDPOINT_URL_SNS=" + awsp.URL,
+		"AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=ferry-test", "LAMBDA_TASK_ROOT=" + home,
+		"ROUTES=" + routes, "LEDGER_BUCKET=" + srv.Bucket, "SNS_TOPIC_ARN=arn:aws:sns:us-east-1:111122223333:ferry",
+	}
+	tEmu, nEmu := lambdaemu.New(t), lambdaemu.New(t)
+	tEmu.Deadline, nEmu.Deadline = 20*time.Second, 20*time.Second
+	tProc := tEmu.Run(transformBin, env)
+	nProc := nEmu.Run(notifyBin, env)
+	s3p.SetRules(
+		faultproxy.Rule{Name: "output write fails", Op: "PutObject", Kind: faultproxy.InternalError, Times: 3,
+			Match: func(r faultproxy.Request) bool { return strings.HasPrefix(r.Key, "processed/") }},
+		faultproxy.Rule{Name: "quarantine fails", Op: "CopyObject", Kind: faultproxy.SlowDown, Times: 3},
+		faultproxy.Rule{Kind: faultproxy.SlowDown, Rate: 0.05},
+		faultproxy.Rule{Kind: faultproxy.ResetResponse, Rate: 0.03},
+		faultproxy.Rule{Kind: faultproxy.InternalError, Rate: 0.03},
+	)
+	awsp.SetRules(
+		faultproxy.Rule{Name: "PutEvents answer lost", Op: "PutEvents", Kind: faultproxy.ResetResponse, Times: 1},
+		faultproxy.Rule{Name: "SNS down", Op: "Publish", Kind: faultproxy.InternalError, Times: 3},
+	)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s3c := srv.Client()
+	invocations, errs := 0, 0
+	deliver := func(emu *lambdaemu.Emulator, payload []byte) {
+		t.Helper()
+		for round := 0; round < 2; round++ { // until it succeeds, then once more
+			for attempt := 1; ; attempt++ {
+				r, err := emu.Invoke(ctx, payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				invocations++
+				if !r.Err {
+					break
+				}
+				errs++
+				if attempt == 10 {
+					t.Fatalf("invocation still failing after 10 attempts: %s", r.Payload)
+				}
+			}
+		}
+	}
+	files := map[string]string{ // key -> transfer id
+		"incoming/alice/orders.csv": "tx-orders", "incoming/alice/stock.csv": "tx-stock", "incoming/bob/broken.csv": "tx-broken",
+	}
+	bodies := map[string]string{
+		"incoming/alice/orders.csv": "id,qty\n1,5\n2,7\n", "incoming/alice/stock.csv": "sku,n\nA,1\n", "incoming/bob/broken.csv": "a,b\n1\n",
+	}
+	seq := 100
+	for key, tid := range files {
+		out, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(srv.Bucket), Key: aws.String(key),
+			Body: strings.NewReader(bodies[key]), Metadata: map[string]string{"ferry-transfer-id": tid}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		ev, err := event.NewObjectCreated(event.S3Change{Account: "111122223333", Region: "us-east-1", Bucket: srv.Bucket, Key: key,
+			Size: int64(len(bodies[key])), ETag: aws.ToString(out.ETag), Sequencer: fmt.Sprintf("%016d", seq),
+			Requester: "111122223333", SourceIPAddress: "127.0.0.1", Reason: event.ReasonPutObject})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(ev)
+		deliver(tEmu, b)
+	}
+	for _, en := range fake.Events() {
+		b, _ := json.Marshal(map[string]any{"version": "0", "id": event.NewID(), "detail-type": en.DetailType, "source": en.Source,
+			"account": "111122223333", "time": time.Now().UTC().Format(time.RFC3339), "region": "us-east-1",
+			"resources": en.Resources, "detail": json.RawMessage(en.Detail)})
+		deliver(nEmu, b)
+	}
+
+	for _, key := range []string{"processed/alice/orders.jsonl", "processed/alice/stock.jsonl", "quarantine/bob/broken.csv"} {
+		if _, err := s3c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(srv.Bucket), Key: aws.String(key)}); err != nil {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
+	msgs := fake.SNS()
+	for key, tid := range files {
+		n := 0
+		for _, m := range msgs {
+			if strings.Contains(m.Message, key) {
+				n++
+				if !strings.Contains(m.Message, tid) {
+					t.Errorf("notification for %s lacks transfer %s", key, tid)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d notifications, want 1", key, n)
+		}
+		if logs := tProc.Output(); !strings.Contains(logs, `"transferId":"`+tid+`"`) || !strings.Contains(logs, `"TransferId":"`+tid+`"`) {
+			t.Errorf("transform logs lack %s in a JSON line or an EMF line", tid)
+		}
+		if !strings.Contains(nProc.Output(), `"transferId":"`+tid+`"`) {
+			t.Errorf("notify logs lack %s", tid)
+		}
+	}
+	t.Logf("%d invocations, %d reported an error and were invoked again; S3 proxy %d faults (%v), AWS proxy %d faults (%v); %d PutEvents entries, %d SNS messages",
+		invocations, errs, s3p.Stats().Faults, s3p.Stats().ByRule, awsp.Stats().Faults, awsp.Stats().ByRule, len(fake.Events()), len(msgs))
+	if errs == 0 {
+		t.Errorf("no invocation failed: the faults did not reach the functions")
 	}
 }

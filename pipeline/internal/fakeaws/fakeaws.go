@@ -52,6 +52,26 @@ type Server struct {
 	// FailSNS makes the next n Publish calls fail with a 500 (for retry tests).
 	failSNS int
 	refuse  func(PutEventsEntry) string
+	// failEvents makes the next PutEvents calls fail whole, with failEventsCode.
+	failEvents     int
+	failEventsCode string
+	calls          map[string]int // requests received, by action (Publish, PutEvents)
+}
+
+// FailEvents makes the next n PutEvents calls fail whole, as EventBridge does when it is
+// throttling ("ThrottlingException", 400) or failing ("InternalException", 500). The SDK
+// retries both.
+func (s *Server) FailEvents(n int, code string) {
+	s.mu.Lock()
+	s.failEvents, s.failEventsCode = n, code
+	s.mu.Unlock()
+}
+
+// Calls returns how many requests of action ("Publish", "PutEvents") arrived, failed or not.
+func (s *Server) Calls(action string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[action]
 }
 
 // RefuseEvents makes PutEvents fail the entries for which refuse returns an error code (the
@@ -65,7 +85,7 @@ func (s *Server) RefuseEvents(refuse func(PutEventsEntry) string) {
 // Start runs a server until t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t}
+	s := &Server{t: t, calls: map[string]int{}}
 	hs := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(hs.Close)
 	s.URL = hs.URL
@@ -104,8 +124,30 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case r.Header.Get("X-Amz-Target") == "AWSEvents.PutEvents":
+		s.mu.Lock()
+		s.calls["PutEvents"]++
+		fail := s.failEvents > 0
+		if fail {
+			s.failEvents--
+		}
+		code := s.failEventsCode
+		s.mu.Unlock()
+		if fail {
+			status := http.StatusInternalServerError
+			if code == "ThrottlingException" {
+				status = http.StatusBadRequest
+			}
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			w.Header().Set("X-Amzn-ErrorType", code)
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"__type":%q,"message":"injected failure"}`, code)
+			return
+		}
 		s.putEvents(w, r, body)
 	case strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
+		s.mu.Lock()
+		s.calls["Publish"]++
+		s.mu.Unlock()
 		s.publish(w, body)
 	default:
 		s.t.Errorf("fakeaws: unknown request %s %s %q", r.Method, r.Header.Get("Content-Type"), r.Header.Get("X-Amz-Target"))

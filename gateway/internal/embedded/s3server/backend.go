@@ -36,25 +36,33 @@ func (b *reqBackend) fail(err error) error {
 	var e gofakes3.Error
 	if errors.As(err, &e) {
 		b.st.errCode = e.ErrorCode()
-		b.s.log.Debug("s3 request refused", "method", b.st.r.Method, "path", b.st.r.URL.Path, "request_id", b.st.id, "err", err)
+		b.s.log.Debug("s3 request refused", "method", b.st.r.Method, "path", b.st.r.URL.Path, "request_id", b.st.id,
+			"transfer_id", b.st.transferID, "err", err)
 		return e // gofakes3 matches by type, not errors.As
 	}
-	b.s.log.Error("s3 request failed", "method", b.st.r.Method, "path", b.st.r.URL.Path, "request_id", b.st.id, "err", err)
+	b.s.log.Error("s3 request failed", "method", b.st.r.Method, "path", b.st.r.URL.Path, "request_id", b.st.id,
+		"transfer_id", b.st.transferID, "err", err)
 	return err
 }
 
 func (b *reqBackend) changed(reason string, info s3disk.ObjectInfo, deleted bool) error {
-	if b.s.cfg.OnChange == nil {
-		return nil
-	}
 	c := Change{
 		Bucket: info.Bucket, Key: info.Key, Size: info.Size, ETag: strings.Trim(info.ETag, `"`),
 		Reason: reason, Deleted: deleted, Sequencer: fmt.Sprintf("%016X", info.Seq),
 		RequestID: b.st.id, SourceIP: b.st.sourceIP, Requester: b.st.requester, Time: time.Now().UTC(),
 	}
+	if b.st.transferID != "" {
+		// A gateway transfer's object: one line naming it, so its story reads on in this log.
+		b.s.log.Info("object changed", "bucket", c.Bucket, "key", c.Key, "reason", reason, "size", c.Size,
+			"request_id", c.RequestID, "transfer_id", b.st.transferID)
+	}
+	if b.s.cfg.OnChange == nil {
+		return nil
+	}
 	// The change has happened whatever the client does now: record it even if it hung up.
 	if err := b.s.cfg.OnChange(context.WithoutCancel(b.st.r.Context()), c); err != nil {
-		b.s.log.Error("change hook failed", "bucket", c.Bucket, "key", c.Key, "reason", reason, "request_id", c.RequestID, "err", err)
+		b.s.log.Error("change hook failed", "bucket", c.Bucket, "key", c.Key, "reason", reason, "request_id", c.RequestID,
+			"transfer_id", b.st.transferID, "err", err)
 		return gofakes3.ErrInternal
 	}
 	return nil

@@ -18,6 +18,8 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 
+	"github.com/ferrygw/ferry/gateway/internal/s3store"
+
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3disk"
 )
 
@@ -139,7 +141,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.busy.Add(1)
 	defer s.busy.Done()
 	id := s.reqs.Add(1)
-	st := &reqState{s: s, r: r, id: fmt.Sprintf("%016X", id), sourceIP: sourceIP(r)}
+	st := &reqState{s: s, r: r, id: fmt.Sprintf("%016X", id), sourceIP: sourceIP(r),
+		transferID: s3store.TransferIDFromUserAgent(r.Header.Get("User-Agent"))}
 	w.Header().Set("x-amz-request-id", st.id)
 	w.Header().Set("Server", "Ferry")
 
@@ -149,7 +152,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	auth, aerr := s.authenticate(r, time.Now())
 	if aerr != nil {
-		s.log.Info("request refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "code", aerr.code, "reason", aerr.msg)
+		s.log.Info("request refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "code", aerr.code, "reason", aerr.msg,
+			"transfer_id", st.transferID)
 		writeError(w, r, st.id, aerr)
 		return
 	}
@@ -158,7 +162,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.requester = auth.grant.User // the uploader S3's events name
 	}
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "remote", r.RemoteAddr,
-		"request_id", st.id, "user", st.requester, "payload", auth.payloadHash, "content_encoding", r.Header.Get("Content-Encoding"),
+		"request_id", st.id, "user", st.requester, "transfer_id", st.transferID, "payload", auth.payloadHash, "content_encoding", r.Header.Get("Content-Encoding"),
 		"trailer", r.Header.Get("X-Amz-Trailer"))
 	if aerr := prepareBody(r, auth); aerr != nil {
 		writeError(w, r, st.id, aerr)
@@ -208,11 +212,12 @@ func sourceIP(r *http.Request) string {
 
 // reqState is what the request-bound backend and response writer share.
 type reqState struct {
-	s         *Server
-	r         *http.Request
-	id        string
-	sourceIP  string
-	requester string
+	s          *Server
+	r          *http.Request
+	id         string
+	sourceIP   string
+	requester  string
+	transferID string // from the User-Agent of a gateway transfer's requests; "" for others
 
 	etag     string             // full ETag for GET/HEAD (gofakes3 cannot send "-N")
 	tagCount int                // x-amz-tagging-count for GET/HEAD
