@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -157,7 +158,9 @@ func TestS3Faults(t *testing.T) {
 	if stats.Faults < 100 || stats.ByKind[faultproxy.ResetResponse] == 0 || stats.ByKind[faultproxy.Stall] == 0 {
 		t.Errorf("the proxy injected too few faults to mean anything: %+v", stats.ByKind)
 	}
-	if retriesSDK == 0 || float64(stats.Retries) < retriesSDK {
+	// The gateway counts a retry when the SDK decides on it; an attempt cancelled before its
+	// request reached the proxy (its upload already failed) is counted but never seen there.
+	if retriesSDK == 0 || math.Abs(float64(stats.Retries)-retriesSDK) > max(3, retriesSDK/20) {
 		t.Errorf("retries: proxy saw %d, gateway counted %.0f", stats.Retries, retriesSDK)
 	}
 

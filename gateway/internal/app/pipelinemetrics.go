@@ -68,19 +68,28 @@ func (m *pipelineMetrics) publisher(p notify.Publisher) notify.Publisher {
 	return countedPublisher{p: p, m: m}
 }
 
+// countedPublisher keeps the message id of what it wraps (notify.IDPublisher): `ferry trace`
+// names the message a reader received.
 type countedPublisher struct {
 	p notify.Publisher
 	m *pipelineMetrics
 }
 
+var _ notify.IDPublisher = countedPublisher{}
+
 func (c countedPublisher) Publish(ctx context.Context, n notify.Notification) error {
-	err := c.p.Publish(ctx, n)
+	_, err := c.PublishID(ctx, n)
+	return err
+}
+
+func (c countedPublisher) PublishID(ctx context.Context, n notify.Notification) (string, error) {
+	id, err := notify.PublishID(ctx, c.p, n)
 	result := "sent"
 	if err != nil {
 		result = "failed"
 	}
 	c.m.notifications.WithLabelValues(result).Inc()
-	return err
+	return id, err
 }
 
 // Describe implements prometheus.Collector.
