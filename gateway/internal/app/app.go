@@ -149,6 +149,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			Banner:           cfg.SFTP.Banner,
 			WriteWindow:      int64(cfg.SFTP.WriteWindow),
 			WriteWaitTimeout: cfg.SFTP.WriteWaitTimeout,
+			LegacyAlgorithms: cfg.SFTP.LegacyAlgorithms,
 		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp")})
 		if err != nil {
 			return err

@@ -136,6 +136,9 @@ type SFTP struct {
 	// missing earlier bytes; WriteWaitTimeout is how long a write may wait for them.
 	WriteWindow      Size          `yaml:"write_window"`
 	WriteWaitTimeout time.Duration `yaml:"write_wait_timeout"`
+	// LegacyAlgorithms also accepts SHA-1 key exchanges and MACs, CBC ciphers and ssh-rsa
+	// (SHA-1) signatures, for old devices that know nothing else; warned at start.
+	LegacyAlgorithms bool `yaml:"legacy_algorithms"`
 }
 
 // FTP tunes the FTP/FTPS server.
