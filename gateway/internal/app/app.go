@@ -176,6 +176,10 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if cfg.Listen.Metrics != "" {
 		servers = append(servers, named{name: "metrics", addr: cfg.Listen.Metrics, srv: newHTTP(newMetricsMux(reg))})
 	}
+	if cfg.Listen.PProf != "" {
+		logger.Warn("profiling enabled: Go's profiles are served on listen.pprof", "addr", cfg.Listen.PProf)
+		servers = append(servers, named{name: "pprof", addr: cfg.Listen.PProf, srv: newHTTP(newPprofMux())})
+	}
 	if len(servers) == 0 {
 		return errors.New("nothing to serve: every listener is disabled")
 	}

@@ -59,6 +59,10 @@ type Listen struct {
 	// Health serves only GET /healthz (liveness) and GET /readyz (readiness), for a load
 	// balancer's health checks.
 	Health string `yaml:"health"`
+	// PProf serves Go's profiles (/debug/pprof/) for diagnosing a slow or growing gateway. Off
+	// by default; only a loopback address is accepted (profiles reveal memory contents and
+	// cost CPU to produce), so reaching it takes a shell on the host or a port forward.
+	PProf string `yaml:"pprof"`
 	// ProxyProtocol makes the SFTP, FTP and implicit-FTPS listeners take connections only from a
 	// load balancer that sends a PROXY protocol header.
 	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -26,11 +27,15 @@ func (c *Config) Validate() error {
 	v.addr("listen.ftps_implicit", l.FTPSImplicit)
 	v.addr("listen.metrics", l.Metrics)
 	v.addr("listen.health", l.Health)
+	v.addr("listen.pprof", l.PProf)
+	if l.PProf != "" && !IsLoopback(l.PProf) {
+		v.errorf("listen.pprof", "profiles are served on loopback only (e.g. 127.0.0.1:6060), got %q", l.PProf)
+	}
 	if l.SFTP == "" && l.FTP == "" && l.FTPSImplicit == "" {
 		v.errorf("listen", "no file protocol is enabled: set listen.sftp, listen.ftp or listen.ftps_implicit")
 	}
 	seen := map[string]string{}
-	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.ftps_implicit", l.FTPSImplicit}, {"listen.metrics", l.Metrics}, {"listen.health", l.Health}} {
+	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.ftps_implicit", l.FTPSImplicit}, {"listen.metrics", l.Metrics}, {"listen.health", l.Health}, {"listen.pprof", l.PProf}} {
 		if a.addr == "" || strings.HasSuffix(a.addr, ":0") {
 			continue
 		}
@@ -290,6 +295,20 @@ func (v *validator) addr(path, a string) {
 	if strings.ContainsAny(host, " /") {
 		v.errorf(path, "invalid host %q", host)
 	}
+}
+
+// IsLoopback reports whether the host of a host:port listening address is a loopback address
+// or "localhost"; an empty host (every interface) is not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // CheckBucketName reports whether name follows S3's bucket naming rules.
