@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrygw/ferry/gateway/internal/redact"
 	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
 
@@ -365,7 +366,9 @@ func (c *Config) File() string { return c.file }
 // NewLogger returns a logger writing to w at the configured level and format. Call it on a
 // validated configuration; unknown values fall back to info and text.
 func (l Log) NewLogger(w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: l.level()}
+	// Every line passes through redact: a pre-signed URL's signature (in a debug line, an SDK
+	// error) is a bearer credential.
+	opts := &slog.HandlerOptions{Level: l.level(), ReplaceAttr: redact.ReplaceAttr}
 	if l.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3disk"
+	"github.com/ferrygw/ferry/gateway/internal/redact"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown (net/http's).
@@ -151,7 +152,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.requester = auth.accessKey
-	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "remote", r.RemoteAddr,
+	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", redact.String(r.URL.RawQuery), "remote", r.RemoteAddr,
 		"request_id", st.id, "payload", auth.payloadHash, "content_encoding", r.Header.Get("Content-Encoding"),
 		"trailer", r.Header.Get("X-Amz-Trailer"))
 	if aerr := prepareBody(r, auth); aerr != nil {
