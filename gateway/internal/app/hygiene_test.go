@@ -3,8 +3,13 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/textproto"
 	"net/url"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +140,175 @@ func TestPresignedSignaturesRedactedInDebugLogs(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "X-Amz-Signature=REDACTED") {
 		t.Errorf("the debug log does not show the redacted query:\n%s", logs)
+	}
+}
+
+// ftpConn speaks FTP by hand so a test sees every reply exactly as a client does.
+type ftpConn struct {
+	t  *testing.T
+	c  net.Conn
+	tp *textproto.Conn
+}
+
+func dialFTP(t *testing.T, addr string) *ftpConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(3 * time.Minute))
+	f := &ftpConn{t: t, c: c, tp: textproto.NewConn(c)}
+	if code, msg := f.read(); code != 220 {
+		t.Fatalf("greeting %d %s", code, msg)
+	}
+	return f
+}
+
+func (f *ftpConn) read() (int, string) {
+	code, msg, err := f.tp.ReadResponse(0)
+	if _, ok := err.(*textproto.Error); err != nil && !ok {
+		f.t.Fatalf("read reply: %v", err)
+	}
+	return code, msg
+}
+
+func (f *ftpConn) cmd(format string, args ...any) (int, string) {
+	f.t.Helper()
+	if err := f.tp.PrintfLine(format, args...); err != nil {
+		f.t.Fatal(err)
+	}
+	return f.read()
+}
+
+// data sends PASV and returns the data connection, dialled.
+func (f *ftpConn) data() net.Conn {
+	f.t.Helper()
+	code, msg := f.cmd("PASV")
+	m := regexp.MustCompile(`\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)`).FindStringSubmatch(msg)
+	if code != 227 || m == nil {
+		f.t.Fatalf("PASV: %d %s", code, msg)
+	}
+	hi, _ := strconv.Atoi(m[5])
+	lo, _ := strconv.Atoi(m[6])
+	d, err := net.DialTimeout("tcp", fmt.Sprintf("%s.%s.%s.%s:%d", m[1], m[2], m[3], m[4], hi*256+lo), 5*time.Second)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// internals matches what a reply to a client must never carry: socket addresses, Go's network
+// error wording, the S3 SDK's operation and request details.
+var internals = regexp.MustCompile(`(?i)\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d+|\[[0-9a-f:]*\]:\d+|\btcp\b|\bdial\b|connection refused|` +
+	`operation error|api error|statuscode|request ?id|https?://|exceeded maximum|retry|s3store|versity|` +
+	`(Head|Get|Put|Delete|Copy)Object|ListObjects|MultipartUpload|smithy`)
+
+// With S3 gone (versitygw killed), every FTP command and SFTP request that needs it fails with
+// a short reply: no socket address, no SDK operation name or request detail. The detail goes
+// to the log.
+func TestRepliesWithS3DownShowNoInternals(t *testing.T) {
+	g := startGateway(t)
+	sc := sftpClient(t, g.sftpAddr, "alice", alicePassword)
+	if err := sc.Mkdir("/docs"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"/a.txt", "/docs/b.txt"} {
+		f, err := sc.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte("content"))
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := dialFTP(t, g.ftpAddr)
+	if code, msg := f.cmd("USER alice"); code != 331 {
+		t.Fatalf("USER: %d %s", code, msg)
+	}
+	if code, msg := f.cmd("PASS %s", alicePassword); code != 230 {
+		t.Fatalf("PASS: %d %s", code, msg)
+	}
+	f.cmd("TYPE I")
+
+	g.s3.Stop()
+
+	type reply struct {
+		what string
+		code int
+		msg  string
+	}
+	var replies []reply
+	add := func(what string, code int, msg string) { replies = append(replies, reply{what, code, msg}) }
+	for _, c := range []string{"CWD /docs", "CWD /", "SIZE a.txt", "MDTM a.txt", "MLST a.txt", "DELE a.txt", "MKD newdir",
+		"RMD docs", "HASH a.txt", "MFMT 20200101000000 a.txt", "SITE CHMOD 600 a.txt", "STAT a.txt"} {
+		code, msg := f.cmd("%s", c)
+		add("FTP "+c, code, msg)
+	}
+	code, msg := f.cmd("RNFR a.txt")
+	add("FTP RNFR a.txt", code, msg)
+	if code == 350 {
+		code, msg = f.cmd("RNTO c.txt")
+		add("FTP RNTO c.txt", code, msg)
+	}
+	for _, c := range []string{"LIST /docs", "NLST /docs", "MLSD /docs", "RETR a.txt", "STOR new.txt", "APPE a.txt"} {
+		d := f.data()
+		code, msg := f.cmd("%s", c)
+		add("FTP "+c, code, msg)
+		if code == 150 || code == 125 {
+			if strings.HasPrefix(c, "STOR") || strings.HasPrefix(c, "APPE") {
+				d.Write([]byte("new content"))
+			} else {
+				io.Copy(io.Discard, d)
+			}
+			d.Close()
+			code, msg = f.read()
+			add("FTP "+c+" (end)", code, msg)
+		}
+		d.Close()
+	}
+
+	sftpOps := map[string]func() error{
+		"stat":    func() error { _, err := sc.Stat("/a.txt"); return err },
+		"readdir": func() error { _, err := sc.ReadDir("/docs"); return err },
+		"open":    func() error { _, err := sc.Open("/a.txt"); return err },
+		"upload": func() error {
+			w, err := sc.Create("/new.txt")
+			if err != nil {
+				return err
+			}
+			w.Write([]byte("x"))
+			return w.Close()
+		},
+		"remove":  func() error { return sc.Remove("/a.txt") },
+		"mkdir":   func() error { return sc.Mkdir("/newdir") },
+		"rmdir":   func() error { return sc.RemoveDirectory("/docs") },
+		"rename":  func() error { return sc.Rename("/a.txt", "/c.txt") },
+		"chmod":   func() error { return sc.Chmod("/a.txt", 0o600) },
+		"statvfs": func() error { _, err := sc.StatVFS("/"); return err },
+	}
+	for name, op := range sftpOps {
+		if err := op(); err != nil {
+			add("SFTP "+name, 0, err.Error())
+		}
+	}
+
+	failed := 0
+	for _, r := range replies {
+		t.Logf("%s: %d %s", r.what, r.code, r.msg)
+		if r.code >= 400 || r.code == 0 {
+			failed++
+		}
+		if m := internals.FindString(r.msg); m != "" {
+			t.Errorf("%s: reply %d %q shows %q", r.what, r.code, r.msg, m)
+		}
+	}
+	if failed < 20 {
+		t.Errorf("only %d requests failed with S3 down: the test did not reach S3", failed)
+	}
+	if !strings.Contains(g.logs.String(), "connection refused") {
+		t.Errorf("the log lost the detail of the failures")
 	}
 }

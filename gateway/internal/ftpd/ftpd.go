@@ -38,7 +38,9 @@ const (
 const (
 	DefaultIdleTimeout = 5 * time.Minute
 	DefaultCommitGrace = 50 * time.Millisecond
-	DefaultBanner      = "Ferry FTP server ready"
+	// DefaultDataConnectTimeout is ftpserverlib's own default.
+	DefaultDataConnectTimeout = 30 * time.Second
+	DefaultBanner             = "Ferry FTP server ready"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -70,6 +72,9 @@ type Config struct {
 	Banner string
 	// MaxClients limits simultaneous control connections; 0 means no limit.
 	MaxClients int
+	// DataConnectTimeout is how long a PASV/EPSV waits for the client's data connection before
+	// the transfer fails with 425 (default 30s, ftpserverlib's).
+	DataConnectTimeout time.Duration
 	// CommitGrace is how long an upload whose data connection closed without a TLS close_notify
 	// (plain FTP) waits for a dying client's control connection to close before committing. A
 	// killed client closes both connections at once; this only covers their FINs being processed
@@ -210,9 +215,13 @@ func withDefaults(cfg Config) (Config, error) {
 	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil && !ip.Unmap().Is4() {
 		errs = append(errs, fmt.Errorf("public host %s: PASV replies carry IPv4 addresses only", cfg.PublicHost))
 	}
-	if cfg.IdleTimeout < 0 || cfg.CommitGrace < 0 || cfg.MaxClients < 0 {
-		errs = append(errs, errors.New("idle timeout, commit grace and max clients must not be negative"))
+	if cfg.IdleTimeout < 0 || cfg.CommitGrace < 0 || cfg.MaxClients < 0 || cfg.DataConnectTimeout < 0 {
+		errs = append(errs, errors.New("idle timeout, data connect timeout, commit grace and max clients must not be negative"))
 	}
+	if cfg.DataConnectTimeout == 0 {
+		cfg.DataConnectTimeout = DefaultDataConnectTimeout
+	}
+	cfg.DataConnectTimeout = max(cfg.DataConnectTimeout, time.Second) // the library counts whole seconds
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}

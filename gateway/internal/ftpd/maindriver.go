@@ -44,6 +44,7 @@ func (d *mainDriver) GetSettings() (*ftpserver.Settings, error) {
 		Banner:                  s.cfg.Banner,
 		PublicIPResolver:        d.publicIP,
 		IdleTimeout:             int(s.cfg.IdleTimeout / time.Second),
+		ConnectionTimeout:       int(s.cfg.DataConnectTimeout / time.Second),
 		ActiveTransferPortNon20: true,
 		DisableActiveMode:       !s.cfg.ActiveEnabled,
 		EnableHASH:              true,
