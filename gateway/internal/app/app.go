@@ -161,6 +161,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		registerFTPMetrics(reg, srv)
 		if cfg.Listen.FTP != "" {
 			var ftp server = srv
 			if cfg.Listen.ProxyProtocol.Enabled() {

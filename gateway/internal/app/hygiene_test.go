@@ -20,6 +20,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/logbuf"
+	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/gateway/s3test"
 )
 
@@ -310,5 +311,42 @@ func TestRepliesWithS3DownShowNoInternals(t *testing.T) {
 	}
 	if !strings.Contains(g.logs.String(), "connection refused") {
 		t.Errorf("the log lost the detail of the failures")
+	}
+}
+
+// Through the assembled gateway: with the one passive port taken, another client's PASV gets
+// 425 and ferry_ftp_passive_ports_exhausted_total counts it.
+func TestPassivePortExhaustionMetric(t *testing.T) {
+	dir := t.TempDir()
+	sftp, ftpAddr, s3, metrics := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	port := freePort(t)
+	hash, err := users.HashPassword("pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := embeddedConfig(t, dir, sftp, s3, fmt.Sprintf("  ftp: %q\n  metrics: %q\n", ftpAddr, metrics)) +
+		fmt.Sprintf("ftp:\n  passive_ports: \"%d-%d\"\n  tls:\n    mode: none\n", port, port)
+	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: bob\n    password_hash: %q\n    home: incoming/bob/\n    permissions: [\"*\"]\n", hash))
+	runConfig(t, dir, text, ftpAddr, metrics)
+	login := func() *ftpConn {
+		f := dialFTP(t, ftpAddr)
+		f.cmd("USER bob")
+		if code, msg := f.cmd("PASS pw"); code != 230 {
+			t.Fatalf("login: %d %s", code, msg)
+		}
+		return f
+	}
+	a, b := login(), login()
+	if code, msg := a.cmd("PASV"); code != 227 {
+		t.Fatalf("first PASV: %d %s", code, msg)
+	}
+	if code, msg := b.cmd("PASV"); code != 425 {
+		t.Fatalf("PASV with the only port taken: %d %s, want 425", code, msg)
+	}
+	_, body := httpGet(t, "http://"+metrics+"/metrics")
+	for _, want := range []string{"ferry_ftp_passive_ports_exhausted_total 1", "ferry_ftp_passive_ports_in_use 1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/ferrygw/ferry/gateway/internal/ftpd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -22,6 +23,21 @@ func newMetricsMux(reg *prometheus.Registry) *http.ServeMux {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// registerFTPMetrics exports the FTP server's passive port use: a PASV/EPSV refused with 425
+// because every port of ftp.passive_ports was taken means the range is too small for the load.
+func registerFTPMetrics(reg prometheus.Registerer, srv *ftpd.Server) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "ferry_ftp_passive_ports_exhausted_total",
+			Help: "PASV/EPSV commands refused with 425 because every passive port was in use.",
+		}, func() float64 { return float64(srv.PassivePortsExhausted()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ferry_ftp_passive_ports_in_use",
+			Help: "Passive ports reserved or serving a data connection.",
+		}, func() float64 { return float64(srv.PassivePortsInUse()) }),
+	)
 }
 
 // newPprofMux serves Go's profiles on listen.pprof, which config validation keeps on loopback.

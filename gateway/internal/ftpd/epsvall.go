@@ -109,6 +109,7 @@ const (
 	answerEPSVAll = "epsv-all"
 	answerRefuse  = "refuse " // + the command
 	answerDataTLS = "data-tls"
+	answerNoPort  = "no-passive-port"
 )
 
 // dataSetup decides a data-connection setup command: "" lets the library handle it.
@@ -119,11 +120,31 @@ func (s *session) dataSetup(cmd, param string) string {
 			s.log.Debug("EPSV ALL: only EPSV from now on")
 			return answerEPSVAll
 		}
-		return ""
+		return s.reservePassive(cmd)
 	}
 	if s.epsvAll.Load() {
 		s.log.Info("refused after EPSV ALL", "command", cmd)
 		return answerRefuse + cmd
+	}
+	if cmd == "PASV" {
+		return s.reservePassive(cmd)
+	}
+	return ""
+}
+
+// reservePassive takes a passive port for the PASV or EPSV the library is about to handle
+// (see passive.go), or answers 425 when none is free.
+func (s *session) reservePassive(cmd string) string {
+	var err error
+	switch {
+	case s.srv.passive != nil:
+		err = s.srv.passive.reserve(s.bindIP)
+	case s.srv.handoff != nil && !s.srv.handoff.available():
+		err = errNoPassivePort
+	}
+	if err != nil {
+		s.log.Warn("passive data connection refused: no free port", "command", cmd, "err", err)
+		return answerNoPort
 	}
 	return ""
 }
@@ -147,6 +168,9 @@ func (d *clientDriver) Site(param string) *ftpserver.AnswerCommand {
 	switch {
 	case answer == answerEPSVAll:
 		return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: "EPSV ALL command successful."}
+	case answer == answerNoPort:
+		return &ftpserver.AnswerCommand{Code: ftpserver.StatusCannotOpenDataConnection,
+			Message: "Can't open data connection: every passive port is in use, try again later."}
 	case answer == answerDataTLS:
 		// RFC 4217 section 9: 521, "data connection cannot be opened with this PROT setting".
 		return &ftpserver.AnswerCommand{Code: 521, Message: "Data connection cannot be opened with this PROT setting: TLS is required, send PROT P"}

@@ -123,6 +123,7 @@ type Server struct {
 	log       *slog.Logger
 	tlsConfig *tls.Config     // nil when Mode is TLSNone
 	handoff   *passiveHandoff // nil unless Config.PassiveHandoff
+	passive   *passivePorts   // passive ports bound to the control address; nil with handoff
 	publicIP  string          // PublicHost when it is an IPv4 address
 	publicDNS string          // PublicHost when it is a name
 
@@ -165,6 +166,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.PassiveHandoff {
 		s.handoff = newPassiveHandoff(cfg.PassivePorts, s.log.With("passive", "handoff"))
+	} else {
+		s.passive = newPassivePorts(cfg.PassivePorts, cfg.DataConnectTimeout, s.log.With("passive", "bound"))
 	}
 	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil {
 		s.publicIP = ip.Unmap().String()
@@ -346,6 +349,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
+	if s.passive != nil {
+		defer s.passive.closeAll()
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -359,6 +365,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// PassivePortsExhausted counts the PASV/EPSV commands refused because every passive port was
+// in use (ferry_ftp_passive_ports_exhausted_total).
+func (s *Server) PassivePortsExhausted() uint64 {
+	if s.handoff != nil {
+		return s.handoff.exhausted.Load()
+	}
+	return s.passive.exhausted.Load()
+}
+
+// PassivePortsInUse is the number of passive ports reserved or serving a transfer.
+func (s *Server) PassivePortsInUse() int {
+	if s.handoff != nil {
+		return s.handoff.inUse()
+	}
+	return s.passive.inUse()
 }
 
 // closeSessions closes sessions without a transfer in progress (all with force) and returns how
