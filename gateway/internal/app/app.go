@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	defer stopEvents()
 	homes := func(protocol string) func(u *users.User) (storage.FS, error) {
 		return func(u *users.User) (storage.FS, error) {
-			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions)
+			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions, access.User(u.Name))
 			if events != nil {
 				fsys = events.Wrap(fsys, protocol) // inside transfermetrics: it needs the upload's Committer
 			}

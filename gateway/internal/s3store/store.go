@@ -58,6 +58,9 @@ type Store struct {
 
 	// copyLimit and copyPart are maxCopySize and copyPartSize; tests lower them.
 	copyLimit, copyPart int64
+	// beforeCopy, when set (tests), runs in a rename between the destination's lookup and the
+	// first copy: where another client's write races the rename.
+	beforeCopy func(dst string)
 }
 
 // New returns a Store over api.
@@ -133,6 +136,9 @@ var (
 	_ storage.Setstater     = (*homeFS)(nil)
 	_ storage.Hasher        = (*homeFS)(nil)
 	_ storage.SpaceReporter = (*homeFS)(nil)
+
+	_ storage.NoReplaceRenamer = (*homeFS)(nil)
+	_ storage.WriterSetstater  = (*homeFS)(nil)
 )
 
 // PartSize is the configured part size (the storage contract suite sizes its files by it).

@@ -297,6 +297,7 @@ func (u *upload) commit() error {
 		out, err := u.h.s.api.PutObject(u.ctx, &s3.PutObjectInput{
 			Bucket: &u.h.bucket, Key: &u.key, Body: bytes.NewReader(u.buf),
 			ContentLength: aws.Int64(int64(len(u.buf))), Metadata: meta, ContentType: contentType(u.name),
+			IfNoneMatch: u.ifNoneMatch(),
 		})
 		if err != nil {
 			return pathErr("close", u.name, err)
@@ -322,6 +323,7 @@ func (u *upload) commit() error {
 	out, err := u.h.s.api.CompleteMultipartUpload(u.ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		IfNoneMatch:     u.ifNoneMatch(),
 	})
 	if err != nil {
 		return pathErr("close", u.name, err)
@@ -336,6 +338,16 @@ func (u *upload) commit() error {
 			"transfer_id", u.opts.TransferID, "bytes", u.size, "err", err)
 	}
 	u.recordAttrs()
+	return nil
+}
+
+// ifNoneMatch is the commit's condition: with NoReplace, S3 refuses (412) to write over an
+// object that exists when the commit runs, so a file created during the upload is kept and this
+// upload fails (its multipart upload is then aborted like any failed commit's).
+func (u *upload) ifNoneMatch() *string {
+	if u.opts.NoReplace {
+		return aws.String("*")
+	}
 	return nil
 }
 

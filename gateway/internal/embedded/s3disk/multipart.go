@@ -324,7 +324,7 @@ func (b *Backend) AbortMultipartUpload(bucketName, key string, id gofakes3.Uploa
 
 // CompleteMultipartUpload implements gofakes3.MultipartBackend.
 func (b *Backend) CompleteMultipartUpload(bucketName, key string, id gofakes3.UploadID, input *gofakes3.CompleteMultipartUploadRequest) (gofakes3.VersionID, string, error) {
-	info, err := b.Complete(bucketName, key, id, input)
+	info, err := b.Complete(bucketName, key, id, input, nil)
 	if err != nil {
 		return "", "", err
 	}
@@ -333,8 +333,10 @@ func (b *Backend) CompleteMultipartUpload(bucketName, key string, id gofakes3.Up
 
 // Complete checks the listed parts against those on disk, concatenates them (a kernel copy,
 // never through memory) into a temp file and commits it as the object, with S3's multipart
-// ETag: the MD5 of the parts' binary MD5s, then "-" and the number of parts.
-func (b *Backend) Complete(bucketName, key string, id gofakes3.UploadID, input *gofakes3.CompleteMultipartUploadRequest) (ObjectInfo, error) {
+// ETag: the MD5 of the parts' binary MD5s, then "-" and the number of parts. cond (If-Match,
+// If-None-Match) is checked atomically with the commit, as S3 does; when it fails the upload
+// stays in progress, as on S3, for the client to abort or complete again.
+func (b *Backend) Complete(bucketName, key string, id gofakes3.UploadID, input *gofakes3.CompleteMultipartUploadRequest, cond *gofakes3.PutConditions) (ObjectInfo, error) {
 	u, err := b.getUpload(bucketName, key, id)
 	if err != nil {
 		return ObjectInfo{}, err
@@ -381,7 +383,7 @@ func (b *Backend) Complete(bucketName, key string, id gofakes3.UploadID, input *
 		return ObjectInfo{}, err
 	}
 	rec := &record{Key: key, Size: size, ETag: etag, Meta: u.Meta, Tags: u.Tags}
-	if err := b.commit(bk, rec, tmp, nil); err != nil {
+	if err := b.commit(bk, rec, tmp, cond); err != nil {
 		return ObjectInfo{}, err
 	}
 	b.forgetUpload(u)
