@@ -23,11 +23,14 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/health"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
 	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
+	"github.com/ferrygw/ferry/gateway/internal/recovery"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transferevents"
 	"github.com/ferrygw/ferry/gateway/internal/transfermetrics"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -78,16 +81,6 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	go userStore.Watch(ctx)
 	go reloadOnHUP(ctx, userStore, logger)
 
-	store, err := s3store.New(client, s3store.Config{
-		Bucket:        s3cfg.Bucket,
-		PartSize:      int64(s3cfg.PartSize),
-		Concurrency:   s3cfg.Concurrency,
-		MaxRenameKeys: s3cfg.MaxRenameKeys,
-		Logger:        logger.With("component", "s3store"),
-	})
-	if err != nil {
-		return fmt.Errorf("storage: %w", err)
-	}
 	reg := prometheus.NewRegistry()
 	transfers := transfermetrics.New(reg)
 	events, stopEvents, err := newGatewayEvents(ctx, cfg, local, reg, logger)
@@ -95,6 +88,26 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer stopEvents()
+	journal, err := newJournal(cfg, client, events, reg, logger)
+	if err != nil {
+		return err
+	}
+	scfg := s3store.Config{
+		Bucket:        s3cfg.Bucket,
+		PartSize:      int64(s3cfg.PartSize),
+		Concurrency:   s3cfg.Concurrency,
+		MaxRenameKeys: s3cfg.MaxRenameKeys,
+		Logger:        logger.With("component", "s3store"),
+	}
+	if journal != nil {
+		scfg.Journal = journal
+		// Before serving: what a previous run or a replica gone left is aborted first.
+		journal.Start(ctx)
+	}
+	store, err := s3store.New(client, scfg)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
 	homes := func(protocol string) func(u *users.User) (storage.FS, error) {
 		return func(u *users.User) (storage.FS, error) {
 			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions, access.User(u.Name))
@@ -195,7 +208,35 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if checker != nil {
 		onDrain = checker.SetDraining
 	}
-	return r.wait(ctx, onDrain)
+	err = r.wait(ctx, onDrain)
+	if journal != nil {
+		journal.Close(context.WithoutCancel(ctx)) // every upload has ended: the heartbeat goes
+	}
+	return err
+}
+
+// newJournal is the upload journal (package recovery), nil when recovery.prefix is empty.
+func newJournal(cfg *config.Config, client *s3.Client, events *transferevents.Events, reg prometheus.Registerer, logger *slog.Logger) (*recovery.Journal, error) {
+	rc := cfg.Recovery
+	if rc.Prefix == "" {
+		return nil, nil
+	}
+	var failed func(event.GatewayDetail)
+	if events != nil {
+		failed = events.Failed
+	}
+	j, err := recovery.New(client, recovery.Config{
+		Bucket: cfg.Storage.S3.Bucket, Prefix: rc.Prefix, ReplicaID: rc.ReplicaID,
+		Heartbeat: rc.Heartbeat, StaleAfter: rc.StaleAfter, Logger: logger, Failed: failed,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ferry_orphan_uploads_aborted_total",
+		Help: "Multipart uploads of a gateway process gone (crash, kill) that this replica aborted.",
+	}, func() float64 { return float64(j.Recovered()) }))
+	return j, nil
 }
 
 // openUsers opens the users file. A local file must load (its problems stop start-up). An S3

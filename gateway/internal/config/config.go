@@ -37,7 +37,9 @@ type Config struct {
 	// Events says where the gateway's own events (Transfer Completed/Failed, Login Failed) go
 	// on AWS; with the embedded bus they go there instead.
 	Events Events `yaml:"events"`
-	Log    Log    `yaml:"log"`
+	// Recovery finds and aborts the multipart uploads a crashed gateway left (package recovery).
+	Recovery Recovery `yaml:"recovery"`
+	Log      Log      `yaml:"log"`
 	// MemoryLimit is the soft limit on the gateway's Go memory (heap, stacks, runtime; the
 	// process's RSS adds a few MiB of code). The GC collects more often to stay under it, which
 	// keeps an idle or one-transfer gateway small instead of letting the heap double. When
@@ -210,6 +212,16 @@ type EventBridge struct {
 	QueueSize int    `yaml:"queue_size"` // events held while EventBridge is slow; beyond it they are dropped (and counted)
 }
 
+// Recovery configures the upload journal: each replica records its multipart uploads in flight
+// under Prefix in storage.s3.bucket, and aborts (with a Transfer Failed event) those of a replica
+// whose heartbeat is older than StaleAfter.
+type Recovery struct {
+	Prefix     string        `yaml:"prefix"`     // "" disables the journal and recovery
+	ReplicaID  string        `yaml:"replica_id"` // "" = random per start; fixed: one process per id
+	Heartbeat  time.Duration `yaml:"heartbeat"`
+	StaleAfter time.Duration `yaml:"stale_after"`
+}
+
 // Embedded configures the parts of the system that stand in for AWS on one machine.
 type Embedded struct {
 	S3 EmbeddedS3 `yaml:"s3"`
@@ -245,6 +257,9 @@ type EmbeddedS3 struct {
 	AccessKey string   `yaml:"access_key"`
 	Secret    string   `yaml:"secret"`
 	Buckets   []string `yaml:"buckets"` // created at start; storage.s3.bucket is always created
+	// AbortIncompleteUploadsAfter aborts multipart uploads initiated longer ago, as S3's
+	// AbortIncompleteMultipartUpload lifecycle rule does; 0 never does.
+	AbortIncompleteUploadsAfter time.Duration `yaml:"abort_incomplete_uploads_after"`
 }
 
 // Enabled reports whether the embedded endpoint runs.
@@ -288,8 +303,10 @@ func Default() *Config {
 			IdleTimeout:     5 * time.Minute,
 			MaxClients:      256,
 		},
-		Events: Events{EventBridge: EventBridge{QueueSize: 10000}},
-		Log:    Log{Level: "info", Format: "text"},
+		Events:   Events{EventBridge: EventBridge{QueueSize: 10000}},
+		Recovery: Recovery{Prefix: ".ferry/uploads/", Heartbeat: 30 * time.Second, StaleAfter: 5 * time.Minute},
+		Embedded: Embedded{S3: EmbeddedS3{AbortIncompleteUploadsAfter: 7 * 24 * time.Hour}},
+		Log:      Log{Level: "info", Format: "text"},
 	}
 }
 

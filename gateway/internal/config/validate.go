@@ -135,6 +135,27 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if r := c.Recovery; r.Prefix != "" {
+		if !strings.HasSuffix(r.Prefix, "/") || strings.HasPrefix(r.Prefix, "/") {
+			v.errorf("recovery.prefix", "must end with / and not start with one (e.g. .ferry/uploads/), got %q", r.Prefix)
+		}
+		if r.Heartbeat < time.Second {
+			v.errorf("recovery.heartbeat", "must be at least 1s, got %s", r.Heartbeat)
+		}
+		if r.StaleAfter < 3*r.Heartbeat {
+			v.errorf("recovery.stale_after", "must be at least three heartbeats (%s), got %s: a live replica must not look gone", 3*r.Heartbeat, r.StaleAfter)
+		}
+		for _, r := range r.ReplicaID {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				v.errorf("recovery.replica_id", "may only hold letters, digits, '-', '_' and '.'")
+				break
+			}
+		}
+		if len(r.ReplicaID) > 64 {
+			v.errorf("recovery.replica_id", "must be at most 64 characters")
+		}
+	}
+
 	if c.MemoryLimit < 0 {
 		v.errorf("memory_limit", "must not be negative, got %s", c.MemoryLimit)
 	}
@@ -254,6 +275,9 @@ func (v *validator) embedded() {
 	}
 	if e.AccessKey == "" || e.Secret == "" {
 		v.errorf("embedded.s3", "access_key and secret are required (clients sign with them)")
+	}
+	if e.AbortIncompleteUploadsAfter < 0 {
+		v.errorf("embedded.s3.abort_incomplete_uploads_after", "must not be negative (0 = never), got %s", e.AbortIncompleteUploadsAfter)
 	}
 	for i, b := range e.Buckets {
 		if msg := bucketProblem(b); msg != "" {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -44,6 +45,24 @@ type Config struct {
 	// ListPageSize is the keys asked for per ListObjectsV2 page (default and maximum 1000).
 	ListPageSize int32
 	Logger       *slog.Logger // default discards
+	// Journal, when set, is told of every multipart upload from its start to its end, so the
+	// ones a crashed process leaves behind can be found and aborted (package recovery).
+	Journal Journal
+}
+
+// Journal records the multipart uploads in flight. Its methods are best effort and must not
+// fail an upload (they log); Started runs after CreateMultipartUpload, Ended after the upload
+// was completed or aborted.
+type Journal interface {
+	Started(ctx context.Context, u PendingUpload)
+	Ended(ctx context.Context, u PendingUpload)
+}
+
+// PendingUpload is a multipart upload in flight and who it is for.
+type PendingUpload struct {
+	Bucket, Key, UploadID string
+	Opts                  storage.CreateOptions
+	Started               time.Time
 }
 
 // Store is the S3 storage for all homes of one gateway.

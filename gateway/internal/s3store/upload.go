@@ -54,7 +54,7 @@ func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOpt
 		return nil, pathErr("create", t.name, storage.ErrIsDir)
 	}
 	u := &upload{
-		h: h, name: t.name, key: t.key, opts: opts, parent: ctx,
+		h: h, name: t.name, key: t.key, opts: opts, parent: ctx, start: time.Now(),
 		sum: sha256.New(), sem: make(chan struct{}, h.s.cfg.Concurrency),
 	}
 	u.ctx, u.cancel = context.WithCancelCause(ctx)
@@ -71,6 +71,7 @@ type upload struct {
 	h         *homeFS
 	name, key string
 	opts      storage.CreateOptions
+	start     time.Time
 	parent    context.Context // Create's
 	ctx       context.Context // parent's child, cancelled by Abort or a failed part
 	cancel    context.CancelCauseFunc
@@ -179,6 +180,9 @@ func (u *upload) flush() error {
 			return u.setErr(pathErr("write", u.name, err))
 		}
 		u.uploadID = aws.ToString(out.UploadId)
+		if j := u.h.s.cfg.Journal; j != nil {
+			j.Started(u.ctx, u.pending())
+		}
 	}
 	select {
 	case u.sem <- struct{}{}:
@@ -328,6 +332,9 @@ func (u *upload) commit() error {
 	if err != nil {
 		return pathErr("close", u.name, err)
 	}
+	if j := u.h.s.cfg.Journal; j != nil {
+		j.Ended(u.ctx, u.pending())
+	}
 	u.uploadID = "" // completed: nothing left to abort
 	u.etag = aws.ToString(out.ETag)
 	if _, err := u.h.s.api.PutObjectTagging(u.ctx, &s3.PutObjectTaggingInput{
@@ -400,14 +407,28 @@ func (u *upload) cleanup(cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
 	defer cancel()
 	if err := abortFully(ctx, u.h.s.api, u.h.bucket, u.key, u.uploadID); err != nil {
-		return err
+		return err // the journal keeps it: recovery aborts it once this process is gone
+	}
+	if j := u.h.s.cfg.Journal; j != nil {
+		j.Ended(ctx, u.pending())
 	}
 	u.uploadID = ""
 	return nil
 }
 
+// pending describes the multipart upload for the journal.
+func (u *upload) pending() PendingUpload {
+	return PendingUpload{Bucket: u.h.bucket, Key: u.key, UploadID: u.uploadID, Opts: u.opts, Started: u.start}
+}
+
 // abortSettle is how long an aborted upload must stay gone before abortFully believes it.
 const abortSettle = 50 * time.Millisecond
+
+// AbortMultipart aborts a multipart upload for good (see abortFully): for recovery, which aborts
+// uploads a crashed process left.
+func AbortMultipart(ctx context.Context, api API, bucket, key, uploadID string) error {
+	return abortFully(ctx, api, bucket, key, uploadID)
+}
 
 // abortFully aborts a multipart upload and makes sure it stays aborted. A part whose request
 // was cancelled can still be finishing on the server and bring the upload back after the abort

@@ -127,6 +127,32 @@ func (b *Backend) abortBucketUploads(bucketName string) {
 	}
 }
 
+// ExpireUploads aborts the multipart uploads initiated before cutoff, as S3's lifecycle rule
+// AbortIncompleteMultipartUpload does (days after initiation), and returns how many it removed.
+// An upload completing at the same moment wins or loses under its own lock, as with an abort.
+func (b *Backend) ExpireUploads(cutoff time.Time) int {
+	b.upMu.Lock()
+	var old []*upload
+	for _, u := range b.uploads {
+		if u.Initiated.Before(cutoff) {
+			old = append(old, u)
+		}
+	}
+	b.upMu.Unlock()
+	n := 0
+	for _, u := range old {
+		u.mu.Lock()
+		if !u.gone.Load() {
+			b.forgetUpload(u)
+			n++
+			b.log.Info("expired an incomplete multipart upload", "bucket", u.Bucket, "key", u.Key,
+				"upload_id", u.id, "initiated", u.Initiated)
+		}
+		u.mu.Unlock()
+	}
+	return n
+}
+
 // CreateMultipartUpload implements gofakes3.MultipartBackend.
 func (b *Backend) CreateMultipartUpload(bucketName, key string, meta map[string]string) (gofakes3.UploadID, error) {
 	if err := validKey(key); err != nil {
