@@ -28,6 +28,7 @@ var install = map[string]string{
 	"ssh-keygen":  "apt-get install -y openssh-client",
 	"lftp":        "apt-get install -y lftp",
 	"curl":        "apt-get install -y curl",
+	"openssl":     "apt-get install -y openssl",
 	"aws":         "apt-get install -y awscli",
 	"haproxy":     "apt-get install -y haproxy",
 	"ip":          "apt-get install -y iproute2",

@@ -61,6 +61,9 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			report(err)
 		} else {
 			valid = true
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(stderr, "warning: %s\n", w)
+			}
 		}
 	}
 

@@ -329,3 +329,54 @@ routes:
 		t.Errorf("check --routes with a bad template = %+v", r)
 	}
 }
+
+// ferry check warns, without failing, about settings that expose the gateway: an embedded S3
+// endpoint reachable from other hosts, FTP without TLS, profiling, and plaintext FTP on an
+// address other hosts can reach. Each warning names the file and line.
+func TestCheckWarnings(t *testing.T) {
+	base := "storage:\n  s3:\n    bucket: ferry\nhost_keys:\n  paths: [keys/ssh_host_ed25519_key]\n  generate: false\n"
+	tests := []struct {
+		name  string
+		extra string   // appended to base
+		want  []string // each a warning line's end; none when empty
+	}{
+		{"loopback only", "listen:\n  ftp: 127.0.0.1:2121\n  pprof: \"\"\nftp:\n  tls:\n    mode: required\n    dev_self_signed: true\n", nil},
+		{"embedded S3 on every interface", "embedded:\n  s3:\n    listen: 0.0.0.0:9000\n    data_dir: data\n    access_key: k\n    secret: s\n",
+			[]string{":9: embedded.s3.listen: the embedded S3 endpoint listens on 0.0.0.0:9000, reachable from other hosts"}},
+		{"embedded S3 on a LAN address", "embedded:\n  s3:\n    listen: 192.0.2.10:9000\n    data_dir: data\n    access_key: k\n    secret: s\n",
+			[]string{":9: embedded.s3.listen: the embedded S3 endpoint listens on 192.0.2.10:9000, reachable from other hosts"}},
+		{"FTP without TLS on loopback", "listen:\n  ftp: 127.0.0.1:2121\nftp:\n  tls:\n    mode: none\n",
+			[]string{":11: ftp.tls.mode: FTP without TLS: passwords and files cross the network in clear"}},
+		{"profiling", "listen:\n  pprof: 127.0.0.1:6060\n",
+			[]string{":8: listen.pprof: profiling is enabled"}},
+		{"plaintext FTP on a public address", "listen:\n  ftp: 0.0.0.0:2121\nftp:\n  tls:\n    mode: optional\n    dev_self_signed: true\n",
+			[]string{":8: listen.ftp: plaintext FTP (ftp.tls.mode optional) on 0.0.0.0:2121, reachable from other hosts"}},
+		{"FTP without TLS on a public address", "listen:\n  ftp: :2121\nftp:\n  tls:\n    mode: none\n",
+			[]string{":11: ftp.tls.mode: FTP without TLS", ":8: listen.ftp: plaintext FTP (ftp.tls.mode none) on :2121, reachable from other hosts"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, cfg, _ := setup(t)
+			write(t, cfg, base+tt.extra)
+			r := ferry(t, "", "check", "--config", cfg)
+			if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: ") {
+				t.Fatalf("warnings must not fail the check: %+v", r)
+			}
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if len(tt.want) == 0 {
+				if r.stderr != "" {
+					t.Errorf("unexpected warnings:\n%s", r.stderr)
+				}
+				return
+			}
+			if len(lines) != len(tt.want) {
+				t.Errorf("%d warning line(s), want %d:\n%s", len(lines), len(tt.want), r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, "warning: "+cfg+w) {
+					t.Errorf("stderr lacks %q:\n%s", "warning: "+cfg+w, r.stderr)
+				}
+			}
+		})
+	}
+}

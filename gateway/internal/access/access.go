@@ -12,15 +12,38 @@ import (
 )
 
 // Restrict returns a view of fsys that refuses what p does not allow with fs.ErrPermission.
-// Stat is always allowed (clients stat before nearly everything). Creating over an existing
-// file needs the overwrite permission; only users without it pay for the existence check.
-func Restrict(fsys storage.FS, p users.Permissions) storage.FS {
-	return &restricted{fs: fsys, p: p}
+// Stat is always allowed (clients stat before nearly everything).
+//
+// Each operation needs the permission its effect implies, decided when the effect happens:
+//   - Replacing a file needs overwrite. Without it, an upload is checked at open (a quick
+//     refusal) and its commit is made conditional (storage.CreateOptions.NoReplace): a file
+//     another user creates during the upload is not replaced, the upload fails. A rename is
+//     conditional the same way where the store can (storage.NoReplaceRenamer).
+//   - Recording a time or mode (setstat, MFMT, SITE CHMOD) modifies a file: it needs overwrite,
+//     except on a file the user uploaded themselves (its current version; storage.WriterSetstater),
+//     which a user with upload may date as they could when uploading it.
+//   - HASH reads the whole file: it needs download, and writes nothing.
+//
+// Only users without overwrite pay for existence checks.
+func Restrict(fsys storage.FS, p users.Permissions, opts ...Option) storage.FS {
+	r := &restricted{fs: fsys, p: p}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
+// Option configures Restrict.
+type Option func(*restricted)
+
+// User names the user the view is for, as uploads record it (CreateOptions.User): without it a
+// user lacking overwrite may not date even their own uploads.
+func User(name string) Option { return func(r *restricted) { r.user = name } }
+
 type restricted struct {
-	fs storage.FS
-	p  users.Permissions
+	fs   storage.FS
+	p    users.Permissions
+	user string
 }
 
 var (
@@ -69,6 +92,8 @@ func (r *restricted) Create(ctx context.Context, name string, opts storage.Creat
 		if !exists && !r.p.Upload {
 			return nil, deny("create", name)
 		}
+		// The check above is as old as the open; the commit decides.
+		opts.NoReplace = !r.p.Overwrite
 	}
 	return r.fs.Create(ctx, name, opts)
 }
@@ -110,32 +135,48 @@ func (r *restricted) Rename(ctx context.Context, from, to string) error {
 	if !r.p.Rename {
 		return deny("rename", from)
 	}
-	if !r.p.Overwrite {
-		exists, err := r.exists(ctx, to)
-		if err != nil {
-			return err
-		}
-		if exists {
+	if r.p.Overwrite {
+		return r.fs.Rename(ctx, from, to)
+	}
+	exists, err := r.exists(ctx, to)
+	if err != nil {
+		return err
+	}
+	if exists {
+		return deny("rename", to)
+	}
+	// A file created at to since the check must survive the move too.
+	if nr, ok := r.fs.(storage.NoReplaceRenamer); ok {
+		err := nr.RenameNoReplace(ctx, from, to)
+		if errors.Is(err, fs.ErrExist) {
 			return deny("rename", to)
 		}
+		return err
 	}
 	return r.fs.Rename(ctx, from, to)
 }
 
-// SetStat needs a write permission; front ends report success either way.
+// SetStat needs overwrite, or upload on the user's own upload (see Restrict).
 func (r *restricted) SetStat(ctx context.Context, name string, attrs storage.Attrs) error {
-	if !r.p.Upload && !r.p.Overwrite {
+	if r.p.Overwrite {
+		s, ok := r.fs.(storage.Setstater)
+		if !ok {
+			return &fs.PathError{Op: "setstat", Path: name, Err: storage.ErrUnsupported}
+		}
+		return s.SetStat(ctx, name, attrs)
+	}
+	if !r.p.Upload || r.user == "" {
 		return deny("setstat", name)
 	}
-	s, ok := r.fs.(storage.Setstater)
+	ws, ok := r.fs.(storage.WriterSetstater)
 	if !ok {
-		return &fs.PathError{Op: "setstat", Path: name, Err: storage.ErrUnsupported}
+		return deny("setstat", name)
 	}
-	return s.SetStat(ctx, name, attrs)
+	return ws.SetStatIfWriter(ctx, name, attrs, r.user)
 }
 
 func (r *restricted) SHA256(ctx context.Context, name string) (string, error) {
-	if !r.p.Download && !r.p.List {
+	if !r.p.Download {
 		return "", deny("hash", name)
 	}
 	h, ok := r.fs.(storage.Hasher)

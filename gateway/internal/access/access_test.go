@@ -21,8 +21,12 @@ func seed(t *testing.T) *memstore.FS {
 	if err := m.Mkdir(ctx, "/dir"); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"/existing", "/dir/inside"} {
-		up, err := m.Create(ctx, name, storage.CreateOptions{})
+	for _, name := range []string{"/existing", "/dir/inside", "/mine"} {
+		opts := storage.CreateOptions{User: "other"}
+		if name == "/mine" {
+			opts.User = "me"
+		}
+		up, err := m.Create(ctx, name, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,6 +71,13 @@ func TestRestrict(t *testing.T) {
 		"setstat": func(ctx context.Context, f storage.FS) error {
 			return f.(storage.Setstater).SetStat(ctx, "/existing", storage.Attrs{})
 		},
+		"setstat own": func(ctx context.Context, f storage.FS) error {
+			return f.(storage.Setstater).SetStat(ctx, "/mine", storage.Attrs{})
+		},
+		"hash": func(ctx context.Context, f storage.FS) error {
+			_, err := f.(storage.Hasher).SHA256(ctx, "/existing")
+			return err
+		},
 		"stat always works": func(ctx context.Context, f storage.FS) error { _, err := f.Stat(ctx, "/existing"); return err },
 	}
 	all := users.Permissions{List: true, Download: true, Upload: true, Overwrite: true, Delete: true, Rename: true, Mkdir: true}
@@ -75,11 +86,13 @@ func TestRestrict(t *testing.T) {
 		perms   users.Permissions
 		allowed []string
 	}{
-		{"everything", all, []string{"list", "download", "upload new", "overwrite", "delete", "rmdir", "rename", "rename over", "mkdir", "setstat", "stat always works"}},
-		{"read-only", users.Permissions{List: true, Download: true}, []string{"list", "download", "stat always works"}},
-		{"drop box", users.Permissions{Upload: true}, []string{"upload new", "setstat", "stat always works"}},
-		{"upload and overwrite", users.Permissions{Upload: true, Overwrite: true}, []string{"upload new", "overwrite", "setstat", "stat always works"}},
-		{"overwrite only", users.Permissions{Overwrite: true}, []string{"overwrite", "setstat", "stat always works"}},
+		{"everything", all, []string{"list", "download", "upload new", "overwrite", "delete", "rmdir", "rename", "rename over", "mkdir", "setstat", "setstat own", "hash", "stat always works"}},
+		{"read-only", users.Permissions{List: true, Download: true}, []string{"list", "download", "hash", "stat always works"}},
+		{"list-only", users.Permissions{List: true}, []string{"list", "stat always works"}},
+		// Recording a time on a file is modifying it: a drop box may date only its own uploads.
+		{"drop box", users.Permissions{Upload: true}, []string{"upload new", "setstat own", "stat always works"}},
+		{"upload and overwrite", users.Permissions{Upload: true, Overwrite: true}, []string{"upload new", "overwrite", "setstat", "setstat own", "stat always works"}},
+		{"overwrite only", users.Permissions{Overwrite: true}, []string{"overwrite", "setstat", "setstat own", "stat always works"}},
 		{"rename without overwrite", users.Permissions{Rename: true}, []string{"rename", "stat always works"}},
 		{"nothing", users.Permissions{}, []string{"stat always works"}},
 	} {
@@ -95,7 +108,7 @@ func TestRestrict(t *testing.T) {
 					m.Mkdir(ctx, "/emptydir")
 				}
 				before := m.Files()
-				err := run(ctx, access.Restrict(m, tt.perms))
+				err := run(ctx, access.Restrict(m, tt.perms, access.User("me")))
 				switch {
 				case allowed[op] && err != nil:
 					t.Errorf("%s with %+v: %v, want success", op, tt.perms, err)
@@ -110,3 +123,49 @@ func TestRestrict(t *testing.T) {
 }
 
 func sameFiles(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
+
+// Without overwrite, what the check at open could not see is decided at the commit: a file
+// another user creates during the upload, or at a rename's destination after the check, is
+// kept; the upload fails with fs.ErrExist, the rename with fs.ErrPermission (a refused rename).
+func TestOverwriteDecidedAtCommit(t *testing.T) {
+	ctx := context.Background()
+	m := seed(t)
+	view := access.Restrict(m, users.Permissions{Upload: true, Rename: true}, access.User("me"))
+	up, err := view.Create(ctx, "/late", storage.CreateOptions{User: "me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(up, "mine")
+	if err := write(ctx, m, "/late"); err != nil { // another user, with overwrite
+		t.Fatal(err)
+	}
+	if err := up.Close(); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("Close = %v, want fs.ErrExist", err)
+	}
+	if got, _ := m.ReadFile("/late"); string(got) != "new" {
+		t.Errorf("/late = %q, want the other user's", got)
+	}
+	// A rename onto a name taken between the check and the move: the store refuses it.
+	racy := racingRenamer{FS: m, onRename: func() { write(ctx, m, "/target") }}
+	err = access.Restrict(racy, users.Permissions{Rename: true}).Rename(ctx, "/existing", "/target")
+	if !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("rename onto a file created meanwhile = %v, want fs.ErrPermission", err)
+	}
+	if got, _ := m.ReadFile("/target"); string(got) != "new" {
+		t.Errorf("/target = %q, want the other user's", got)
+	}
+	if _, err := m.ReadFile("/existing"); err != nil {
+		t.Errorf("the source is gone: %v", err)
+	}
+}
+
+// racingRenamer creates a file (onRename) just before a no-replace rename runs.
+type racingRenamer struct {
+	*memstore.FS
+	onRename func()
+}
+
+func (r racingRenamer) RenameNoReplace(ctx context.Context, from, to string) error {
+	r.onRename()
+	return r.FS.RenameNoReplace(ctx, from, to)
+}

@@ -23,13 +23,16 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/health"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
 	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
+	"github.com/ferrygw/ferry/gateway/internal/recovery"
 	"github.com/ferrygw/ferry/gateway/internal/s3metrics"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/sessionmetrics"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transferevents"
 	"github.com/ferrygw/ferry/gateway/internal/transfermetrics"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -88,16 +91,6 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		local.keys.start(userStore, logger)
 	}
 
-	store, err := s3store.New(client, s3store.Config{
-		Bucket:        s3cfg.Bucket,
-		PartSize:      int64(s3cfg.PartSize),
-		Concurrency:   s3cfg.Concurrency,
-		MaxRenameKeys: s3cfg.MaxRenameKeys,
-		Logger:        logger.With("component", "s3store"),
-	})
-	if err != nil {
-		return fmt.Errorf("storage: %w", err)
-	}
 	transfers := transfermetrics.New(reg)
 	sessions := sessionmetrics.New(reg)
 	events, stopEvents, err := newGatewayEvents(ctx, cfg, local, reg, logger)
@@ -105,9 +98,29 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer stopEvents()
+	journal, err := newJournal(cfg, client, events, reg, logger)
+	if err != nil {
+		return err
+	}
+	scfg := s3store.Config{
+		Bucket:        s3cfg.Bucket,
+		PartSize:      int64(s3cfg.PartSize),
+		Concurrency:   s3cfg.Concurrency,
+		MaxRenameKeys: s3cfg.MaxRenameKeys,
+		Logger:        logger.With("component", "s3store"),
+	}
+	if journal != nil {
+		scfg.Journal = journal
+		// Before serving: what a previous run or a replica gone left is aborted first.
+		journal.Start(ctx)
+	}
+	store, err := s3store.New(client, scfg)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
 	homes := func(protocol string) func(u *users.User) (storage.FS, error) {
 		return func(u *users.User) (storage.FS, error) {
-			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions)
+			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions, access.User(u.Name))
 			if events != nil {
 				fsys = events.Wrap(fsys, protocol) // inside transfermetrics: it needs the upload's Committer
 			}
@@ -168,6 +181,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			Banner:           cfg.SFTP.Banner,
 			WriteWindow:      int64(cfg.SFTP.WriteWindow),
 			WriteWaitTimeout: cfg.SFTP.WriteWaitTimeout,
+			LegacyAlgorithms: cfg.SFTP.LegacyAlgorithms,
 		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp"),
 			Available: checker.S3Available, Observer: sessions})
 		if err != nil {
@@ -181,6 +195,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		registerFTPMetrics(reg, srv)
 		if cfg.Listen.FTP != "" {
 			var ftp server = srv
 			if cfg.Listen.ProxyProtocol.Enabled() {
@@ -195,6 +210,10 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	if cfg.Listen.Metrics != "" {
 		servers = append(servers, named{name: "metrics", addr: cfg.Listen.Metrics, srv: newHTTP(newMetricsMux(reg))})
+	}
+	if cfg.Listen.PProf != "" {
+		logger.Warn("profiling enabled: Go's profiles are served on listen.pprof", "addr", cfg.Listen.PProf)
+		servers = append(servers, named{name: "pprof", addr: cfg.Listen.PProf, srv: newHTTP(newPprofMux())})
 	}
 	if len(servers) == 0 {
 		return errors.New("nothing to serve: every listener is disabled")
@@ -212,7 +231,35 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	r.serve()
-	return r.wait(ctx, checker.SetDraining)
+	err = r.wait(ctx, checker.SetDraining)
+	if journal != nil {
+		journal.Close(context.WithoutCancel(ctx)) // every upload has ended: the heartbeat goes
+	}
+	return err
+}
+
+// newJournal is the upload journal (package recovery), nil when recovery.prefix is empty.
+func newJournal(cfg *config.Config, client *s3.Client, events *transferevents.Events, reg prometheus.Registerer, logger *slog.Logger) (*recovery.Journal, error) {
+	rc := cfg.Recovery
+	if rc.Prefix == "" {
+		return nil, nil
+	}
+	var failed func(event.GatewayDetail)
+	if events != nil {
+		failed = events.Failed
+	}
+	j, err := recovery.New(client, recovery.Config{
+		Bucket: cfg.Storage.S3.Bucket, Prefix: rc.Prefix, ReplicaID: rc.ReplicaID,
+		Heartbeat: rc.Heartbeat, StaleAfter: rc.StaleAfter, Logger: logger, Failed: failed,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ferry_orphan_uploads_aborted_total",
+		Help: "Multipart uploads of a gateway process gone (crash, kill) that this replica aborted.",
+	}, func() float64 { return float64(j.Recovered()) }))
+	return j, nil
 }
 
 // openUsers opens the users file. A local file must load (its problems stop start-up). An S3

@@ -30,7 +30,9 @@ func (spaced) Space(context.Context, string) (storage.Space, error) { return roo
 // (a decorator that hid one would make setstat, HASH or df silently stop working).
 func TestDecoratorsKeepOptionalAbilities(t *testing.T) {
 	wrap := map[string]func(storage.FS) storage.FS{
-		"access": func(f storage.FS) storage.FS { return access.Restrict(f, users.Permissions{List: true, Upload: true}) },
+		"access": func(f storage.FS) storage.FS {
+			return access.Restrict(f, users.Permissions{List: true, Download: true, Upload: true, Overwrite: true})
+		},
 		"events": func(f storage.FS) storage.FS {
 			return transferevents.New(transferevents.SinkFunc(func(event.GatewayEvent) {}), transferevents.Config{}).Wrap(f, "sftp")
 		},

@@ -78,7 +78,8 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 	srv, err := s3server.New(s3server.Config{
 		DataDir: ec.S3.DataDir, AccessKey: ec.S3.AccessKey, Secret: ec.S3.Secret, Keys: keys,
 		Region: cfg.Storage.S3.Region, Buckets: append([]string{cfg.Storage.S3.Bucket}, ec.S3.Buckets...),
-		OnChange: onChange,
+		OnChange:                    onChange,
+		AbortIncompleteUploadsAfter: ec.S3.AbortIncompleteUploadsAfter,
 	}, logger.With("component", "embedded-s3"))
 	if err != nil {
 		e.close(logger)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrygw/ferry/gateway/internal/redact"
 	"github.com/ferrygw/ferry/gateway/strictyaml"
 )
 
@@ -36,7 +37,9 @@ type Config struct {
 	// Events says where the gateway's own events (Transfer Completed/Failed, Login Failed) go
 	// on AWS; with the embedded bus they go there instead.
 	Events Events `yaml:"events"`
-	Log    Log    `yaml:"log"`
+	// Recovery finds and aborts the multipart uploads a crashed gateway left (package recovery).
+	Recovery Recovery `yaml:"recovery"`
+	Log      Log      `yaml:"log"`
 	// MemoryLimit is the soft limit on the gateway's Go memory (heap, stacks, runtime; the
 	// process's RSS adds a few MiB of code). The GC collects more often to stay under it, which
 	// keeps an idle or one-transfer gateway small instead of letting the heap double. When
@@ -64,6 +67,10 @@ type Listen struct {
 	// Health serves only GET /healthz (liveness) and GET /readyz (readiness), for a load
 	// balancer's health checks.
 	Health string `yaml:"health"`
+	// PProf serves Go's profiles (/debug/pprof/) for diagnosing a slow or growing gateway. Off
+	// by default; only a loopback address is accepted (profiles reveal memory contents and
+	// cost CPU to produce), so reaching it takes a shell on the host or a port forward.
+	PProf string `yaml:"pprof"`
 	// ProxyProtocol makes the SFTP, FTP and implicit-FTPS listeners take connections only from a
 	// load balancer that sends a PROXY protocol header.
 	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
@@ -145,6 +152,9 @@ type SFTP struct {
 	// missing earlier bytes; WriteWaitTimeout is how long a write may wait for them.
 	WriteWindow      Size          `yaml:"write_window"`
 	WriteWaitTimeout time.Duration `yaml:"write_wait_timeout"`
+	// LegacyAlgorithms also accepts SHA-1 key exchanges and MACs, CBC ciphers and ssh-rsa
+	// (SHA-1) signatures, for old devices that know nothing else; warned at start.
+	LegacyAlgorithms bool `yaml:"legacy_algorithms"`
 }
 
 // FTP tunes the FTP/FTPS server.
@@ -211,6 +221,16 @@ type EventBridge struct {
 	QueueSize int    `yaml:"queue_size"` // events held while EventBridge is slow; beyond it they are dropped (and counted)
 }
 
+// Recovery configures the upload journal: each replica records its multipart uploads in flight
+// under Prefix in storage.s3.bucket, and aborts (with a Transfer Failed event) those of a replica
+// whose heartbeat is older than StaleAfter.
+type Recovery struct {
+	Prefix     string        `yaml:"prefix"`     // "" disables the journal and recovery
+	ReplicaID  string        `yaml:"replica_id"` // "" = random per start; fixed: one process per id
+	Heartbeat  time.Duration `yaml:"heartbeat"`
+	StaleAfter time.Duration `yaml:"stale_after"`
+}
+
 // Embedded configures the parts of the system that stand in for AWS on one machine.
 type Embedded struct {
 	S3 EmbeddedS3 `yaml:"s3"`
@@ -250,6 +270,9 @@ type EmbeddedS3 struct {
 	// the users' S3 secrets in the users file (`ferry user s3-key add`); empty: users' S3 keys
 	// are refused.
 	KeyEncryptionKey string `yaml:"key_encryption_key"`
+	// AbortIncompleteUploadsAfter aborts multipart uploads initiated longer ago, as S3's
+	// AbortIncompleteMultipartUpload lifecycle rule does; 0 never does.
+	AbortIncompleteUploadsAfter time.Duration `yaml:"abort_incomplete_uploads_after"`
 }
 
 // Enabled reports whether the embedded endpoint runs.
@@ -295,8 +318,10 @@ func Default() *Config {
 			IdleTimeout:     5 * time.Minute,
 			MaxClients:      256,
 		},
-		Events: Events{EventBridge: EventBridge{QueueSize: 10000}},
-		Log:    Log{Level: "info", Format: "text"},
+		Events:   Events{EventBridge: EventBridge{QueueSize: 10000}},
+		Recovery: Recovery{Prefix: ".ferry/uploads/", Heartbeat: 30 * time.Second, StaleAfter: 5 * time.Minute},
+		Embedded: Embedded{S3: EmbeddedS3{AbortIncompleteUploadsAfter: 7 * 24 * time.Hour}},
+		Log:      Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -373,7 +398,9 @@ func (c *Config) File() string { return c.file }
 // NewLogger returns a logger writing to w at the configured level and format. Call it on a
 // validated configuration; unknown values fall back to info and text.
 func (l Log) NewLogger(w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: l.level()}
+	// Every line passes through redact: a pre-signed URL's signature (in a debug line, an SDK
+	// error) is a bearer credential.
+	opts := &slog.HandlerOptions{Level: l.level(), ReplaceAttr: redact.ReplaceAttr}
 	if l.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -27,11 +28,15 @@ func (c *Config) Validate() error {
 	v.addr("listen.ftps_implicit", l.FTPSImplicit)
 	v.addr("listen.metrics", l.Metrics)
 	v.addr("listen.health", l.Health)
+	v.addr("listen.pprof", l.PProf)
+	if l.PProf != "" && !IsLoopback(l.PProf) {
+		v.errorf("listen.pprof", "profiles are served on loopback only (e.g. 127.0.0.1:6060), got %q", l.PProf)
+	}
 	if l.SFTP == "" && l.FTP == "" && l.FTPSImplicit == "" {
 		v.errorf("listen", "no file protocol is enabled: set listen.sftp, listen.ftp or listen.ftps_implicit")
 	}
 	seen := map[string]string{}
-	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.ftps_implicit", l.FTPSImplicit}, {"listen.metrics", l.Metrics}, {"listen.health", l.Health}} {
+	for _, a := range []struct{ key, addr string }{{"listen.sftp", l.SFTP}, {"listen.ftp", l.FTP}, {"listen.ftps_implicit", l.FTPSImplicit}, {"listen.metrics", l.Metrics}, {"listen.health", l.Health}, {"listen.pprof", l.PProf}} {
 		if a.addr == "" || strings.HasSuffix(a.addr, ":0") {
 			continue
 		}
@@ -136,6 +141,27 @@ func (c *Config) Validate() error {
 			if u, err := url.Parse(eb.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				v.errorf("events.eventbridge.endpoint", "must be an http:// or https:// URL, got %q", eb.Endpoint)
 			}
+		}
+	}
+
+	if r := c.Recovery; r.Prefix != "" {
+		if !strings.HasSuffix(r.Prefix, "/") || strings.HasPrefix(r.Prefix, "/") {
+			v.errorf("recovery.prefix", "must end with / and not start with one (e.g. .ferry/uploads/), got %q", r.Prefix)
+		}
+		if r.Heartbeat < time.Second {
+			v.errorf("recovery.heartbeat", "must be at least 1s, got %s", r.Heartbeat)
+		}
+		if r.StaleAfter < 3*r.Heartbeat {
+			v.errorf("recovery.stale_after", "must be at least three heartbeats (%s), got %s: a live replica must not look gone", 3*r.Heartbeat, r.StaleAfter)
+		}
+		for _, r := range r.ReplicaID {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				v.errorf("recovery.replica_id", "may only hold letters, digits, '-', '_' and '.'")
+				break
+			}
+		}
+		if len(r.ReplicaID) > 64 {
+			v.errorf("recovery.replica_id", "must be at most 64 characters")
 		}
 	}
 
@@ -259,6 +285,9 @@ func (v *validator) embedded() {
 	if e.AccessKey == "" || e.Secret == "" {
 		v.errorf("embedded.s3", "access_key and secret are required (clients sign with them)")
 	}
+	if e.AbortIncompleteUploadsAfter < 0 {
+		v.errorf("embedded.s3.abort_incomplete_uploads_after", "must not be negative (0 = never), got %s", e.AbortIncompleteUploadsAfter)
+	}
 	for i, b := range e.Buckets {
 		if msg := bucketProblem(b); msg != "" {
 			v.errorf(fmt.Sprintf("embedded.s3.buckets[%d]", i), "%s", msg)
@@ -304,6 +333,20 @@ func (v *validator) addr(path, a string) {
 	if strings.ContainsAny(host, " /") {
 		v.errorf(path, "invalid host %q", host)
 	}
+}
+
+// IsLoopback reports whether the host of a host:port listening address is a loopback address
+// or "localhost"; an empty host (every interface) is not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // CheckBucketName reports whether name follows S3's bucket naming rules.

@@ -157,8 +157,9 @@ func (d *clientDriver) Rename(from, to string) error {
 }
 
 // setStat records attributes. Clients fail whole jobs on a refused chmod or MFMT, so only a
-// missing file is an error; anything else (no Setstater, no permission, a store error) is logged
-// and reported as success.
+// missing file and a refusal by the user's permissions (another user's file, for a user without
+// overwrite) are errors; anything else (no Setstater, a store error) is logged and reported as
+// success.
 func (d *clientDriver) setStat(op, name string, attrs storage.Attrs) error {
 	name = d.abs(name)
 	fsys := d.fs()
@@ -174,7 +175,7 @@ func (d *clientDriver) setStat(op, name string, attrs storage.Attrs) error {
 		}
 		return nil
 	}
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		return d.s.fail(op, name, err)
 	}
 	if err != nil {

@@ -235,3 +235,32 @@ func TestLftpPlaintextRefused(t *testing.T) {
 		t.Errorf("lftp's error does not say TLS is required:\n%s", out)
 	}
 }
+
+// With TLS required, lftp logged in over TLS but told to keep data in clear (ftp:ssl-protect-data
+// and ftp:ssl-protect-list no) is refused at once by every listing and transfer: a 450 made it retry `ls` forever.
+func TestLftpClearDataRefusedFast(t *testing.T) {
+	lftp := testtool.Path(t, "lftp")
+	e := startEnv(t, Config{})
+	if err := e.mem.WriteFile("/there.txt", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"ls /", "cls -l /", "nlist /", "get /there.txt -o " + filepath.Join(t.TempDir(), "x"),
+		"put " + writeTemp(t, []byte("y")) + " -o /clear.txt"} {
+		script := []string{"-c", fmt.Sprintf("set ftp:ssl-force true; set ftp:ssl-protect-data no; set ftp:ssl-protect-list no; set ssl:verify-certificate no; "+
+			"open -u %s,%s -p %s 127.0.0.1; %s", testUser, testPass, e.port, c)}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
+		out, err := exec.CommandContext(ctx, lftp, script...).CombinedOutput()
+		cancel()
+		if err == nil {
+			t.Errorf("%q over a clear data channel succeeded:\n%s", c, out)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%q took %v: lftp retried a temporary failure\n%s", c, d, out)
+		}
+		if !strings.Contains(string(out), "521") {
+			t.Errorf("%q: lftp does not report the 521:\n%s", c, out)
+		}
+	}
+	e.assertNothingStored("/clear.txt")
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -169,7 +170,7 @@ type dataListener struct {
 func (l *dataListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
-		return nil, err
+		return nil, &dataError{op: opAccept, cause: err}
 	}
 	return &dataConn{Conn: c, idle: l.idle}, nil
 }
@@ -189,8 +190,12 @@ func (c *dataConn) Read(p []byte) (int, error) {
 		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
 	n, err := c.Conn.Read(p)
-	if errors.Is(err, io.EOF) {
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF):
 		c.rawEOF.Store(true)
+	default:
+		err = &dataError{op: opRead, cause: err}
 	}
 	return n, err
 }
@@ -199,5 +204,51 @@ func (c *dataConn) Write(p []byte) (int, error) {
 	if c.idle > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		err = &dataError{op: opWrite, cause: err}
+	}
+	return n, err
 }
+
+// Operations of a data connection, as dataError words them.
+const (
+	opAccept = "the client did not open the data connection"
+	opRead   = "data connection lost while receiving"
+	opWrite  = "data connection lost while sending"
+)
+
+// dataError is a data connection's failure as a client may see it. ftpserverlib puts the text
+// of these errors in its replies ("Issue during transfer: …", "425 failed to accept …"), and
+// Go's network errors name both sockets ("read tcp 127.0.0.1:50001->…"): the reply keeps the
+// reason alone, the log and errors.Is/As the whole error (Unwrap). Timeout and Temporary are
+// the cause's, so crypto/tls and ftpserverlib treat it as before.
+type dataError struct {
+	op    string
+	cause error
+}
+
+func (e *dataError) Error() string {
+	var errno syscall.Errno
+	switch {
+	case e.op == opAccept:
+		return e.op
+	case isTimeout(e.cause):
+		return e.op + ": timed out"
+	case errors.Is(e.cause, net.ErrClosed):
+		return e.op + ": closed"
+	case errors.As(e.cause, &errno):
+		return e.op + ": " + errno.Error()
+	}
+	return e.op
+}
+
+func (e *dataError) Unwrap() error { return e.cause }
+func (e *dataError) Timeout() bool { return isTimeout(e.cause) }
+
+func (e *dataError) Temporary() bool {
+	var ne interface{ Temporary() bool }
+	return errors.As(e.cause, &ne) && ne.Temporary()
+}
+
+var _ net.Error = (*dataError)(nil)

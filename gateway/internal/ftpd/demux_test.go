@@ -217,8 +217,11 @@ func TestDemuxRefusals(t *testing.T) {
 		r := e.lbRaw(t, "203.0.113.7", lbControl)
 		r.authTLS()
 		r.login(testUser, testPass)
-		if code, msg := r.cmd("EPSV"); code != 421 {
-			t.Errorf("EPSV with every port taken = %d %s, want 421", code, msg)
+		if code, msg := r.cmd("EPSV"); code != 425 || !strings.Contains(msg, "passive port") {
+			t.Errorf("EPSV with every port taken = %d %s, want 425", code, msg)
+		}
+		if n := e.srv.PassivePortsExhausted(); n != 1 {
+			t.Errorf("exhaustion counter = %d, want 1", n)
 		}
 		// Two clients leave. ftpserverlib opens a new PASV's listener before it closes the
 		// previous one, so a client asking again needs a second port meanwhile.

@@ -48,13 +48,26 @@ var (
 // dataSetupCommands are the commands EPSV ALL concerns.
 var dataSetupCommands = []string{"EPSV", "PASV", "PORT", "EPRT"}
 
-// installEPSVAll wraps the data-connection setup commands' handlers (once per process).
+// dataTransferCommands move data over the data connection. When TLS is required and the
+// client has not sent PROT P, they are refused before the library runs them: the library
+// would ask the driver first and answer a refusal of LIST or NLST with 450, which lftp and
+// others take as temporary and retry forever (see session.dataTransfer).
+var dataTransferCommands = []string{"LIST", "NLST", "MLSD", "RETR", "STOR", "APPE"}
+
+// installEPSVAll wraps the data-connection setup and transfer commands' handlers (once per
+// process).
 func installEPSVAll() error {
-	epsvAllOnce.Do(func() { epsvAllErr = wrapDataSetup(libCommands) })
+	epsvAllOnce.Do(func() {
+		epsvAllErr = errors.Join(
+			wrapCommands(libCommands, dataSetupCommands, (*session).dataSetup),
+			wrapCommands(libCommands, dataTransferCommands, (*session).dataTransfer))
+	})
 	return epsvAllErr
 }
 
-func wrapDataSetup(cmds map[string]*ftpserver.CommandDescription) error {
+// wrapCommands makes decide run before the library's handler of each command in names; an
+// answer other than "" is sent through clientDriver.Site instead of running the handler.
+func wrapCommands(cmds map[string]*ftpserver.CommandDescription, names []string, decide func(s *session, cmd, param string) string) error {
 	site := cmds["SITE"]
 	if site == nil || site.Fn == nil {
 		return errors.New("ftpd: ftpserverlib has no SITE handler to answer EPSV ALL with")
@@ -62,7 +75,7 @@ func wrapDataSetup(cmds map[string]*ftpserver.CommandDescription) error {
 	siteFn := reflect.ValueOf(site.Fn)
 	ccType := reflect.TypeFor[ftpserver.ClientContext]()
 	errType := reflect.TypeFor[error]()
-	for _, name := range dataSetupCommands {
+	for _, name := range names {
 		desc := cmds[name]
 		if desc == nil || desc.Fn == nil {
 			return fmt.Errorf("ftpd: ftpserverlib has no %s handler", name)
@@ -80,7 +93,7 @@ func wrapDataSetup(cmds map[string]*ftpserver.CommandDescription) error {
 				s, _ = cc.Extra().(*session)
 			}
 			if s != nil {
-				if answer := s.dataSetup(name, args[1].String()); answer != "" {
+				if answer := decide(s, name, args[1].String()); answer != "" {
 					return siteFn.Call([]reflect.Value{args[0], reflect.ValueOf(s.srv.siteKey + " " + answer)})
 				}
 			}
@@ -95,6 +108,8 @@ func wrapDataSetup(cmds map[string]*ftpserver.CommandDescription) error {
 const (
 	answerEPSVAll = "epsv-all"
 	answerRefuse  = "refuse " // + the command
+	answerDataTLS = "data-tls"
+	answerNoPort  = "no-passive-port"
 )
 
 // dataSetup decides a data-connection setup command: "" lets the library handle it.
@@ -105,11 +120,40 @@ func (s *session) dataSetup(cmd, param string) string {
 			s.log.Debug("EPSV ALL: only EPSV from now on")
 			return answerEPSVAll
 		}
-		return ""
+		return s.reservePassive(cmd)
 	}
 	if s.epsvAll.Load() {
 		s.log.Info("refused after EPSV ALL", "command", cmd)
 		return answerRefuse + cmd
+	}
+	if cmd == "PASV" {
+		return s.reservePassive(cmd)
+	}
+	return ""
+}
+
+// reservePassive takes a passive port for the PASV or EPSV the library is about to handle
+// (see passive.go), or answers 425 when none is free.
+func (s *session) reservePassive(cmd string) string {
+	var err error
+	switch {
+	case s.srv.passive != nil:
+		err = s.srv.passive.reserve(s.bindIP)
+	case s.srv.handoff != nil && !s.srv.handoff.available():
+		err = errNoPassivePort
+	}
+	if err != nil {
+		s.log.Warn("passive data connection refused: no free port", "command", cmd, "err", err)
+		return answerNoPort
+	}
+	return ""
+}
+
+// dataTransfer refuses a transfer over a clear data connection when TLS is required.
+func (s *session) dataTransfer(cmd, _ string) string {
+	if s.srv.cfg.TLS.Mode == TLSRequired && !s.cc.HasTLSForTransfers() {
+		s.log.Info("clear data connection refused: TLS required", "command", cmd)
+		return answerDataTLS
 	}
 	return ""
 }
@@ -124,6 +168,12 @@ func (d *clientDriver) Site(param string) *ftpserver.AnswerCommand {
 	switch {
 	case answer == answerEPSVAll:
 		return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: "EPSV ALL command successful."}
+	case answer == answerNoPort:
+		return &ftpserver.AnswerCommand{Code: ftpserver.StatusCannotOpenDataConnection,
+			Message: "Can't open data connection: every passive port is in use, try again later."}
+	case answer == answerDataTLS:
+		// RFC 4217 section 9: 521, "data connection cannot be opened with this PROT setting".
+		return &ftpserver.AnswerCommand{Code: 521, Message: "Data connection cannot be opened with this PROT setting: TLS is required, send PROT P"}
 	case strings.HasPrefix(answer, answerRefuse):
 		cmd := strings.TrimPrefix(answer, answerRefuse)
 		return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: cmd + " not allowed after EPSV ALL."}

@@ -112,8 +112,8 @@ func TestWrapDataSetupRefusesAnUnknownLibrary(t *testing.T) {
 		{"SITE": libCommands["SITE"]},
 		{"SITE": {}, "EPSV": libCommands["EPSV"]},
 	} {
-		if err := wrapDataSetup(cmds); err == nil {
-			t.Errorf("wrapDataSetup(%v) accepted it", cmds)
+		if err := wrapCommands(cmds, dataSetupCommands, (*session).dataSetup); err == nil {
+			t.Errorf("wrapCommands(%v) accepted it", cmds)
 		}
 	}
 }

@@ -38,7 +38,9 @@ const (
 const (
 	DefaultIdleTimeout = 5 * time.Minute
 	DefaultCommitGrace = 50 * time.Millisecond
-	DefaultBanner      = "Ferry FTP server ready"
+	// DefaultDataConnectTimeout is ftpserverlib's own default.
+	DefaultDataConnectTimeout = 30 * time.Second
+	DefaultBanner             = "Ferry FTP server ready"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -70,6 +72,9 @@ type Config struct {
 	Banner string
 	// MaxClients limits simultaneous control connections; 0 means no limit.
 	MaxClients int
+	// DataConnectTimeout is how long a PASV/EPSV waits for the client's data connection before
+	// the transfer fails with 425 (default 30s, ftpserverlib's).
+	DataConnectTimeout time.Duration
 	// CommitGrace is how long an upload whose data connection closed without a TLS close_notify
 	// (plain FTP) waits for a dying client's control connection to close before committing. A
 	// killed client closes both connections at once; this only covers their FINs being processed
@@ -145,6 +150,7 @@ type Server struct {
 	log       *slog.Logger
 	tlsConfig *tls.Config     // nil when Mode is TLSNone
 	handoff   *passiveHandoff // nil unless Config.PassiveHandoff
+	passive   *passivePorts   // passive ports bound to the control address; nil with handoff
 	publicIP  string          // PublicHost when it is an IPv4 address
 	publicDNS string          // PublicHost when it is a name
 
@@ -191,6 +197,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.PassiveHandoff {
 		s.handoff = newPassiveHandoff(cfg.PassivePorts, s.log.With("passive", "handoff"))
+	} else {
+		s.passive = newPassivePorts(cfg.PassivePorts, cfg.DataConnectTimeout, s.log.With("passive", "bound"))
 	}
 	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil {
 		s.publicIP = ip.Unmap().String()
@@ -241,9 +249,13 @@ func withDefaults(cfg Config) (Config, error) {
 	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil && !ip.Unmap().Is4() {
 		errs = append(errs, fmt.Errorf("public host %s: PASV replies carry IPv4 addresses only", cfg.PublicHost))
 	}
-	if cfg.IdleTimeout < 0 || cfg.CommitGrace < 0 || cfg.MaxClients < 0 {
-		errs = append(errs, errors.New("idle timeout, commit grace and max clients must not be negative"))
+	if cfg.IdleTimeout < 0 || cfg.CommitGrace < 0 || cfg.MaxClients < 0 || cfg.DataConnectTimeout < 0 {
+		errs = append(errs, errors.New("idle timeout, data connect timeout, commit grace and max clients must not be negative"))
 	}
+	if cfg.DataConnectTimeout == 0 {
+		cfg.DataConnectTimeout = DefaultDataConnectTimeout
+	}
+	cfg.DataConnectTimeout = max(cfg.DataConnectTimeout, time.Second) // the library counts whole seconds
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -373,6 +385,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
+	if s.passive != nil {
+		defer s.passive.closeAll()
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -397,6 +412,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// PassivePortsExhausted counts the PASV/EPSV commands refused because every passive port was
+// in use (ferry_ftp_passive_ports_exhausted_total).
+func (s *Server) PassivePortsExhausted() uint64 {
+	if s.handoff != nil {
+		return s.handoff.exhausted.Load()
+	}
+	return s.passive.exhausted.Load()
+}
+
+// PassivePortsInUse is the number of passive ports reserved or serving a transfer.
+func (s *Server) PassivePortsInUse() int {
+	if s.handoff != nil {
+		return s.handoff.inUse()
+	}
+	return s.passive.inUse()
 }
 
 // closeSessions closes sessions without a transfer in progress (all with force) and returns how

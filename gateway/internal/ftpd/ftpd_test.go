@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/textproto"
 	"strconv"
@@ -56,11 +57,30 @@ func TestPlaintextLoginRefusedWhenTLSRequired(t *testing.T) {
 	r.expect(331, "USER %s", testUser)
 	r.expect(230, "PASS %s", testPass)
 	r.expect(200, "PROT C")
-	r.openData(false)
-	if code, msg := r.cmd("STOR clear.bin"); code != 550 || !strings.Contains(msg, "PROT P") {
-		t.Fatalf("STOR over a clear data connection: %d %s, want 550", code, msg)
+	if err := e.mem.WriteFile("/there.txt", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Every command that would move data over the clear channel is refused with a permanent
+	// 5xx: lftp and others retry a 4xx forever.
+	for _, c := range []string{"LIST", "NLST", "MLSD", "LIST /missing", "RETR there.txt", "STOR clear.bin", "APPE clear.bin"} {
+		r.openData(false)
+		if code, msg := r.cmd("%s", c); code != 521 || !strings.Contains(msg, "PROT P") {
+			t.Errorf("%s over a clear data connection: %d %s, want 521 asking for PROT P", c, code, msg)
+		}
 	}
 	e.assertNothingStored("/clear.bin")
+	// Protected, the same session lists.
+	r.expect(200, "PBSZ 0")
+	r.expect(200, "PROT P")
+	_, data := r.openData(true)
+	r.send("NLST")
+	if code, msg := r.read(); code != 150 {
+		t.Fatalf("NLST over TLS: %d %s", code, msg)
+	}
+	b, _ := io.ReadAll(data)
+	if code, msg := r.read(); code != 226 || !strings.Contains(string(b), "there.txt") {
+		t.Fatalf("NLST over TLS: %d %s, listing %q", code, msg, b)
+	}
 }
 
 func TestOptionalTLSAcceptsBoth(t *testing.T) {
@@ -307,7 +327,9 @@ func TestHash(t *testing.T) {
 	}
 }
 
-func TestMFMTAndChmodNeverFail(t *testing.T) {
+// MFMT and SITE CHMOD are stored; they fail only for a missing file or a user whose
+// permissions refuse them (clients fail whole jobs on other failures, which are logged).
+func TestMFMTAndChmod(t *testing.T) {
 	e := startEnv(t, Config{})
 	if err := e.mem.WriteFile("/m.txt", []byte("x")); err != nil {
 		t.Fatal(err)
@@ -327,12 +349,12 @@ func TestMFMTAndChmodNeverFail(t *testing.T) {
 	if code, _ := r.cmd("SITE CHMOD 600 /missing"); code != 550 {
 		t.Fatalf("SITE CHMOD on a missing file: %d, want 550", code)
 	}
-	// A read-only user's chmod is not recorded but still succeeds (clients fail jobs otherwise).
+	// A read-only user may not change a file's time or mode: 550, and nothing changes.
 	ro := dialRaw(t, e.addr)
 	ro.authTLS()
 	ro.login(roUser, testPass)
-	ro.expect(200, "SITE CHMOD 644 /m.txt")
-	ro.expect(213, "MFMT 20010101000000 /m.txt")
+	ro.expect(550, "SITE CHMOD 644 /m.txt")
+	ro.expect(550, "MFMT 20010101000000 /m.txt")
 	if got, _ := c.GetTime("/m.txt"); !got.Equal(want) {
 		t.Fatalf("read-only MFMT changed the time to %v", got)
 	}

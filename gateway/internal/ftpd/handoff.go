@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
@@ -42,6 +43,8 @@ const reservationTTL = 10 * time.Second
 type passiveHandoff struct {
 	first, last int
 	log         *slog.Logger
+
+	exhausted atomic.Uint64 // PASV/EPSV refused for want of a port
 
 	mu       sync.Mutex
 	next     int                      // offset in the range where the search for a free port starts
@@ -82,6 +85,7 @@ func (h *passiveHandoff) FetchNext() (exposed, listened int, ok bool) {
 	h.sweepLocked()
 	exposed = h.takeLocked()
 	if exposed == 0 {
+		h.exhausted.Add(1)
 		h.log.Warn("passive port: every port of the range is in use", "range", fmt.Sprintf("%d-%d", h.first, h.last))
 		return 0, 0, false
 	}
@@ -128,6 +132,27 @@ func (h *passiveHandoff) takeLocked() int {
 		}
 	}
 	return 0
+}
+
+// available reports whether a port of the range is free now (a PASV may still lose it to
+// another session before the library asks; the library then answers 421).
+func (h *passiveHandoff) available() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sweepLocked()
+	n := h.last - h.first + 1
+	if len(h.ports)+len(h.reserved) < n {
+		return true
+	}
+	h.exhausted.Add(1)
+	return false
+}
+
+// inUse is the number of ports of the range reserved or serving a PASV.
+func (h *passiveHandoff) inUse() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ports) + len(h.reserved)
 }
 
 // sweepLocked frees the ports of closed listeners and of reservations that were never wrapped.

@@ -44,6 +44,7 @@ func (d *mainDriver) GetSettings() (*ftpserver.Settings, error) {
 		Banner:                  s.cfg.Banner,
 		PublicIPResolver:        d.publicIP,
 		IdleTimeout:             int(s.cfg.IdleTimeout / time.Second),
+		ConnectionTimeout:       int(s.cfg.DataConnectTimeout / time.Second),
 		ActiveTransferPortNon20: true,
 		DisableActiveMode:       !s.cfg.ActiveEnabled,
 		EnableHASH:              true,
@@ -55,11 +56,10 @@ func (d *mainDriver) GetSettings() (*ftpserver.Settings, error) {
 	if d.implicit {
 		st.TLSRequired = ftpserver.ImplicitEncryption
 	}
-	switch p := s.cfg.PassivePorts; {
-	case s.handoff != nil:
+	if s.handoff != nil {
 		st.PassiveTransferPortRange = s.handoff
-	case p != (PortRange{}):
-		st.PassiveTransferPortRange = ftpserver.PortRange{Start: p.Start, End: p.End}
+	} else {
+		st.PassiveTransferPortRange = portGetter{p: s.passive, ip: passiveAddr(d.listener)}
 	}
 	return st, nil
 }
@@ -107,6 +107,7 @@ func (d *mainDriver) ClientConnected(cc ftpserver.ClientContext) (string, error)
 		cancel: cancel,
 		id:     newTransferID(),
 		log:    s.log.With("remote", cc.RemoteAddr().String(), "client_id", cc.ID()),
+		bindIP: passiveAddr(d.listener),
 	}
 	cc.SetExtra(sess)
 	s.mu.Lock()
@@ -193,6 +194,15 @@ func (d *mainDriver) WrapPassiveListener(l net.Listener) (net.Listener, error) {
 		}
 		l = hl
 	}
+	if p := d.srv.passive; p != nil {
+		bl, err := p.wrap(l)
+		if err != nil {
+			l.Close()
+			d.srv.log.Error("passive listener", "err", err)
+			return nil, err
+		}
+		l = bl
+	}
 	return &dataListener{Listener: l, idle: d.srv.cfg.IdleTimeout}, nil
 }
 
@@ -213,6 +223,7 @@ type session struct {
 	sizeHint  int64 // from ALLO, for the next STOR
 
 	epsvAll atomic.Bool // the client sent EPSV ALL: only EPSV may set up data connections
+	bindIP  netip.Addr  // the control listener's address, where passive ports are bound
 }
 
 func (s *session) login(u *users.User, fsys storage.FS) {

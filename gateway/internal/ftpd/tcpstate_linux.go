@@ -25,3 +25,18 @@ func peerClosed(c *net.TCPConn) bool {
 	}
 	return state != unix.BPF_TCP_ESTABLISHED
 }
+
+// stopListening takes a listening socket out of the LISTEN state while its descriptor stays
+// open: on Linux, shutdown(SHUT_RD) of a listening TCP socket disconnects it (inet_shutdown ->
+// tcp_disconnect), so connections to its port are refused, while deadlines and Close still work.
+func stopListening(l *net.TCPListener) error {
+	raw, err := l.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_RD) }); err != nil {
+		return err
+	}
+	return serr
+}

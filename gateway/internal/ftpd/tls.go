@@ -16,12 +16,25 @@ import (
 	"time"
 )
 
+// aeadSuites are the TLS 1.2 suites FTPS accepts: ECDHE key exchange (forward secrecy) with an
+// AEAD cipher. crypto/tls's defaults still include the CBC suites with SHA-1 MACs, which are open
+// to padding-oracle and Lucky13-style attacks. TLS 1.3 (preferred: crypto/tls negotiates the
+// highest version both sides speak) has only AEAD suites and is not configurable.
+var aeadSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // loadTLS builds the one tls.Config used for control and data connections. One Config matters:
 // crypto/tls keeps its session-ticket keys per Config, so a data connection can resume the
 // control connection's session (FileZilla and curl ask for it). Resumption is accepted, never
 // required.
 func loadTLS(cfg TLSConfig, publicHost string, log *slog.Logger) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: aeadSuites}
 	if cfg.CertPEM != "" || cfg.KeyPEM != "" {
 		cert, err := pemCertificate(cfg)
 		if err != nil {

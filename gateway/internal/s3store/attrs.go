@@ -5,8 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
-	"maps"
+	"io/fs"
 	"mime"
 	"regexp"
 	"strings"
@@ -112,19 +113,6 @@ func (h *homeFS) tags(ctx context.Context, key string) (map[string]string, error
 	return tags, nil
 }
 
-// mergeTags adds set to the object's tags (other tags are kept).
-func (h *homeFS) mergeTags(ctx context.Context, key string, set map[string]string) error {
-	tags, err := h.tags(ctx, key)
-	if err != nil {
-		return err
-	}
-	maps.Copy(tags, set)
-	_, err = h.s.api.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{
-		Bucket: &h.bucket, Key: &key, Tagging: &types.Tagging{TagSet: tagSet(tags)},
-	})
-	return err
-}
-
 func tagSet(tags map[string]string) []types.Tag {
 	set := make([]types.Tag, 0, len(tags))
 	for k, v := range tags {
@@ -179,8 +167,37 @@ func (h *homeFS) SetStat(ctx context.Context, name string, attrs storage.Attrs) 
 	return pathErr("setstat", t.name, h.writeMark(ctx, t.key, versionOf(head.ETag, head.LastModified), attrs, marks))
 }
 
-// SHA256 returns the file's recorded SHA-256, or reads the object to compute it and records it
-// as a tag for next time.
+// SetStatIfWriter implements storage.WriterSetstater: the writer is the object's ferry-user, read
+// in the same HEAD whose version the attribute marker names, so a replacement by someone else
+// in between gets no marker of ours.
+func (h *homeFS) SetStatIfWriter(ctx context.Context, name string, attrs storage.Attrs, user string) error {
+	t, err := h.resolve("setstat", name)
+	if err != nil {
+		return err
+	}
+	head, err := h.requireFile(ctx, t)
+	if err != nil {
+		if errors.Is(err, storage.ErrIsDir) {
+			return nil
+		}
+		return pathErr("setstat", t.name, err)
+	}
+	if user == "" || decodeMeta(head.Metadata[attrUser]) != user {
+		return pathErr("setstat", t.name, fmt.Errorf("%w: %s was not uploaded by %s", fs.ErrPermission, t.name, user))
+	}
+	if attrs.Mode == nil && attrs.ModTime == nil {
+		return nil
+	}
+	marks, err := h.marks(ctx, t.key)
+	if err != nil {
+		return pathErr("setstat", t.name, err)
+	}
+	return pathErr("setstat", t.name, h.writeMark(ctx, t.key, versionOf(head.ETag, head.LastModified), attrs, marks))
+}
+
+// SHA256 returns the file's recorded SHA-256, or reads the object to compute it. It writes
+// nothing: the caller may only be allowed to read (a computed sum cached as a tag was a write by
+// a read-only user, and PutObjectTagging cannot be made conditional on the version hashed).
 func (h *homeFS) SHA256(ctx context.Context, name string) (string, error) {
 	t, err := h.resolve("sha256", name)
 	if err != nil {
@@ -205,11 +222,7 @@ func (h *homeFS) SHA256(ctx context.Context, name string) (string, error) {
 	if _, err := io.Copy(sum, out.Body); err != nil {
 		return "", pathErr("sha256", t.name, err)
 	}
-	hexSum := hex.EncodeToString(sum.Sum(nil))
-	if err := h.mergeTags(ctx, t.key, map[string]string{attrSHA256: hexSum}); err != nil {
-		h.s.log.WarnContext(ctx, "record computed sha256", "path", t.name, "err", err)
-	}
-	return hexSum, nil
+	return hex.EncodeToString(sum.Sum(nil)), nil
 }
 
 // Metadata returns the attributes recorded with a file, merged from metadata and tags, named

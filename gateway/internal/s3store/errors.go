@@ -53,7 +53,8 @@ func classify(err error) error {
 		case "AccessDenied", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId",
 			"SignatureDoesNotMatch":
 			return fs.ErrPermission
-		case "PreconditionFailed", "BucketAlreadyExists":
+		// ConditionalRequestConflict (409): a conditional write raced another write of the key.
+		case "PreconditionFailed", "BucketAlreadyExists", "ConditionalRequestConflict":
 			return fs.ErrExist
 		case "ExistingObjectIsDirectory":
 			return storage.ErrIsDir

@@ -21,6 +21,21 @@ import (
 // before anything moves, and copies already made are removed again if one copy fails).
 // The parent of to must exist; to may not be an existing directory.
 func (h *homeFS) Rename(ctx context.Context, from, to string) error {
+	return h.rename(ctx, from, to, false)
+}
+
+// RenameNoReplace implements storage.NoReplaceRenamer: as Rename, but every copy is a
+// conditional write that S3 refuses when its destination exists (If-None-Match: * on the
+// CompleteMultipartUpload of a multipart copy, or on the PutObject of an empty file or a
+// directory marker), so a file created at to since any check survives: fs.ErrExist, and
+// nothing moved (copies already made are removed again). CopyObject has the same condition on
+// AWS, but S3-compatible servers ignore it (versitygw v1.8.0 does): the multipart copy's
+// completion is honoured by all, at the price of two more requests per file.
+func (h *homeFS) RenameNoReplace(ctx context.Context, from, to string) error {
+	return h.rename(ctx, from, to, true)
+}
+
+func (h *homeFS) rename(ctx context.Context, from, to string, noReplace bool) error {
 	src, err := h.resolve("rename", from)
 	if err != nil {
 		return err
@@ -55,23 +70,28 @@ func (h *homeFS) Rename(ctx context.Context, from, to string) error {
 		return pathErr("rename", dst.name, fs.ErrExist)
 	case err == nil && e.Dir:
 		return pathErr("rename", dst.name, fs.ErrExist)
+	case err == nil && noReplace:
+		return pathErr("rename", dst.name, fs.ErrExist)
 	case err != nil && !isNotFound(err):
 		return pathErr("rename", dst.name, err)
 	}
-	if !e.Dir {
-		return pathErr("rename", src.name, h.renameFile(ctx, src, dst, e.Size, head))
+	if h.s.beforeCopy != nil {
+		h.s.beforeCopy(dst.name)
 	}
-	return pathErr("rename", src.name, h.renameDir(ctx, src, dst))
+	if !e.Dir {
+		return pathErr("rename", src.name, h.renameFile(ctx, src, dst, e.Size, head, noReplace))
+	}
+	return pathErr("rename", src.name, h.renameDir(ctx, src, dst, noReplace))
 }
 
 // renameFile copies the object, records its attributes (time and mode move with the file, as
 // on a file system) for the copy's version, then deletes the source and its markers.
-func (h *homeFS) renameFile(ctx context.Context, src, dst target, size int64, head *s3.HeadObjectOutput) error {
+func (h *homeFS) renameFile(ctx context.Context, src, dst target, size int64, head *s3.HeadObjectOutput, noReplace bool) error {
 	marks, err := h.marks(ctx, src.key)
 	if err != nil {
 		return err
 	}
-	if err := h.copyObject(ctx, src.key, dst.key, size, aws.ToString(head.ETag)); err != nil {
+	if err := h.copyObject(ctx, src.key, dst.key, size, aws.ToString(head.ETag), noReplace); err != nil {
 		return err
 	}
 	if m, ok := best(marks, versionOf(head.ETag, head.LastModified)); ok {
@@ -86,7 +106,7 @@ func (h *homeFS) renameFile(ctx context.Context, src, dst target, size int64, he
 	return nil
 }
 
-func (h *homeFS) renameDir(ctx context.Context, src, dst target) error {
+func (h *homeFS) renameDir(ctx context.Context, src, dst target, noReplace bool) error {
 	all, err := h.listAll(ctx, src.dirKey, h.s.cfg.MaxRenameKeys)
 	if err != nil {
 		return err
@@ -119,7 +139,7 @@ func (h *homeFS) renameDir(ctx context.Context, src, dst target) error {
 	copied := make([]bool, len(objs))
 	err = h.s.each(ctx, len(objs), func(ctx context.Context, i int) error {
 		o := objs[i]
-		if err := h.copyObject(ctx, aws.ToString(o.Key), dstKeys[i], aws.ToInt64(o.Size), aws.ToString(o.ETag)); err != nil {
+		if err := h.copyObject(ctx, aws.ToString(o.Key), dstKeys[i], aws.ToInt64(o.Size), aws.ToString(o.ETag), noReplace); err != nil {
 			return err
 		}
 		copied[i] = true
@@ -200,12 +220,19 @@ func splitMarkKey(key string) (fileKey string, m attrMark, ok bool) {
 }
 
 // copyObject copies one object with its metadata and tags: CopyObject up to 5 GiB, a
-// multipart copy (UploadPartCopy ranges) above. The source is pinned to etag.
-func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int64, etag string) error {
+// multipart copy (UploadPartCopy ranges) above. The source is pinned to etag. With noReplace
+// the write is conditional on dstKey not existing (see RenameNoReplace): a multipart copy
+// whatever the size, or for an empty file a PutObject with the source's metadata and tags.
+func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int64, etag string, noReplace bool) error {
+	var ifNoneMatch *string
+	if noReplace {
+		ifNoneMatch = aws.String("*")
+	}
 	if strings.HasSuffix(srcKey, "/") && size == 0 {
 		// A directory marker: write a new one (some servers refuse to copy directory objects).
 		_, err := h.s.api.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &h.bucket, Key: &dstKey, Body: strings.NewReader(""), ContentLength: aws.Int64(0),
+			IfNoneMatch: ifNoneMatch,
 		})
 		return err
 	}
@@ -214,7 +241,10 @@ func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int
 	if etag != "" {
 		ifMatch = &etag
 	}
-	if size <= h.s.copyLimit {
+	if noReplace && size == 0 {
+		return h.putEmptyCopy(ctx, srcKey, dstKey, ifMatch)
+	}
+	if size <= h.s.copyLimit && !noReplace {
 		_, err := h.s.api.CopyObject(ctx, &s3.CopyObjectInput{
 			Bucket: &h.bucket, Key: &dstKey, CopySource: &source, CopySourceIfMatch: ifMatch,
 			MetadataDirective: types.MetadataDirectiveCopy, TaggingDirective: types.TaggingDirectiveCopy,
@@ -225,17 +255,9 @@ func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int
 	if err != nil {
 		return err
 	}
-	var tagging *string
-	if aws.ToInt32(head.TagCount) > 0 {
-		tags, err := h.tags(ctx, srcKey)
-		if err != nil {
-			return err
-		}
-		q := url.Values{}
-		for k, v := range tags {
-			q.Set(k, v)
-		}
-		tagging = aws.String(q.Encode())
+	tagging, err := h.tagging(ctx, srcKey, head)
+	if err != nil {
+		return err
 	}
 	mp, err := h.s.api.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: &h.bucket, Key: &dstKey, Metadata: head.Metadata, ContentType: head.ContentType,
@@ -265,6 +287,7 @@ func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int
 		_, err = h.s.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 			Bucket: &h.bucket, Key: &dstKey, UploadId: mp.UploadId,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+			IfNoneMatch:     ifNoneMatch,
 		})
 	}
 	if err != nil {
@@ -277,6 +300,41 @@ func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int
 		}
 	}
 	return err
+}
+
+// putEmptyCopy copies an empty file without replacing anything: a multipart upload cannot copy
+// zero bytes, so it writes an empty object with the source's metadata, content type and tags,
+// on the condition that dstKey does not exist. The source must still be the version read.
+func (h *homeFS) putEmptyCopy(ctx context.Context, srcKey, dstKey string, ifMatch *string) error {
+	head, err := h.s.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &h.bucket, Key: &srcKey, IfMatch: ifMatch})
+	if err != nil {
+		return err
+	}
+	tagging, err := h.tagging(ctx, srcKey, head)
+	if err != nil {
+		return err
+	}
+	_, err = h.s.api.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &h.bucket, Key: &dstKey, Body: strings.NewReader(""), ContentLength: aws.Int64(0),
+		Metadata: head.Metadata, ContentType: head.ContentType, Tagging: tagging, IfNoneMatch: aws.String("*"),
+	})
+	return err
+}
+
+// tagging is the source's tags as an x-amz-tagging value (nil when it has none).
+func (h *homeFS) tagging(ctx context.Context, key string, head *s3.HeadObjectOutput) (*string, error) {
+	if aws.ToInt32(head.TagCount) == 0 {
+		return nil, nil
+	}
+	tags, err := h.tags(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	for k, v := range tags {
+		q.Set(k, v)
+	}
+	return aws.String(q.Encode()), nil
 }
 
 // copySource is the x-amz-copy-source value: bucket/key, each segment URL-escaped.

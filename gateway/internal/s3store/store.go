@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -44,6 +45,24 @@ type Config struct {
 	// ListPageSize is the keys asked for per ListObjectsV2 page (default and maximum 1000).
 	ListPageSize int32
 	Logger       *slog.Logger // default discards
+	// Journal, when set, is told of every multipart upload from its start to its end, so the
+	// ones a crashed process leaves behind can be found and aborted (package recovery).
+	Journal Journal
+}
+
+// Journal records the multipart uploads in flight. Its methods are best effort and must not
+// fail an upload (they log); Started runs after CreateMultipartUpload, Ended after the upload
+// was completed or aborted.
+type Journal interface {
+	Started(ctx context.Context, u PendingUpload)
+	Ended(ctx context.Context, u PendingUpload)
+}
+
+// PendingUpload is a multipart upload in flight and who it is for.
+type PendingUpload struct {
+	Bucket, Key, UploadID string
+	Opts                  storage.CreateOptions
+	Started               time.Time
 }
 
 // Store is the S3 storage for all homes of one gateway.
@@ -58,6 +77,9 @@ type Store struct {
 
 	// copyLimit and copyPart are maxCopySize and copyPartSize; tests lower them.
 	copyLimit, copyPart int64
+	// beforeCopy, when set (tests), runs in a rename between the destination's lookup and the
+	// first copy: where another client's write races the rename.
+	beforeCopy func(dst string)
 }
 
 // New returns a Store over api.
@@ -133,6 +155,9 @@ var (
 	_ storage.Setstater     = (*homeFS)(nil)
 	_ storage.Hasher        = (*homeFS)(nil)
 	_ storage.SpaceReporter = (*homeFS)(nil)
+
+	_ storage.NoReplaceRenamer = (*homeFS)(nil)
+	_ storage.WriterSetstater  = (*homeFS)(nil)
 )
 
 // PartSize is the configured part size (the storage contract suite sizes its files by it).

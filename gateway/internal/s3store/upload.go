@@ -57,7 +57,7 @@ func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOpt
 		ctx = storage.WithTransferID(ctx, opts.TransferID) // its S3 requests carry it
 	}
 	u := &upload{
-		h: h, name: t.name, key: t.key, opts: opts, parent: ctx, created: time.Now(),
+		h: h, name: t.name, key: t.key, opts: opts, parent: ctx, start: time.Now(),
 		sum: sha256.New(), sem: make(chan struct{}, h.s.cfg.Concurrency),
 	}
 	u.ctx, u.cancel = context.WithCancelCause(ctx)
@@ -74,8 +74,8 @@ type upload struct {
 	h         *homeFS
 	name, key string
 	opts      storage.CreateOptions
+	start     time.Time       // when Create was called: the journal's start, the strays' cutoff
 	parent    context.Context // Create's
-	created   time.Time
 	ctx       context.Context // parent's child, cancelled by Abort or a failed part
 	cancel    context.CancelCauseFunc
 	stopWatch func() bool
@@ -185,6 +185,9 @@ func (u *upload) flush() error {
 		}
 		u.uploadID = aws.ToString(out.UploadId)
 		u.strays = retried(out.ResultMetadata)
+		if j := u.h.s.cfg.Journal; j != nil {
+			j.Started(u.ctx, u.pending())
+		}
 	}
 	select {
 	case u.sem <- struct{}{}:
@@ -303,6 +306,7 @@ func (u *upload) commit() error {
 		out, err := u.h.s.api.PutObject(u.ctx, &s3.PutObjectInput{
 			Bucket: &u.h.bucket, Key: &u.key, Body: bytes.NewReader(u.buf),
 			ContentLength: aws.Int64(int64(len(u.buf))), Metadata: meta, ContentType: contentType(u.name),
+			IfNoneMatch: u.ifNoneMatch(),
 		})
 		var etag string
 		if err == nil {
@@ -334,6 +338,7 @@ func (u *upload) commit() error {
 	out, err := u.h.s.api.CompleteMultipartUpload(u.ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		IfNoneMatch:     u.ifNoneMatch(),
 	})
 	var etag string
 	if err == nil {
@@ -343,6 +348,9 @@ func (u *upload) commit() error {
 		if etag, ok = u.landed(); !ok {
 			return pathErr("close", u.name, err)
 		}
+	}
+	if j := u.h.s.cfg.Journal; j != nil {
+		j.Ended(u.ctx, u.pending())
 	}
 	u.uploadID = "" // completed: nothing left to abort
 	u.etag = etag
@@ -355,6 +363,16 @@ func (u *upload) commit() error {
 			"transfer_id", u.opts.TransferID, "bytes", u.size, "err", err)
 	}
 	u.recordAttrs()
+	return nil
+}
+
+// ifNoneMatch is the commit's condition: with NoReplace, S3 refuses (412) to write over an
+// object that exists when the commit runs, so a file created during the upload is kept and this
+// upload fails (its multipart upload is then aborted like any failed commit's).
+func (u *upload) ifNoneMatch() *string {
+	if u.opts.NoReplace {
+		return aws.String("*")
+	}
 	return nil
 }
 
@@ -407,7 +425,10 @@ func (u *upload) cleanup(cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
 	defer cancel()
 	if err := abortFully(ctx, u.h.s.api, u.h.bucket, u.key, u.uploadID); err != nil {
-		return err
+		return err // the journal keeps it: recovery aborts it once this process is gone
+	}
+	if j := u.h.s.cfg.Journal; j != nil {
+		j.Ended(ctx, u.pending())
 	}
 	u.uploadID = ""
 	u.cleanStrays()
@@ -423,11 +444,22 @@ func (u *upload) cleanStrays() {
 	u.strays = false
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
 	defer cancel()
-	u.abortStrays(ctx, u.created)
+	u.abortStrays(ctx, u.start)
+}
+
+// pending describes the multipart upload for the journal.
+func (u *upload) pending() PendingUpload {
+	return PendingUpload{Bucket: u.h.bucket, Key: u.key, UploadID: u.uploadID, Opts: u.opts, Started: u.start}
 }
 
 // abortSettle is how long an aborted upload must stay gone before abortFully believes it.
 const abortSettle = 50 * time.Millisecond
+
+// AbortMultipart aborts a multipart upload for good (see abortFully): for recovery, which aborts
+// uploads a crashed process left.
+func AbortMultipart(ctx context.Context, api API, bucket, key, uploadID string) error {
+	return abortFully(ctx, api, bucket, key, uploadID)
+}
 
 // abortFully aborts a multipart upload and makes sure it stays aborted. A part whose request
 // was cancelled can still be finishing on the server and bring the upload back after the abort

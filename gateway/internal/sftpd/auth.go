@@ -92,8 +92,10 @@ func (s *Server) sshConfig(ctx context.Context, remote netip.Addr, log *slog.Log
 		return u, nil
 	}
 	cfg := &ssh.ServerConfig{
-		MaxAuthTries:  6,
-		ServerVersion: serverVersion,
+		Config:                  s.algos.config,
+		PublicKeyAuthAlgorithms: s.algos.pubKeyAuth,
+		MaxAuthTries:            6,
+		ServerVersion:           serverVersion,
 		PasswordCallback: func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
 			u, err := password(meta, pw)
 			if err != nil {
@@ -130,7 +132,7 @@ func (s *Server) sshConfig(ctx context.Context, remote netip.Addr, log *slog.Log
 		banner := s.cfg.Banner
 		cfg.BannerCallback = func(ssh.ConnMetadata) string { return banner }
 	}
-	for _, k := range s.cfg.HostKeys {
+	for _, k := range s.algos.hostKeys {
 		cfg.AddHostKey(k)
 	}
 	return cfg

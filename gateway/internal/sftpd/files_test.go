@@ -409,9 +409,12 @@ func TestReadOnlyUser(t *testing.T) {
 	if got := e.mem.Files(); !reflect.DeepEqual(got, []string{"/report.csv"}) {
 		t.Fatalf("files changed: %v", got)
 	}
-	// setstat is refused by storage but still reported as success to the client.
-	if err := c.Chmod("/report.csv", 0o600); err != nil {
-		t.Fatalf("chmod: %v", err)
+	// Recording a mode modifies the file: refused, where the client sees it.
+	if err := c.Chmod("/report.csv", 0o600); !errors.Is(err, os.ErrPermission) && statusCode(err) != fxPermissionDenied {
+		t.Fatalf("chmod: %v, want permission denied", err)
+	}
+	if st, err := c.Stat("/report.csv"); err != nil || st.Mode().Perm() == 0o600 {
+		t.Fatalf("a refused chmod changed the mode: %v, %v", st.Mode(), err)
 	}
 }
 

@@ -97,8 +97,7 @@ func (s *session) Filecmd(r *sftp.Request) error {
 	name := r.Filepath
 	switch r.Method {
 	case "Setstat":
-		s.setstat(ctx, r)
-		return nil
+		return s.setstat(ctx, r)
 	case "Rename":
 		// SFTP v3 rename does not replace an existing target (OpenSSH's server neither);
 		// clients that want replacement use posix-rename.
@@ -157,7 +156,10 @@ func (s *session) rename(ctx context.Context, from, to string) error {
 
 // setstat records mode and mtime. It never fails towards the client: `put -p`, WinSCP and
 // rclone fail whole jobs on a setstat error, and an object store has no owner or size to set.
-func (s *session) setstat(ctx context.Context, r *sftp.Request) {
+// setstat records mode and time. Clients fail whole jobs on a refused setstat, so failures of
+// the store are reported as success; only a refusal by the user's permissions (another user's
+// file, for a user without overwrite) is an error the client sees.
+func (s *session) setstat(ctx context.Context, r *sftp.Request) error {
 	flags := r.AttrFlags()
 	a := r.Attributes()
 	var attrs storage.Attrs
@@ -173,23 +175,27 @@ func (s *session) setstat(ctx context.Context, r *sftp.Request) {
 		s.log.Debug("setstat: size and owner are ignored", "path", r.Filepath, "size", flags.Size, "owner", flags.UidGid)
 	}
 	if attrs.Mode == nil && attrs.ModTime == nil {
-		return
+		return nil
 	}
 	// fsetstat on an upload (or setstat on its path) before close: the object does not exist
 	// yet, so the upload keeps the attributes for its commit.
 	if u := s.openUpload(r.Filepath); u != nil {
 		u.setAttrs(attrs)
-		return
+		return nil
 	}
 	st, ok := s.fs.(storage.Setstater)
 	if !ok {
 		s.log.Debug("setstat ignored: storage cannot record attributes", "path", r.Filepath)
-		return
+		return nil
 	}
 	if err := st.SetStat(ctx, r.Filepath, attrs); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return s.fail("setstat", r.Filepath, err)
+		}
 		_, level := clientError(err)
 		s.log.Log(ctx, max(level, slog.LevelInfo), "setstat failed, reported as success", "path", r.Filepath, "error", err.Error())
 	}
+	return nil
 }
 
 // Filelist implements sftp.FileLister for List and Stat.

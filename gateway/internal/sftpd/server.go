@@ -47,6 +47,9 @@ type Config struct {
 	// WriteWaitTimeout is how long a write beyond it waits without progress (default 30s).
 	WriteWindow      int64
 	WriteWaitTimeout time.Duration
+	// LegacyAlgorithms also accepts SHA-1 key exchanges and MACs, CBC ciphers and ssh-rsa (SHA-1)
+	// signatures of host and user keys, for old devices (warned at start). Off by default.
+	LegacyAlgorithms bool
 }
 
 // Deps are the server's collaborators.
@@ -66,9 +69,10 @@ type Deps struct {
 
 // Server is an SFTP server.
 type Server struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	algos algorithms
 
 	base       context.Context // parent of every connection; cancelled when Shutdown gives up
 	cancelBase context.CancelFunc
@@ -100,6 +104,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.WriteWindow != 0 && cfg.WriteWindow < minWriteWindow {
 		errs = append(errs, fmt.Errorf("write window %d is below %d bytes", cfg.WriteWindow, minWriteWindow))
 	}
+	algos, err := newAlgorithms(cfg.HostKeys, cfg.LegacyAlgorithms)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("sftpd: %w", errors.Join(errs...))
 	}
@@ -118,7 +126,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Observer == nil {
 		deps.Observer = noObserver{}
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, refusing: make(chan struct{}, maxRefusing),
+	if cfg.LegacyAlgorithms {
+		deps.Logger.Warn("legacy SSH algorithms enabled (sftp.legacy_algorithms): SHA-1 key exchanges and MACs, CBC ciphers and ssh-rsa SHA-1 signatures are accepted")
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, algos: algos, refusing: make(chan struct{}, maxRefusing),
 		listeners: map[net.Listener]struct{}{}, conns: map[*connState]struct{}{}}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	return s, nil

@@ -54,9 +54,24 @@ type Setstater interface {
 }
 
 // Hasher is implemented by stores that can return a file's SHA-256 (hex), computing it if the
-// object does not carry one.
+// object does not carry one. It only reads: a computed sum is not recorded (the caller may be
+// a user who may not modify the file).
 type Hasher interface {
 	SHA256(ctx context.Context, name string) (string, error)
+}
+
+// NoReplaceRenamer is implemented by stores that can rename without ever replacing a file at
+// the destination, deciding it atomically with the write (S3: If-None-Match: *), so a file
+// created there between a check and the move is not lost: fs.ErrExist, and nothing moved.
+type NoReplaceRenamer interface {
+	RenameNoReplace(ctx context.Context, from, to string) error
+}
+
+// WriterSetstater is implemented by stores that know who wrote each file: SetStatIfWriter
+// records attributes only when the file's current version was uploaded by user, and otherwise
+// fails with fs.ErrPermission. The check and the record concern the same version.
+type WriterSetstater interface {
+	SetStatIfWriter(ctx context.Context, name string, attrs Attrs, user string) error
 }
 
 // SpaceReporter is implemented by stores that can say how much room a view offers (SFTP's
@@ -92,6 +107,11 @@ type CreateOptions struct {
 	SessionID string
 	// SizeHint is the expected size when the protocol knows it (0 = unknown); it only tunes part size.
 	SizeHint int64
+	// NoReplace makes the commit itself refuse to replace a file: Close fails with fs.ErrExist,
+	// and writes nothing, when name exists by then (S3: If-None-Match: * on PutObject and
+	// CompleteMultipartUpload), however long the upload took. For users without the overwrite
+	// permission, whose check at open cannot see a file created during the upload.
+	NoReplace bool
 }
 
 // Reader reads a file sequentially or at arbitrary offsets (SFTP clients read in parallel).

@@ -1,6 +1,9 @@
 package storage
 
-import "context"
+import (
+	"context"
+	"strings"
+)
 
 type transferIDKey struct{}
 
@@ -18,4 +21,20 @@ func WithTransferID(ctx context.Context, id string) context.Context {
 func TransferID(ctx context.Context) string {
 	id, _ := ctx.Value(transferIDKey{}).(string)
 	return id
+}
+
+// UserAgentTransferID prefixes the transfer id in the User-Agent of the S3 requests made for a
+// transfer ("… ferry-transfer/3f2a…"): S3 logs the User-Agent (CloudTrail data events, server
+// access logs, the embedded endpoint's log), so a search for a transfer id finds its S3 requests
+// next to the gateway's and the pipeline's lines. SigV4 does not sign the User-Agent.
+const UserAgentTransferID = "ferry-transfer/"
+
+// TransferIDFromUserAgent returns the transfer id a User-Agent carries, or "".
+func TransferIDFromUserAgent(ua string) string {
+	for _, f := range strings.Fields(ua) {
+		if id, ok := strings.CutPrefix(f, UserAgentTransferID); ok {
+			return id
+		}
+	}
+	return ""
 }

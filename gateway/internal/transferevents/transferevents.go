@@ -97,6 +97,19 @@ func (e *Events) emit(detailType string, d event.GatewayDetail) {
 	e.sink.Publish(ev)
 }
 
+// Failed sends Transfer Failed for an upload that no decorator saw end: one a crashed process
+// left, which recovery aborted (package recovery). d must name the user, protocol, session,
+// client, bucket, key and the failure reason; EndTime defaults to now.
+func (e *Events) Failed(d event.GatewayDetail) {
+	if d.EndTime.IsZero() {
+		d.EndTime = e.now()
+	}
+	if len(d.FailureReason) > maxReason {
+		d.FailureReason = strings.ToValidUTF8(d.FailureReason[:maxReason], "")
+	}
+	e.emit(event.DetailTypeTransferFailed, d)
+}
+
 // Wrap returns fsys with an event for every upload. protocol is used when CreateOptions does
 // not name one. Optional abilities of fsys (Setstater, Hasher, SpaceReporter) stay visible, as do the
 // upload's (AttrRecorder, Committer).

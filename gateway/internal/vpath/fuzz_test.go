@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
@@ -23,6 +24,9 @@ func FuzzKey(f *testing.F) {
 		{"", "/"},
 		{"a/b", "....//...//../."},
 		{"h/", "\xc3\x28"},
+		{"h/", "invoice\u202Efdp.exe"},
+		{"h/", "a\u2066b\u2069/\u200e"},
+		{"h\u061c/", "x"},
 	} {
 		f.Add(seed.home, seed.p)
 	}
@@ -42,7 +46,8 @@ func FuzzKey(f *testing.F) {
 			if !strings.HasPrefix(key, h) {
 				t.Fatalf("Key(%q, %q) = %q escapes home %q", home, p, key, h)
 			}
-			if len(key) > MaxKeyLen || !utf8.ValidString(key) || strings.ContainsAny(key, "\\\x00") {
+			if len(key) > MaxKeyLen || !utf8.ValidString(key) || strings.ContainsAny(key, "\\\x00") ||
+				strings.ContainsFunc(key, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }) {
 				t.Fatalf("Key(%q, %q) = %q is not a valid key", home, p, key)
 			}
 			if strings.Contains(key, "//") || strings.HasPrefix(key, "/") {

@@ -3,7 +3,9 @@
 //
 // Chroot semantics: ".." at the root stays at the root, so no input can name a key outside the
 // home. Inputs S3 or clients cannot represent unambiguously are refused with
-// storage.ErrInvalidPath: NUL and other control characters, backslashes (a Windows client's
+// storage.ErrInvalidPath: NUL and other control characters, bidirectional controls (U+202A-U+202E,
+// U+2066-U+2069, U+200E, U+200F, U+061C: they make "invoice\u202Efdp.exe" display as
+// "invoiceexe.pdf" in a listing), backslashes (a Windows client's
 // separator, which S3 would store as a literal name), invalid UTF-8, components longer than
 // MaxNameLen bytes and keys longer than MaxKeyLen bytes. Percent-escapes are not decoded:
 // "%2f" is three literal characters of a name.
@@ -115,7 +117,7 @@ func DirKey(home, p string) (string, error) {
 	return key + "/", nil
 }
 
-// checkChars refuses invalid UTF-8, control characters and backslashes.
+// checkChars refuses invalid UTF-8, control characters, bidirectional controls and backslashes.
 func checkChars(p string) error {
 	if !utf8.ValidString(p) {
 		return invalid(p, "invalid UTF-8")
@@ -126,6 +128,8 @@ func checkChars(p string) error {
 			return invalid(p, "backslash in path")
 		case unicode.IsControl(r):
 			return invalid(p, "control character %U in path", r)
+		case unicode.Is(unicode.Bidi_Control, r):
+			return invalid(p, "bidirectional control character %U in path", r)
 		}
 	}
 	return nil

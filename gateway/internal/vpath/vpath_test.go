@@ -38,6 +38,23 @@ func TestClean(t *testing.T) {
 		{in: "a\nb", bad: true},
 		{in: "a\x7fb", bad: true},
 		{in: "a\u0085b", bad: true}, // C1 control
+		// Bidirectional controls reorder how a name is shown: "invoice\u202Efdp.exe" reads as
+		// "invoiceexe.pdf" in a listing.
+		{in: "invoice\u202Efdp.exe", bad: true}, // RIGHT-TO-LEFT OVERRIDE
+		{in: "a\u202Ab", bad: true},             // LEFT-TO-RIGHT EMBEDDING
+		{in: "a\u202Bb", bad: true},             // RIGHT-TO-LEFT EMBEDDING
+		{in: "a\u202Cb", bad: true},             // POP DIRECTIONAL FORMATTING
+		{in: "a\u202Db", bad: true},             // LEFT-TO-RIGHT OVERRIDE
+		{in: "a\u2066b", bad: true},             // LEFT-TO-RIGHT ISOLATE
+		{in: "a\u2067b", bad: true},             // RIGHT-TO-LEFT ISOLATE
+		{in: "a\u2068b", bad: true},             // FIRST STRONG ISOLATE
+		{in: "a\u2069b", bad: true},             // POP DIRECTIONAL ISOLATE
+		{in: "a\u200Eb", bad: true},             // LEFT-TO-RIGHT MARK
+		{in: "a\u200Fb", bad: true},             // RIGHT-TO-LEFT MARK
+		{in: "a\u061Cb", bad: true},             // ARABIC LETTER MARK
+		{in: "dir\u202E/x", bad: true},
+		{in: "عربي/ملف.txt", want: "/عربي/ملف.txt"}, // right-to-left letters themselves are fine
+		{in: "a\u200Db", want: "/a\u200Db"},         // ZERO WIDTH JOINER (emoji sequences) is not a bidi control
 		{in: "a\xffb", bad: true},
 		{in: strings.Repeat("abcdefgh/", 113) + "abcdefgh", bad: true}, // 1025-byte key
 		{in: strings.Repeat("abcdefgh/", 113) + "abcdefg", want: "/" + strings.Repeat("abcdefgh/", 113) + "abcdefg"}, // 1024

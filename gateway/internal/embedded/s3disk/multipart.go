@@ -127,6 +127,32 @@ func (b *Backend) abortBucketUploads(bucketName string) {
 	}
 }
 
+// ExpireUploads aborts the multipart uploads initiated before cutoff, as S3's lifecycle rule
+// AbortIncompleteMultipartUpload does (days after initiation), and returns how many it removed.
+// An upload completing at the same moment wins or loses under its own lock, as with an abort.
+func (b *Backend) ExpireUploads(cutoff time.Time) int {
+	b.upMu.Lock()
+	var old []*upload
+	for _, u := range b.uploads {
+		if u.Initiated.Before(cutoff) {
+			old = append(old, u)
+		}
+	}
+	b.upMu.Unlock()
+	n := 0
+	for _, u := range old {
+		u.mu.Lock()
+		if !u.gone.Load() {
+			b.forgetUpload(u)
+			n++
+			b.log.Info("expired an incomplete multipart upload", "bucket", u.Bucket, "key", u.Key,
+				"upload_id", u.id, "initiated", u.Initiated)
+		}
+		u.mu.Unlock()
+	}
+	return n
+}
+
 // CreateMultipartUpload implements gofakes3.MultipartBackend.
 func (b *Backend) CreateMultipartUpload(bucketName, key string, meta map[string]string) (gofakes3.UploadID, error) {
 	if err := validKey(key); err != nil {
@@ -324,7 +350,7 @@ func (b *Backend) AbortMultipartUpload(bucketName, key string, id gofakes3.Uploa
 
 // CompleteMultipartUpload implements gofakes3.MultipartBackend.
 func (b *Backend) CompleteMultipartUpload(bucketName, key string, id gofakes3.UploadID, input *gofakes3.CompleteMultipartUploadRequest) (gofakes3.VersionID, string, error) {
-	info, err := b.Complete(bucketName, key, id, input)
+	info, err := b.Complete(bucketName, key, id, input, nil)
 	if err != nil {
 		return "", "", err
 	}
@@ -333,8 +359,10 @@ func (b *Backend) CompleteMultipartUpload(bucketName, key string, id gofakes3.Up
 
 // Complete checks the listed parts against those on disk, concatenates them (a kernel copy,
 // never through memory) into a temp file and commits it as the object, with S3's multipart
-// ETag: the MD5 of the parts' binary MD5s, then "-" and the number of parts.
-func (b *Backend) Complete(bucketName, key string, id gofakes3.UploadID, input *gofakes3.CompleteMultipartUploadRequest) (ObjectInfo, error) {
+// ETag: the MD5 of the parts' binary MD5s, then "-" and the number of parts. cond (If-Match,
+// If-None-Match) is checked atomically with the commit, as S3 does; when it fails the upload
+// stays in progress, as on S3, for the client to abort or complete again.
+func (b *Backend) Complete(bucketName, key string, id gofakes3.UploadID, input *gofakes3.CompleteMultipartUploadRequest, cond *gofakes3.PutConditions) (ObjectInfo, error) {
 	u, err := b.getUpload(bucketName, key, id)
 	if err != nil {
 		return ObjectInfo{}, err
@@ -381,7 +409,7 @@ func (b *Backend) Complete(bucketName, key string, id gofakes3.UploadID, input *
 		return ObjectInfo{}, err
 	}
 	rec := &record{Key: key, Size: size, ETag: etag, Meta: u.Meta, Tags: u.Tags}
-	if err := b.commit(bk, rec, tmp, nil); err != nil {
+	if err := b.commit(bk, rec, tmp, cond); err != nil {
 		return ObjectInfo{}, err
 	}
 	b.forgetUpload(u)

@@ -480,6 +480,8 @@ type CopyOptions struct {
 	Meta        map[string]string // the request's metadata headers
 	ReplaceTags bool              // x-amz-tagging-directive: REPLACE
 	Tags        map[string]string
+	// Cond is the destination's If-Match / If-None-Match, checked atomically with the commit.
+	Cond *gofakes3.PutConditions
 }
 
 // Copy copies an object. The body is hard-linked when the file system allows (bodies are never
@@ -514,7 +516,7 @@ func (b *Backend) Copy(srcBucket, srcKey, dstBucket, dstKey string, o CopyOption
 	if o.ReplaceTags {
 		out.Tags = o.Tags
 	}
-	if err := b.commit(dst, out, tmp, nil); err != nil {
+	if err := b.commit(dst, out, tmp, o.Cond); err != nil {
 		return ObjectInfo{}, err
 	}
 	return out.info(dstBucket), nil

@@ -213,7 +213,7 @@ func TestRestartRecovers(t *testing.T) {
 	if err != nil || st.ETag != info.ETag || !st.ModTime.Equal(info.ModTime) {
 		t.Errorf("stat after restart: %+v %v", st, err)
 	}
-	out, err := b.Complete("bkt", "resumed", id, &gofakes3.CompleteMultipartUploadRequest{Parts: []gofakes3.CompletedPart{{PartNumber: 1, ETag: etag}}})
+	out, err := b.Complete("bkt", "resumed", id, &gofakes3.CompleteMultipartUploadRequest{Parts: []gofakes3.CompletedPart{{PartNumber: 1, ETag: etag}}}, nil)
 	if err != nil {
 		t.Fatalf("complete after restart: %v", err)
 	}

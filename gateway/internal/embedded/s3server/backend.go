@@ -170,6 +170,7 @@ func (b *reqBackend) CopyObject(srcBucket, srcKey, dstBucket, dstKey string, _ m
 	o := s3disk.CopyOptions{
 		ReplaceMeta: strings.EqualFold(h.Get("X-Amz-Metadata-Directive"), "REPLACE"),
 		ReplaceTags: strings.EqualFold(h.Get("X-Amz-Tagging-Directive"), "REPLACE"),
+		Cond:        writeConditions(h),
 	}
 	if o.ReplaceMeta {
 		o.Meta = map[string]string{}
@@ -200,6 +201,23 @@ func (b *reqBackend) CopyObject(srcBucket, srcKey, dstBucket, dstKey string, _ m
 		return gofakes3.CopyObjectResult{}, b.fail(err)
 	}
 	return gofakes3.CopyObjectResult{ETag: info.ETag, LastModified: gofakes3.NewContentTime(info.ModTime)}, nil
+}
+
+// writeConditions reads a write's own If-Match / If-None-Match (S3's conditional writes), which
+// gofakes3 passes to PutObject only: CompleteMultipartUpload and CopyObject take them too (for a
+// copy they concern the destination; x-amz-copy-source-if-* concern the source).
+func writeConditions(h http.Header) *gofakes3.PutConditions {
+	var c gofakes3.PutConditions
+	if v := h.Get("If-Match"); v != "" {
+		c.IfMatch = &v
+	}
+	if v := h.Get("If-None-Match"); v != "" {
+		c.IfNoneMatch = &v
+	}
+	if c.IfMatch == nil && c.IfNoneMatch == nil {
+		return nil
+	}
+	return &c
 }
 
 // checkCopySource applies the x-amz-copy-source-if-* headers.
@@ -279,7 +297,7 @@ func (b *reqBackend) AbortMultipartUpload(bucket, key string, id gofakes3.Upload
 }
 
 func (b *reqBackend) CompleteMultipartUpload(bucket, key string, id gofakes3.UploadID, input *gofakes3.CompleteMultipartUploadRequest) (gofakes3.VersionID, string, error) {
-	info, err := b.disk.Complete(bucket, key, id, input)
+	info, err := b.disk.Complete(bucket, key, id, input, writeConditions(b.st.r.Header))
 	if err != nil {
 		return "", "", b.fail(err)
 	}

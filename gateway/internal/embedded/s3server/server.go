@@ -18,9 +18,10 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 
-	"github.com/ferrygw/ferry/gateway/internal/s3store"
+	"github.com/ferrygw/ferry/gateway/internal/storage"
 
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3disk"
+	"github.com/ferrygw/ferry/gateway/internal/redact"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown (net/http's).
@@ -45,6 +46,10 @@ type Config struct {
 	OnChange func(context.Context, Change) error
 	// MinPartSize overrides S3's 5 MiB minimum part size (tests); see s3disk.Options.
 	MinPartSize int64
+	// AbortIncompleteUploadsAfter aborts multipart uploads initiated longer ago, as the AWS
+	// lifecycle rule AbortIncompleteMultipartUpload does; checked at start and then at a tenth
+	// of it (at most hourly). 0 never does.
+	AbortIncompleteUploadsAfter time.Duration
 }
 
 // Change is one successful write or delete.
@@ -72,6 +77,10 @@ type Server struct {
 	http *http.Server
 	reqs atomic.Uint64  // request IDs
 	busy sync.WaitGroup // requests in flight
+
+	stopExpiry chan struct{} // closed by Shutdown
+	stopOnce   sync.Once
+	expiryDone chan struct{} // closed when the expiry loop has stopped
 }
 
 // New opens the data directory and creates the configured buckets.
@@ -93,7 +102,8 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 	}
 	logger = logger.With("component", "s3server")
-	s := &Server{cfg: cfg, log: logger, disk: disk}
+	s := &Server{cfg: cfg, log: logger, disk: disk, stopExpiry: make(chan struct{}), expiryDone: make(chan struct{})}
+	go s.expire()
 	// Unique across restarts: request IDs never repeat.
 	s.reqs.Store(uint64(time.Now().UnixNano()))
 	s.http = &http.Server{
@@ -114,6 +124,8 @@ func (s *Server) Serve(l net.Listener) error { return s.http.Serve(l) }
 // Shutdown stops accepting, waits for requests in flight (until ctx ends, when it closes the
 // remaining connections) and releases the data directory.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stopExpiry) })
+	<-s.expiryDone
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		// Closing the connections fails the body reads of uploads still running, which then
@@ -135,6 +147,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 const shutdownGrace = 5 * time.Second
 
+// expire aborts incomplete multipart uploads older than AbortIncompleteUploadsAfter, at start
+// and then periodically, until Shutdown.
+func (s *Server) expire() {
+	defer close(s.expiryDone)
+	after := s.cfg.AbortIncompleteUploadsAfter
+	if after <= 0 {
+		return
+	}
+	every := min(max(after/10, 10*time.Millisecond), time.Hour)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n := s.disk.ExpireUploads(time.Now().Add(-after)); n > 0 {
+			s.log.Info("expired incomplete multipart uploads", "uploads", n, "older_than", after)
+		}
+		select {
+		case <-s.stopExpiry:
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // ServeHTTP authenticates the request, decodes its body, serves what gofakes3 lacks and
 // hands the rest to a gofakes3 instance bound to this request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -142,7 +177,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.busy.Done()
 	id := s.reqs.Add(1)
 	st := &reqState{s: s, r: r, id: fmt.Sprintf("%016X", id), sourceIP: sourceIP(r),
-		transferID: s3store.TransferIDFromUserAgent(r.Header.Get("User-Agent"))}
+		transferID: storage.TransferIDFromUserAgent(r.Header.Get("User-Agent"))}
 	w.Header().Set("x-amz-request-id", st.id)
 	w.Header().Set("Server", "Ferry")
 
@@ -161,7 +196,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if auth.grant != nil {
 		st.requester = auth.grant.User // the uploader S3's events name
 	}
-	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "remote", r.RemoteAddr,
+	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", redact.String(r.URL.RawQuery), "remote", r.RemoteAddr,
 		"request_id", st.id, "user", st.requester, "transfer_id", st.transferID, "payload", auth.payloadHash, "content_encoding", r.Header.Get("Content-Encoding"),
 		"trailer", r.Header.Get("X-Amz-Trailer"))
 	if aerr := prepareBody(r, auth); aerr != nil {

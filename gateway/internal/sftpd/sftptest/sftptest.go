@@ -47,7 +47,7 @@ type Options struct {
 func Start(t testing.TB, fsys storage.FS, us ...*users.User) *Server {
 	t.Helper()
 	return StartWith(t, Options{Storage: func(u *users.User) (storage.FS, error) {
-		return access.Restrict(fsys, u.Permissions), nil
+		return access.Restrict(fsys, u.Permissions, access.User(u.Name)), nil
 	}}, us...)
 }
 

@@ -47,9 +47,11 @@ type dir struct {
 }
 
 var (
-	_ storage.FS        = (*FS)(nil)
-	_ storage.Setstater = (*FS)(nil)
-	_ storage.Hasher    = (*FS)(nil)
+	_ storage.FS               = (*FS)(nil)
+	_ storage.Setstater        = (*FS)(nil)
+	_ storage.Hasher           = (*FS)(nil)
+	_ storage.NoReplaceRenamer = (*FS)(nil)
+	_ storage.WriterSetstater  = (*FS)(nil)
 )
 
 // New returns an empty store.
@@ -344,7 +346,15 @@ func (m *FS) Rmdir(_ context.Context, name string) error {
 
 // Rename implements storage.FS. A file replaces an existing file at to; a directory moves with
 // everything under it and may not land on an existing path or inside itself.
-func (m *FS) Rename(_ context.Context, from, to string) error {
+func (m *FS) Rename(_ context.Context, from, to string) error { return m.rename(from, to, false) }
+
+// RenameNoReplace implements storage.NoReplaceRenamer: as Rename, but a file at to (or, for a
+// directory, a file at any of its destination paths) is never replaced: fs.ErrExist.
+func (m *FS) RenameNoReplace(_ context.Context, from, to string) error {
+	return m.rename(from, to, true)
+}
+
+func (m *FS) rename(from, to string, noReplace bool) error {
 	src, err := clean("rename", from)
 	if err != nil {
 		return err
@@ -370,6 +380,9 @@ func (m *FS) Rename(_ context.Context, from, to string) error {
 		}
 		if m.isDirLocked(dst) {
 			return &fs.PathError{Op: "rename", Path: to, Err: storage.ErrIsDir}
+		}
+		if _, exists := m.files[dst]; exists && noReplace {
+			return &fs.PathError{Op: "rename", Path: to, Err: fs.ErrExist}
 		}
 		delete(m.files, src)
 		m.files[dst] = f
@@ -404,6 +417,27 @@ func (m *FS) Rename(_ context.Context, from, to string) error {
 		}
 	}
 	return nil
+}
+
+// SetStatIfWriter implements storage.WriterSetstater: a file's writer is its CreateOptions.User.
+func (m *FS) SetStatIfWriter(ctx context.Context, name string, attrs storage.Attrs, user string) error {
+	p, err := clean("setstat", name)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	f, ok := m.files[p]
+	if ok && (user == "" || f.opts.User != user) {
+		m.mu.Unlock()
+		return &fs.PathError{Op: "setstat", Path: name, Err: fs.ErrPermission}
+	}
+	if ok {
+		applyAttrs(&f.mode, &f.modTime, attrs)
+		m.mu.Unlock()
+		return nil
+	}
+	m.mu.Unlock()
+	return m.SetStat(ctx, name, attrs) // a directory, or nothing
 }
 
 // SetStat implements storage.Setstater.
@@ -640,6 +674,10 @@ func (u *upload) Close() error {
 	}
 	if m.parentIsFileLocked(u.path) {
 		u.err = &fs.PathError{Op: "close", Path: u.name, Err: storage.ErrNotDir}
+		return u.err
+	}
+	if _, exists := m.files[u.path]; exists && u.opts.NoReplace {
+		u.err = &fs.PathError{Op: "close", Path: u.name, Err: fs.ErrExist}
 		return u.err
 	}
 	f.modTime = m.now()
