@@ -24,6 +24,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
 	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
+	"github.com/ferrygw/ferry/gateway/internal/sessions"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/transfermetrics"
@@ -95,20 +96,31 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer stopEvents()
+	guard, err := newDefender(cfg, reg, events, logger)
+	if err != nil {
+		return err
+	}
+	// Open sessions follow the users file: revoked users are disconnected.
+	openSessions := sessions.New(userStore.Lookup, logger, reg)
+	defer userStore.Subscribe(openSessions.Changed)()
 	homes := func(protocol string) func(u *users.User) (storage.FS, error) {
 		return func(u *users.User) (storage.FS, error) {
-			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions)
+			// The permissions in force at each operation, not at login.
+			var fsys storage.FS = access.Live(store.Home(u.Bucket, u.Home), livePermissions(userStore, u))
 			if events != nil {
 				fsys = events.Wrap(fsys, protocol) // inside transfermetrics: it needs the upload's Committer
 			}
 			return transfers.Wrap(fsys, protocol), nil
 		}
 	}
+	// The defender outermost: a banned address reaches neither the password check nor the
+	// Login Failed events (its ban is one Client Banned event).
 	auth := func(protocol string) authenticator {
-		if events == nil {
-			return userStore
+		var a authenticator = userStore.ForProtocol(protocol)
+		if events != nil {
+			a = events.Auth(a, protocol)
 		}
-		return events.Auth(userStore, protocol)
+		return guard.Auth(a, protocol)
 	}
 	lbWrap, err := proxyWrapper(cfg, logger)
 	if err != nil {
@@ -149,14 +161,15 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			Banner:           cfg.SFTP.Banner,
 			WriteWindow:      int64(cfg.SFTP.WriteWindow),
 			WriteWaitTimeout: cfg.SFTP.WriteWaitTimeout,
-		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp")})
+		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp"),
+			Gate: guard, Sessions: openSessions})
 		if err != nil {
 			return err
 		}
 		servers = append(servers, named{name: "sftp", addr: cfg.Listen.SFTP, srv: srv, wrap: lbWrap.required})
 	}
 	if cfg.Listen.FTP != "" || cfg.Listen.FTPSImplicit != "" {
-		srv, err := newFTP(cfg, auth("ftp"), homes("ftp"), logger)
+		srv, err := newFTP(cfg, ftpd.Deps{Auth: auth("ftp"), Storage: homes("ftp"), Logger: logger, Gate: guard, Sessions: openSessions})
 		if err != nil {
 			return err
 		}
@@ -250,7 +263,7 @@ func reloadOnHUP(ctx context.Context, store *users.Store, logger *slog.Logger) {
 	}
 }
 
-func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User) (storage.FS, error), logger *slog.Logger) (*ftpd.Server, error) {
+func newFTP(cfg *config.Config, deps ftpd.Deps) (*ftpd.Server, error) {
 	f := cfg.FTP
 	first, last, err := f.PassiveRange()
 	if err != nil {
@@ -272,10 +285,11 @@ func newFTP(cfg *config.Config, auth ftpd.Authenticator, homes func(*users.User)
 			KeyPEM:        f.TLS.KeyPEM,
 			DevSelfSigned: f.TLS.DevSelfSigned,
 		},
-		IdleTimeout: f.IdleTimeout,
-		Banner:      f.Banner,
-		MaxClients:  f.MaxClients,
-	}, ftpd.Deps{Auth: auth, Storage: homes, Logger: logger})
+		IdleTimeout:  f.IdleTimeout,
+		LoginTimeout: f.LoginTimeout,
+		Banner:       f.Banner,
+		MaxClients:   f.MaxClients,
+	}, deps)
 }
 
 // implicitTLS serves the same FTP server on an implicit-TLS listener.

@@ -64,7 +64,9 @@ type Config struct {
 	Threshold int
 	Window    time.Duration
 	// LoginFailedScore is added per refused password; NoLoginScore per connection that ends
-	// without logging in or having a password refused (a scanner, a silent connection).
+	// without logging in or having a password refused (a scanner, a silent connection). Unlike
+	// the other fields, 0 is not a default: an offence scored 0 does not count
+	// (DefaultLoginFailedScore and DefaultNoLoginScore are the usual values).
 	LoginFailedScore, NoLoginScore int
 	// BanTime is the first ban's length; each earlier ban still remembered doubles it, up to
 	// MaxBanTime. A ban is remembered until MaxBanTime after it ended.
@@ -146,8 +148,6 @@ func New(cfg Config) (*Defender, error) {
 	}
 	setDefault(&cfg.Threshold, DefaultThreshold)
 	setDefault(&cfg.Window, DefaultWindow)
-	setDefault(&cfg.LoginFailedScore, DefaultLoginFailedScore)
-	setDefault(&cfg.NoLoginScore, DefaultNoLoginScore)
 	setDefault(&cfg.BanTime, DefaultBanTime)
 	setDefault(&cfg.MaxBanTime, DefaultMaxBanTime)
 	setDefault(&cfg.MaxTracked, DefaultMaxTracked)

@@ -83,7 +83,7 @@ func fail(t *testing.T, a *Auth, from netip.Addr) error {
 // refused.
 func TestBanAfterThreshold(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d, bans := newDefender(t, Config{})
+		d, bans := newDefender(t, Config{LoginFailedScore: DefaultLoginFailedScore, NoLoginScore: DefaultNoLoginScore})
 		store := &fakeStore{}
 		a := d.Auth(store, "sftp")
 		for i := 1; i <= 5; i++ {
@@ -389,7 +389,7 @@ func TestOneCheckPerAddress(t *testing.T) {
 			t.Errorf("%d checks: the guesses that waited were checked after the ban", n)
 		}
 		// A waiting check gives up with its context.
-		d2, _ := newDefender(t, Config{})
+		d2, _ := newDefender(t, Config{LoginFailedScore: 4})
 		store2 := &fakeStore{block: make(chan struct{})}
 		a2 := d2.Auth(store2, "ftp")
 		go a2.CheckPassword(context.Background(), "x", "y", attacker) //nolint:errcheck
@@ -407,7 +407,7 @@ func TestOneCheckPerAddress(t *testing.T) {
 // without a ban rather than grow.
 func TestMaxTracked(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d, _ := newDefender(t, Config{MaxTracked: 50, Threshold: 100})
+		d, _ := newDefender(t, Config{MaxTracked: 50, Threshold: 100, LoginFailedScore: 4})
 		a := d.Auth(&fakeStore{}, "sftp")
 		for i := range 1000 {
 			fail(t, a, netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}))
@@ -427,6 +427,13 @@ func TestMaxTracked(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d, _ := newDefender(t, Config{Threshold: 1, LoginFailedScore: 0, NoLoginScore: 1})
+		fail(t, d.Auth(&fakeStore{}, "ftp"), attacker) // scored 0: does not count
+		if d.Banned(attacker) {
+			t.Error("an offence scored 0 counted")
+		}
+	})
 	if _, err := New(Config{BanTime: time.Hour, MaxBanTime: time.Minute}); err == nil {
 		t.Error("max ban time below ban time accepted")
 	}

@@ -238,14 +238,12 @@ func checkProtocols(e Entry, u *User, written bool, errf, warnf reportFunc) {
 		errf("protocols", "ftp logs in with a password and the user has none: remove ftp or set password_hash")
 	case e.PasswordHash == "" && len(e.PublicKeys) > 0:
 		warnf("", "no password_hash, so FTP logins are refused; write protocols: [sftp] to say so")
+	case e.Auth == AuthBoth && !e.FTPPasswordOnly && e.PasswordHash != "" && len(e.PublicKeys) > 0 && written:
+		errf("protocols", "auth: both asks for an SSH key, which FTP cannot offer: remove ftp, "+
+			"or set ftp_password_only: true to let the password alone log in over FTP")
 	case e.Auth == AuthBoth && !e.FTPPasswordOnly && e.PasswordHash != "" && len(e.PublicKeys) > 0:
-		msg := "auth: both asks for an SSH key, which FTP cannot offer, so FTP logins are refused: " +
-			"write protocols: [sftp], or ftp_password_only: true to let the password alone log in over FTP"
-		if written {
-			errf("protocols", "%s", msg)
-		} else {
-			warnf("auth", "%s", msg)
-		}
+		warnf("auth", "auth: both asks for an SSH key, which FTP cannot offer, so FTP logins are refused: "+
+			"write protocols: [sftp], or ftp_password_only: true to let the password alone log in over FTP")
 	}
 }
 
