@@ -355,7 +355,7 @@ func (h *hostile) lftp(t *testing.T, bind, user string) *interactive {
 	cmd := exec.Command(testtool.Path(t, "lftp"))
 	cmd.Dir = h.dir
 	p := startInteractive(t, "lftp "+user, cmd, "echo")
-	setup := []string{"set ssl:verify-certificate no", "set ftp:ssl-force yes", "set ftp:ssl-protect-data yes",
+	setup := []string{"set cache:enable no", "set ssl:verify-certificate no", "set ftp:ssl-force yes", "set ftp:ssl-protect-data yes",
 		"set net:max-retries 1", "set net:reconnect-interval-base 1", "set net:timeout 5", "set cmd:fail-exit no",
 		"set net:socket-bind-ipv4 " + bind, "open -u " + user + "," + sharedPass + " " + h.ftpURL("")}
 	for _, c := range setup {
