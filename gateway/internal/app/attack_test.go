@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"net/textproto"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/jlaffaye/ftp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/pipeline/event"
 )
 
@@ -320,4 +322,77 @@ func roundAll(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(time.Millisecond)
 	}
 	return out
+}
+
+// viaLoadBalancer dials addr as a PROXY-protocol load balancer forwards a client: from
+// 127.0.0.1, with a v2 header saying that client, from a port of its own, dialed port.
+func viaLoadBalancer(t *testing.T, addr, client string, port uint16) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.AddrPortFrom(netip.MustParseAddr(client), uint16(c.LocalAddr().(*net.TCPAddr).Port))
+	dst := netip.AddrPortFrom(netip.MustParseAddr("203.0.113.10"), port)
+	if _, err := c.Write(proxyproto.Header{Version: 2, Src: src, Dst: dst}.Format(2)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Behind a PROXY-protocol load balancer every connection comes from the load balancer's address;
+// the limits and bans apply to the client's address from the header. An attacker guessing over
+// SSH is banned, on FTP too, while another client behind the same load balancer logs in on both.
+func TestDefenderJudgesTheClientBehindTheLoadBalancer(t *testing.T) {
+	const attacker, client = "198.51.100.66", "198.51.100.7"
+	h := startHostile(t, gwOptions{listen: "proxy_protocol:\n  trusted: [127.0.0.1]\n", passivePorts: "40000-40009",
+		users: func(h *hostile) string { return "users:\n" + h.entry("alice", "") }})
+	sshLogin := func(from, password string) error {
+		c := viaLoadBalancer(t, h.sftpAddr, from, 22)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		conn, _, _, err := ssh.NewClientConn(c, h.sftpAddr, &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.Password(password)},
+			HostKeyCallback: ssh.InsecureIgnoreHostKey()}) //nolint:gosec // test
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	ftpLogin := func(from string) error {
+		c, err := ftp.Dial("203.0.113.10:21", ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(&tls.Config{InsecureSkipVerify: true}), //nolint:gosec // test
+			ftp.DialWithDialFunc(func(string, string) (net.Conn, error) { return viaLoadBalancer(t, h.ftpAddr, from, 21), nil }))
+		if err != nil {
+			return err
+		}
+		defer c.Quit()
+		return c.Login("alice", sharedPass)
+	}
+	for i := range 5 { // 4 points each: the fifth bans
+		if err := sshLogin(attacker, "guess"); err == nil || !strings.Contains(err.Error(), "unable to authenticate") && i < 4 {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	if err := sshLogin(attacker, sharedPass); err == nil {
+		t.Error("the banned client logged in over SSH")
+	}
+	if err := ftpLogin(attacker); err == nil {
+		t.Error("the banned client logged in over FTP")
+	}
+	if err := sshLogin(client, sharedPass); err != nil {
+		t.Errorf("another client behind the load balancer, SSH: %v", err)
+	}
+	if err := ftpLogin(client); err != nil {
+		t.Errorf("another client behind the load balancer, FTP: %v", err)
+	}
+	if n := h.metric(t, "ferry_defender_banned_addresses"); n != 1 {
+		t.Errorf("%d addresses banned, want only the attacker's", n)
+	}
+	waitFor(t, 5*time.Second, "the Client Banned event", func() bool {
+		for _, e := range readGatewayEvents(t, h.dir) {
+			if e.DetailType == event.DetailTypeClientBanned {
+				return e.Detail.ClientAddress == attacker
+			}
+		}
+		return false
+	})
 }

@@ -53,8 +53,9 @@ type hostile struct {
 
 // gwOptions are the parts of the configuration a test sets.
 type gwOptions struct {
-	sftp, ftp, top string // extra lines under sftp:, under ftp:, and at the top level
-	users          func(h *hostile) string
+	listen, sftp, ftp, top string // extra lines under listen:, sftp:, ftp:, and at the top level
+	passivePorts           string // ftp.passive_ports; "" = any free port
+	users                  func(h *hostile) string
 }
 
 // startHostile starts the gateway with opts; its users file is opts.users' result.
@@ -90,7 +91,7 @@ func startHostile(t *testing.T, opts gwOptions) *hostile {
   sftp: %q
   ftp: %q
   metrics: %q
-storage:
+%sstorage:
   s3:
     bucket: ferry
 host_keys:
@@ -98,7 +99,7 @@ host_keys:
 users_file: users.yaml
 sftp:
 %sftp:
-  passive_ports: ""
+  passive_ports: %q
   tls:
     mode: optional
     dev_self_signed: true
@@ -110,7 +111,8 @@ sftp:
     secret: ferrysecret
   events:
     dir: data/events
-%s`, h.sftpAddr, h.ftpAddr, h.metricsAddr, indent(opts.sftp+"banner: \"\"\n"), indent(opts.ftp), h.s3Addr, opts.top))
+%s`, h.sftpAddr, h.ftpAddr, h.metricsAddr, indent(opts.listen), indent(opts.sftp+"banner: \"\"\n"), opts.passivePorts,
+		indent(opts.ftp), h.s3Addr, opts.top))
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)

@@ -76,7 +76,8 @@ func TestGate(t *testing.T) {
 	held := silent(t, e.srv.Addr) // the login freed its slot: room for this one
 	s2.Close()
 	waitFor(t, 5*time.Second, "the second closed connection's slot", pending(1))
-	// Two silent connections ended (1 point each); one wrong password (4) passes the threshold.
+	// Silent connections score nothing here (no_login 0); one wrong password (4) reaches the
+	// threshold.
 	if _, _, err := e.srv.Dial(t, "alice", []ssh.AuthMethod{ssh.Password("wrong")}); err == nil {
 		t.Fatal("wrong password accepted")
 	}
