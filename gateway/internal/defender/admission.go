@@ -32,7 +32,7 @@ func (d *Defender) Admit(remote netip.Addr, protocol string, closeConn func()) (
 	k := keyOf(remote)
 	safe := d.safe(remote)
 	d.mu.Lock()
-	h := d.hostLocked(k, now, true, true)
+	h := d.hostLocked(k, now, true)
 	var err error
 	reason := ""
 	switch {

@@ -91,7 +91,7 @@ func (d *Defender) acquire(ctx context.Context, remote netip.Addr) (release func
 	}
 	k := keyOf(remote)
 	d.mu.Lock()
-	h := d.hostLocked(k, time.Now(), true, true)
+	h := d.hostLocked(k, time.Now(), true)
 	h.checks++
 	token := h.token
 	d.mu.Unlock()

@@ -210,14 +210,15 @@ func (d *Defender) Banned(a netip.Addr) bool {
 
 func (h *host) banned(now time.Time) bool { return now.Before(h.bannedUntil) }
 
-// hostLocked returns the host of k, creating it when create; nil when it does not exist and
-// cannot be made room for (create false, or the table is full of hosts that must stay).
-func (d *Defender) hostLocked(k netip.Prefix, now time.Time, create, mustCreate bool) *host {
+// hostLocked returns the host of k, creating it if needed. A host for a connection or a
+// password check is always made (always); one only to be scored is not when the table is full of
+// hosts that must stay (nil): the table's bound beats one more score.
+func (d *Defender) hostLocked(k netip.Prefix, now time.Time, always bool) *host {
 	d.sweepLocked(now)
-	if h := d.hosts[k]; h != nil || !create {
+	if h := d.hosts[k]; h != nil {
 		return h
 	}
-	if len(d.hosts) >= d.cfg.MaxTracked && !d.evictLocked(now) && !mustCreate {
+	if len(d.hosts) >= d.cfg.MaxTracked && !d.evictLocked(now) && !always {
 		return nil
 	}
 	h := &host{waiting: map[*Ticket]bool{}, token: make(chan struct{}, 1)}
@@ -290,7 +291,7 @@ func (d *Defender) offend(a netip.Addr, protocol, kind, user string) {
 	now := time.Now()
 	k := keyOf(a)
 	d.mu.Lock()
-	h := d.hostLocked(k, now, true, false)
+	h := d.hostLocked(k, now, false)
 	if h == nil || h.banned(now) {
 		d.mu.Unlock()
 		return
