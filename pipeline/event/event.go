@@ -36,6 +36,7 @@ const (
 	DetailTypeTransferCompleted = "Transfer Completed"
 	DetailTypeTransferFailed    = "Transfer Failed"
 	DetailTypeLoginFailed       = "Login Failed"
+	DetailTypeClientBanned      = "Client Banned"
 )
 
 // EnvelopeVersion is the envelope's and S3 detail's "version": "0" for all events today.

@@ -17,6 +17,11 @@ func completedDetail() GatewayDetail {
 	}
 }
 
+func bannedDetail() GatewayDetail {
+	return GatewayDetail{User: "root", Protocol: ProtocolSFTP, ClientAddress: "192.0.2.66", FailureReason: "score 20",
+		BannedUntil: time.Date(2026, 3, 2, 9, 36, 10, 0, time.UTC), Score: 20, Bans: 1}
+}
+
 func TestNewGatewayEvent(t *testing.T) {
 	d := completedDetail()
 	e, err := NewGatewayEvent(DetailTypeTransferCompleted, d, "000000000000", "us-east-1")
@@ -78,6 +83,18 @@ func TestValidateGateway(t *testing.T) {
 			*d = GatewayDetail{Protocol: "sftp", SessionID: "s", ClientAddress: "a", FailureReason: "bad password"}
 		}, ""},
 		{"login failed with key", DetailTypeLoginFailed, func(d *GatewayDetail) { d.FailureReason = "bad password" }, "transfer fields"},
+		{"login failed with ban fields", DetailTypeLoginFailed, func(d *GatewayDetail) {
+			*d = GatewayDetail{Protocol: "sftp", SessionID: "s", ClientAddress: "a", FailureReason: "x", Score: 3}
+		}, "ban fields"},
+		{"completed with ban fields", DetailTypeTransferCompleted, func(d *GatewayDetail) { d.Bans = 1 }, "ban fields"},
+		{"client banned", DetailTypeClientBanned, func(d *GatewayDetail) { *d = bannedDetail() }, ""},
+		{"client banned without user", DetailTypeClientBanned, func(d *GatewayDetail) { *d = bannedDetail(); d.User = "" }, ""},
+		{"client banned without end", DetailTypeClientBanned, func(d *GatewayDetail) { *d = bannedDetail(); d.BannedUntil = time.Time{} }, "missing banned_until"},
+		{"client banned without reason", DetailTypeClientBanned, func(d *GatewayDetail) { *d = bannedDetail(); d.FailureReason = "" }, "missing failure_reason"},
+		{"client banned without score", DetailTypeClientBanned, func(d *GatewayDetail) { *d = bannedDetail(); d.Score = 0 }, "must be positive"},
+		{"client banned without address", DetailTypeClientBanned, func(d *GatewayDetail) { *d = bannedDetail(); d.ClientAddress = "" }, "missing client_address"},
+		{"client banned with a session", DetailTypeClientBanned, func(d *GatewayDetail) { *d = bannedDetail(); d.SessionID = "s" }, "session fields"},
+		{"client banned with a key", DetailTypeClientBanned, func(d *GatewayDetail) { *d = bannedDetail(); d.Key = "k" }, "transfer or session"},
 		{"unknown type", "Transfer Started", func(d *GatewayDetail) {}, "not a gateway event"},
 	}
 	for _, tt := range tests {

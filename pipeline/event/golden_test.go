@@ -115,6 +115,7 @@ func TestGatewayGoldenRoundTrip(t *testing.T) {
 		{"gateway-transfer-completed.json", DetailTypeTransferCompleted, "demo", ProtocolSFTP, "incoming/demo/red flower+tulip ü.csv", "", 26214400},
 		{"gateway-transfer-failed.json", DetailTypeTransferFailed, "demo", ProtocolFTPS, "incoming/demo/partial.zip", "client disconnected before the end of the upload", 1048576},
 		{"gateway-login-failed.json", DetailTypeLoginFailed, "admin", ProtocolSFTP, "", "invalid credentials", 0},
+		{"gateway-client-banned.json", DetailTypeClientBanned, "admin", ProtocolFTPS, "", "score 20 within 10m0s reached 20 (last: a refused password)", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

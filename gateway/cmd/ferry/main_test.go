@@ -190,6 +190,32 @@ func TestCheck(t *testing.T) {
 			t.Errorf("code %d stdout %q", r.code, r.stdout)
 		}
 	})
+	t.Run("users FTP cannot log in", func(t *testing.T) {
+		_, cfg, usersFile := setup(t)
+		_, keyLine := newKey(t)
+		hash, err := users.HashPassword("pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry := func(name, extra string) string {
+			return "  - name: " + name + "\n    password_hash: \"" + hash + "\"\n    public_keys: [\"" + keyLine + "\"]\n" +
+				"    auth: both\n    home: " + name + "/\n    permissions: [list]\n" + extra
+		}
+		// ftp only by default: reported, not refused.
+		write(t, usersFile, "users:\n"+entry("carol", "")+entry("dave", "    protocols: [sftp]\n")+
+			entry("erin", "    ftp_password_only: true\n"))
+		r := ferry(t, "", "check", "--config", cfg)
+		if r.code != 0 || !strings.Contains(r.stderr, "warning: "+usersFile+":5: users[0].auth: auth: both asks for an SSH key, which FTP cannot offer") ||
+			strings.Count(r.stderr, "warning:") != 1 {
+			t.Errorf("got %+v", r)
+		}
+		// ftp written for such a user: a problem.
+		write(t, usersFile, "users:\n"+entry("carol", "    protocols: [sftp, ftp]\n"))
+		r = ferry(t, "", "check", "--config", cfg)
+		if r.code != 1 || !strings.Contains(r.stderr, usersFile+":8: users[0].protocols: auth: both asks for an SSH key") {
+			t.Errorf("got %+v", r)
+		}
+	})
 	t.Run("missing env var still checks users", func(t *testing.T) {
 		_, cfg, usersFile := setup(t)
 		write(t, cfg, "storage:\n  s3:\n    bucket: \"${FERRY_CLI_TEST_UNSET}\"\nhost_keys:\n  paths: [keys/ssh_host_ed25519_key]\n")
@@ -222,6 +248,9 @@ func TestUserCommands(t *testing.T) {
 		{"add with bad key", "", []string{"user", "add", "dan", "--config", cfg, "--home", "x", "--key", "ssh-ed25519 nope"}, 1, "", "public_keys[0]: not an SSH public key"},
 		{"add with missing key file", "", []string{"user", "add", "dan", "--config", cfg, "--home", "x", "--key", "/no/such.pub"}, 1, "", "neither a key file nor"},
 		{"add with empty password", "\n", []string{"user", "add", "dan", "--config", cfg, "--home", "x", "--password-stdin"}, 1, "", "empty password"},
+		{"add both over ftp", "pw\n", []string{"user", "add", "dan", "--config", cfg, "--home", "x", "--password-stdin", "--key", keyLine, "--auth", "both", "--protocols", "sftp,ftp"}, 1, "", "FTP cannot offer"},
+		{"add both, sftp only", "pw\n", []string{"user", "add", "dan", "--config", cfg, "--home", "x", "--password-stdin", "--key", keyLine, "--auth", "both", "--protocols", "sftp"}, 0, "", "added dan"},
+		{"del dan", "", []string{"user", "del", "dan", "--config", cfg}, 0, "", "removed dan"},
 		{"list", "", []string{"user", "list", "--config", cfg}, 0, "", ""},
 		{"passwd", "newpw\n", []string{"user", "passwd", "alice", "--config", cfg}, 0, "", "password of alice set"},
 		{"passwd unknown", "x\n", []string{"user", "passwd", "zed", "--config", cfg}, 1, "", "no such user"},

@@ -67,6 +67,9 @@ func userAdd(ctx context.Context, args []string, stdin io.Reader, stderr io.Writ
 	fs.Var(cidrs, "cidr", "allow logins only from these comma-separated `CIDRS`; repeatable")
 	auth := fs.String("auth", "", "any (either credential) or both (key, then password)")
 	bucket := fs.String("bucket", "", "the user's `BUCKET` (default: the storage bucket)")
+	protocols := &listFlag{split: true}
+	fs.Var(protocols, "protocols", "comma-separated `LIST` of sftp, ftp the user may log in through (default both)")
+	ftpPasswordOnly := fs.Bool("ftp-password-only", false, "with --auth both, let the password alone log in over FTP")
 	pos, code, ok := parse(fs, args, 1)
 	if !ok {
 		return code
@@ -76,7 +79,7 @@ func userAdd(ctx context.Context, args []string, stdin io.Reader, stderr io.Writ
 		return 2
 	}
 	e := users.Entry{Name: pos[0], Home: *home, Auth: *auth, Bucket: *bucket, AllowedCIDRs: cidrs.values,
-		Permissions: perms.values}
+		Permissions: perms.values, Protocols: protocols.values, FTPPasswordOnly: *ftpPasswordOnly}
 	if len(e.Permissions) == 0 {
 		e.Permissions = []string{users.PermList, users.PermDownload}
 	}

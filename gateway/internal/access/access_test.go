@@ -100,24 +100,34 @@ func TestRestrict(t *testing.T) {
 		for _, a := range tt.allowed {
 			allowed[a] = true
 		}
+		views := map[string]func(storage.FS, users.Permissions) storage.FS{
+			"restrict": func(f storage.FS, p users.Permissions) storage.FS {
+				return access.Restrict(f, p, access.User("me"))
+			},
+			"live": func(f storage.FS, p users.Permissions) storage.FS {
+				return access.Live(f, func() users.Permissions { return p }, access.User("me"))
+			},
+		}
 		for op, run := range ops {
-			t.Run(tt.name+"/"+op, func(t *testing.T) {
-				ctx := context.Background()
-				m := seed(t)
-				if op == "rmdir" {
-					m.Mkdir(ctx, "/emptydir")
-				}
-				before := m.Files()
-				err := run(ctx, access.Restrict(m, tt.perms, access.User("me")))
-				switch {
-				case allowed[op] && err != nil:
-					t.Errorf("%s with %+v: %v, want success", op, tt.perms, err)
-				case !allowed[op] && !errors.Is(err, fs.ErrPermission):
-					t.Errorf("%s with %+v: %v, want fs.ErrPermission", op, tt.perms, err)
-				case !allowed[op] && !sameFiles(before, m.Files()):
-					t.Errorf("refused %s changed the store: %v -> %v", op, before, m.Files())
-				}
-			})
+			for view, restrict := range views {
+				t.Run(tt.name+"/"+op+"/"+view, func(t *testing.T) {
+					ctx := context.Background()
+					m := seed(t)
+					if op == "rmdir" {
+						m.Mkdir(ctx, "/emptydir")
+					}
+					before := m.Files()
+					err := run(ctx, restrict(m, tt.perms))
+					switch {
+					case allowed[op] && err != nil:
+						t.Errorf("%s with %+v: %v, want success", op, tt.perms, err)
+					case !allowed[op] && !errors.Is(err, fs.ErrPermission):
+						t.Errorf("%s with %+v: %v, want fs.ErrPermission", op, tt.perms, err)
+					case !allowed[op] && !sameFiles(before, m.Files()):
+						t.Errorf("refused %s changed the store: %v -> %v", op, before, m.Files())
+					}
+				})
+			}
 		}
 	}
 }
@@ -168,4 +178,40 @@ type racingRenamer struct {
 func (r racingRenamer) RenameNoReplace(ctx context.Context, from, to string) error {
 	r.onRename()
 	return r.FS.RenameNoReplace(ctx, from, to)
+}
+// A live view follows the permissions at each operation: a session loses an upload right on
+// its next command, and gets it back the same way.
+func TestLiveFollowsPermissions(t *testing.T) {
+	ctx := context.Background()
+	m := seed(t)
+	perms := users.Permissions{List: true, Upload: true}
+	v := access.Live(m, func() users.Permissions { return perms })
+	if err := write(ctx, v, "/one"); err != nil {
+		t.Fatal(err)
+	}
+	// An upload opened now...
+	up, err := v.Create(ctx, "/open", storage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perms = users.Permissions{List: true}
+	if err := write(ctx, v, "/two"); !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("upload after the right was dropped: %v", err)
+	}
+	if err := v.List(ctx, "/", func(*storage.Entry) error { return nil }); err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	// ...finishes under the permissions it was opened with.
+	io.WriteString(up, "x")
+	if err := up.Close(); err != nil {
+		t.Fatalf("upload opened before the change: %v", err)
+	}
+	perms = users.Permissions{}
+	if err := v.List(ctx, "/", func(*storage.Entry) error { return nil }); !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("list after every right was dropped: %v", err)
+	}
+	perms = users.Permissions{Upload: true}
+	if err := write(ctx, v, "/three"); err != nil {
+		t.Fatalf("upload after the right came back: %v", err)
+	}
 }

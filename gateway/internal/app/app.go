@@ -27,6 +27,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/s3metrics"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/sessionmetrics"
+	"github.com/ferrygw/ferry/gateway/internal/sessions"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/transferevents"
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 
 	transfers := transfermetrics.New(reg)
-	sessions := sessionmetrics.New(reg)
+	sessionCounts := sessionmetrics.New(reg)
 	events, stopEvents, err := newGatewayEvents(ctx, cfg, local, reg, logger)
 	if err != nil {
 		return err
@@ -118,20 +119,31 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
+	guard, err := newDefender(cfg, reg, events, sessionCounts, logger)
+	if err != nil {
+		return err
+	}
+	// Open sessions follow the users file: revoked users are disconnected.
+	openSessions := sessions.New(userStore.Lookup, logger, reg)
+	defer userStore.Subscribe(openSessions.Changed)()
 	homes := func(protocol string) func(u *users.User) (storage.FS, error) {
 		return func(u *users.User) (storage.FS, error) {
-			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions, access.User(u.Name))
+			// The permissions in force at each operation, not at login.
+			var fsys storage.FS = access.Live(store.Home(u.Bucket, u.Home), livePermissions(userStore, u), access.User(u.Name))
 			if events != nil {
 				fsys = events.Wrap(fsys, protocol) // inside transfermetrics: it needs the upload's Committer
 			}
 			return transfers.Wrap(fsys, protocol), nil
 		}
 	}
+	// The defender outermost: a banned address reaches neither the password check nor the
+	// Login Failed events (its ban is one Client Banned event).
 	auth := func(protocol string) authenticator {
-		if events == nil {
-			return userStore
+		var a authenticator = userStore.ForProtocol(protocol)
+		if events != nil {
+			a = events.Auth(a, protocol)
 		}
-		return events.Auth(userStore, protocol)
+		return guard.Auth(a, protocol)
 	}
 	lbWrap, err := proxyWrapper(cfg, logger)
 	if err != nil {
@@ -183,7 +195,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			WriteWaitTimeout: cfg.SFTP.WriteWaitTimeout,
 			LegacyAlgorithms: cfg.SFTP.LegacyAlgorithms,
 		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp"),
-			Available: checker.S3Available, Observer: sessions})
+			Available: checker.S3Available, Observer: sessionCounts, Gate: guard, Sessions: openSessions})
 		if err != nil {
 			return err
 		}
@@ -191,7 +203,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	if cfg.Listen.FTP != "" || cfg.Listen.FTPSImplicit != "" {
 		srv, err := newFTP(cfg, ftpd.Deps{Auth: auth("ftp"), Storage: homes("ftp"), Logger: logger,
-			Available: checker.S3Available, Observer: sessions})
+			Available: checker.S3Available, Observer: sessionCounts, Gate: guard, Sessions: openSessions})
 		if err != nil {
 			return err
 		}
@@ -342,9 +354,10 @@ func newFTP(cfg *config.Config, deps ftpd.Deps) (*ftpd.Server, error) {
 			KeyPEM:        f.TLS.KeyPEM,
 			DevSelfSigned: f.TLS.DevSelfSigned,
 		},
-		IdleTimeout: f.IdleTimeout,
-		Banner:      f.Banner,
-		MaxClients:  f.MaxClients,
+		IdleTimeout:  f.IdleTimeout,
+		LoginTimeout: f.LoginTimeout,
+		Banner:       f.Banner,
+		MaxClients:   f.MaxClients,
 	}, deps)
 }
 

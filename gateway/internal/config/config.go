@@ -31,6 +31,12 @@ type Config struct {
 	UsersPollInterval time.Duration `yaml:"users_poll_interval"`
 	SFTP              SFTP          `yaml:"sftp"`
 	FTP               FTP           `yaml:"ftp"`
+	// Connections limits connections that have not logged in, and connections per client
+	// address, over SFTP and FTP together (package defender).
+	Connections Connections `yaml:"connections"`
+	// Defender bans client addresses that guess passwords or keep connecting without logging
+	// in (package defender).
+	Defender Defender `yaml:"defender"`
 	// Embedded is the no-AWS default: an S3-compatible endpoint on a local directory (and,
 	// as they land, the local event bus and notification sink) in the same process.
 	Embedded Embedded `yaml:"embedded"`
@@ -172,8 +178,55 @@ type FTP struct {
 	Active      bool          `yaml:"active"`
 	TLS         FTPTLS        `yaml:"tls"`
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	Banner      string        `yaml:"banner"`
-	MaxClients  int           `yaml:"max_clients"`
+	// LoginTimeout closes a control connection not logged in this long after it was accepted;
+	// nothing the client sends extends it.
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+	Banner       string        `yaml:"banner"`
+	MaxClients   int           `yaml:"max_clients"`
+}
+
+// Connections bounds what connections may do before logging in. A client address is an IPv4
+// address or an IPv6 /64. 0 means no limit.
+type Connections struct {
+	// MaxPerIP bounds the connections (SFTP and FTP control, logged in or not) from one address.
+	MaxPerIP int `yaml:"max_per_ip"`
+	// MaxUnauthenticatedPerIP bounds the connections from one address that have not logged in.
+	MaxUnauthenticatedPerIP int `yaml:"max_unauthenticated_per_ip"`
+	// MaxUnauthenticated bounds the connections that have not logged in, from every address.
+	MaxUnauthenticated int `yaml:"max_unauthenticated"`
+}
+
+// Defender configures bans of client addresses.
+type Defender struct {
+	// Enabled turns bans on (the connection limits apply either way).
+	Enabled bool `yaml:"enabled"`
+	// Threshold is the score within Window at which an address is banned.
+	Threshold int           `yaml:"threshold"`
+	Window    time.Duration `yaml:"window"`
+	// LoginFailedScore is added per refused password; NoLoginScore per connection that ends
+	// without logging in or trying a password.
+	LoginFailedScore int `yaml:"login_failed_score"`
+	NoLoginScore     int `yaml:"no_login_score"`
+	// BanTime is the first ban; each ban still remembered doubles the next, up to MaxBanTime.
+	BanTime    time.Duration `yaml:"ban_time"`
+	MaxBanTime time.Duration `yaml:"max_ban_time"`
+	// Safelist are CIDRs or addresses never banned nor limited per address.
+	Safelist []string `yaml:"safelist"`
+	// MaxTracked bounds the addresses whose score is kept.
+	MaxTracked int `yaml:"max_tracked"`
+}
+
+// SafelistPrefixes parses Safelist; Validate reports a malformed entry.
+func (d Defender) SafelistPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(d.Safelist))
+	for _, s := range d.Safelist {
+		p, err := ParseCIDR(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // FTPTLS configures FTPS.
@@ -301,7 +354,7 @@ func Default() *Config {
 			Generate: true,
 		},
 		UsersFile:         "users.yaml",
-		UsersPollInterval: 30 * time.Second,
+		UsersPollInterval: 5 * time.Second,
 		MemoryLimit:       44 * MiB,
 		DrainTimeout:      30 * time.Second,
 		SFTP: SFTP{
@@ -316,7 +369,19 @@ func Default() *Config {
 			ImplicitTLSPort: 990,
 			TLS:             FTPTLS{Mode: "required"},
 			IdleTimeout:     5 * time.Minute,
+			LoginTimeout:    30 * time.Second,
 			MaxClients:      256,
+		},
+		Connections: Connections{MaxPerIP: 32, MaxUnauthenticatedPerIP: 16, MaxUnauthenticated: 128},
+		Defender: Defender{
+			Enabled:          true,
+			Threshold:        20,
+			Window:           10 * time.Minute,
+			LoginFailedScore: 4,
+			NoLoginScore:     1,
+			BanTime:          15 * time.Minute,
+			MaxBanTime:       24 * time.Hour,
+			MaxTracked:       100_000,
 		},
 		Events:   Events{EventBridge: EventBridge{QueueSize: 10000}},
 		Recovery: Recovery{Prefix: ".ferry/uploads/", Heartbeat: 30 * time.Second, StaleAfter: 5 * time.Minute},

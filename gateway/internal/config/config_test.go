@@ -61,8 +61,23 @@ ftp:
     cert_file: tls/cert.pem
     key_file: tls/key.pem
   idle_timeout: 2m
+  login_timeout: 45s
   banner: hi
   max_clients: 5
+connections:
+  max_per_ip: 8
+  max_unauthenticated_per_ip: 4
+  max_unauthenticated: 0
+defender:
+  enabled: true
+  threshold: 30
+  window: 1h
+  login_failed_score: 5
+  no_login_score: 0
+  ban_time: 1h
+  max_ban_time: 168h
+  safelist: [10.0.0.0/8, 192.0.2.7]
+  max_tracked: 5000
 memory_limit: 128MiB
 log:
   level: debug
@@ -82,7 +97,10 @@ log:
 		WriteWindow: 64 * MiB, WriteWaitTimeout: time.Minute}
 	want.FTP = FTP{PublicHost: "203.0.113.10", PassivePorts: "30000-30009", ImplicitTLSPort: 990, Active: true,
 		TLS:         FTPTLS{Mode: "optional", CertFile: filepath.Join(dir, "tls/cert.pem"), KeyFile: filepath.Join(dir, "tls/key.pem")},
-		IdleTimeout: 2 * time.Minute, Banner: "hi", MaxClients: 5}
+		IdleTimeout: 2 * time.Minute, LoginTimeout: 45 * time.Second, Banner: "hi", MaxClients: 5}
+	want.Connections = Connections{MaxPerIP: 8, MaxUnauthenticatedPerIP: 4}
+	want.Defender = Defender{Enabled: true, Threshold: 30, Window: time.Hour, LoginFailedScore: 5, BanTime: time.Hour,
+		MaxBanTime: 168 * time.Hour, Safelist: []string{"10.0.0.0/8", "192.0.2.7"}, MaxTracked: 5000}
 	want.Log = Log{Level: "debug", Format: "json"}
 	want.MemoryLimit = 128 * MiB
 	want.file, want.pos = c.file, c.pos
@@ -231,6 +249,15 @@ func TestValidate(t *testing.T) {
 			":6: ftp.tls.cert_pem: must hold a certificate chain as PEM text"},
 		{"key pem holds a certificate", "ftp:\n  tls:\n    cert_pem: " + yq(testCertPEM) + "\n    key_pem: " + yq(testCertPEM) + "\n",
 			":7: ftp.tls.key_pem: must hold a private key as PEM text: it has no -----BEGIN ... PRIVATE KEY----- block"},
+		{"ftp login timeout", "ftp:\n  login_timeout: 0s\n", ":5: ftp.login_timeout: must be positive"},
+		{"connections negative", "connections:\n  max_per_ip: -1\n", ":5: connections.max_per_ip: must not be negative"},
+		{"connections unreachable", "connections:\n  max_per_ip: 4\n  max_unauthenticated_per_ip: 8\n", ":6: connections.max_unauthenticated_per_ip: 8 is above connections.max_per_ip 4"},
+		{"defender safelist", "defender:\n  safelist: [10.0.0.0/8, nope]\n", ":5: defender.safelist[1]: \"nope\" is not an address or CIDR"},
+		{"defender threshold", "defender:\n  threshold: 0\n", ":5: defender.threshold: must be at least 1"},
+		{"defender window", "defender:\n  window: 0s\n", ":5: defender.window: must be positive"},
+		{"defender scores", "defender:\n  login_failed_score: 0\n  no_login_score: 0\n", ":4: defender: login_failed_score and no_login_score are both 0"},
+		{"defender ban time", "defender:\n  ban_time: 2h\n  max_ban_time: 1h\n", ":6: defender.max_ban_time: 1h0m0s is shorter than defender.ban_time 2h0m0s"},
+		{"defender tracked", "defender:\n  max_tracked: 0\n", ":5: defender.max_tracked: must be at least 1"},
 		{"embedded without credentials", "embedded:\n  s3:\n    listen: 127.0.0.1:9000\n    data_dir: d\n", ":5: embedded.s3: access_key and secret are required"},
 		{"key-encryption key too short", "embedded:\n  s3:\n    listen: 127.0.0.1:9000\n    data_dir: d\n    access_key: k\n    secret: s\n    key_encryption_key: c2hvcnQtc2VjcmV0\n",
 			":10: embedded.s3.key_encryption_key: not 32 bytes in base64 or hex"},
@@ -325,7 +352,7 @@ host_keys:
 	if !c.Listen.ProxyProtocol.Enabled() || Default().Listen.ProxyProtocol.Enabled() {
 		t.Error("Enabled")
 	}
-	if d := Default(); d.UsersPollInterval != 30*time.Second || d.FTP.ImplicitTLSPort != 990 || d.Listen.Health != "" {
+	if d := Default(); d.UsersPollInterval != 5*time.Second || d.FTP.ImplicitTLSPort != 990 || d.Listen.Health != "" {
 		t.Errorf("defaults: poll %s implicit %d health %q", d.UsersPollInterval, d.FTP.ImplicitTLSPort, d.Listen.Health)
 	}
 }

@@ -129,6 +129,7 @@ func (c *Config) Validate() error {
 	}
 
 	v.ftp()
+	v.defender()
 	v.embedded()
 	if eb := c.Events.EventBridge; eb.Bus != "" {
 		if c.Embedded.Events.Dir != "" {
@@ -192,6 +193,9 @@ func (v *validator) ftp() {
 	if f.MaxClients < 0 {
 		v.errorf("ftp.max_clients", "must not be negative (0 = no limit), got %d", f.MaxClients)
 	}
+	if f.LoginTimeout <= 0 {
+		v.errorf("ftp.login_timeout", "must be positive, got %s", f.LoginTimeout)
+	}
 	t := f.TLS
 	switch t.Mode {
 	case "required", "optional", "none":
@@ -251,6 +255,56 @@ func (v *validator) proxyProtocol() {
 	}
 	if port := f.ImplicitTLSPort; port != 0 && port >= first && port <= last {
 		v.errorf("ftp.implicit_tls_port", "%d is inside ftp.passive_ports %s", port, f.PassivePorts)
+	}
+}
+
+// defender checks connections and defender.
+func (v *validator) defender() {
+	c := v.c.Connections
+	for _, n := range []struct {
+		key string
+		val int
+	}{{"connections.max_per_ip", c.MaxPerIP}, {"connections.max_unauthenticated_per_ip", c.MaxUnauthenticatedPerIP},
+		{"connections.max_unauthenticated", c.MaxUnauthenticated}} {
+		if n.val < 0 {
+			v.errorf(n.key, "must not be negative (0 = no limit), got %d", n.val)
+		}
+	}
+	if c.MaxPerIP > 0 && c.MaxUnauthenticatedPerIP > c.MaxPerIP {
+		v.errorf("connections.max_unauthenticated_per_ip", "%d is above connections.max_per_ip %d: it could never be reached", c.MaxUnauthenticatedPerIP, c.MaxPerIP)
+	}
+	d := v.c.Defender
+	for i, s := range d.Safelist {
+		if _, err := ParseCIDR(s); err != nil {
+			v.errorf(fmt.Sprintf("defender.safelist[%d]", i), "%v", err)
+		}
+	}
+	if !d.Enabled {
+		return
+	}
+	if d.Threshold < 1 {
+		v.errorf("defender.threshold", "must be at least 1, got %d", d.Threshold)
+	}
+	if d.Window <= 0 {
+		v.errorf("defender.window", "must be positive, got %s", d.Window)
+	}
+	if d.LoginFailedScore < 0 {
+		v.errorf("defender.login_failed_score", "must not be negative, got %d", d.LoginFailedScore)
+	}
+	if d.NoLoginScore < 0 {
+		v.errorf("defender.no_login_score", "must not be negative, got %d", d.NoLoginScore)
+	}
+	if d.LoginFailedScore == 0 && d.NoLoginScore == 0 {
+		v.errorf("defender", "login_failed_score and no_login_score are both 0: nothing could be banned (set enabled: false to say so)")
+	}
+	if d.BanTime <= 0 {
+		v.errorf("defender.ban_time", "must be positive, got %s", d.BanTime)
+	}
+	if d.MaxBanTime < d.BanTime {
+		v.errorf("defender.max_ban_time", "%s is shorter than defender.ban_time %s", d.MaxBanTime, d.BanTime)
+	}
+	if d.MaxTracked < 1 {
+		v.errorf("defender.max_tracked", "must be at least 1, got %d", d.MaxTracked)
 	}
 }
 

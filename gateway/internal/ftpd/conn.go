@@ -4,10 +4,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferrygw/ferry/gateway/internal/defender"
 )
 
 // ctlListener wraps the control listener: it enforces MaxClients and wraps each connection so an
@@ -41,7 +44,28 @@ func (l *ctlListener) Accept() (net.Conn, error) {
 			continue
 		}
 		cc := newControlConn(c)
+		if g := s.deps.Gate; g != nil {
+			t, err := g.Admit(remoteIP(c.RemoteAddr()), l.protocol(), func() { cc.Close() })
+			if err != nil {
+				// A ban gets no reply; a limit is said, so that a real client knows to retry.
+				if errors.Is(err, defender.ErrBanned) {
+					c.Close()
+				} else {
+					l.refuse(c, "421 Too many connections, try again later\r\n")
+				}
+				continue
+			}
+			cc.ticket = t
+		}
 		cc.ended = s.deps.Observer.SessionStarted(l.protocol())
+		// Counted from the accept: nothing the client sends before logging in extends it.
+		cc.loginTimer = time.AfterFunc(s.cfg.LoginTimeout, func() {
+			if !cc.loggedIn.Load() {
+				s.log.Info("login timeout: closing the control connection", "remote", c.RemoteAddr().String(),
+					"login_timeout", s.cfg.LoginTimeout)
+				cc.Close()
+			}
+		})
 		s.conns.Add(1)
 		s.mu.Lock()
 		s.pending[connKey(cc.LocalAddr(), cc.RemoteAddr())] = cc
@@ -69,6 +93,18 @@ func (l *ctlListener) protocol() string {
 
 func connKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
 
+// remoteIP is the client's address (behind a PROXY-protocol load balancer, the header's).
+func remoteIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
 // controlConn is a control connection as accepted (below TLS when there is TLS). It notices the
 // peer going away: a read error or EOF, or (on Linux) the socket leaving ESTABLISHED, which the
 // kernel records when the FIN or RST arrives whatever the goroutines are doing.
@@ -81,6 +117,20 @@ type controlConn struct {
 	closeOnce sync.Once
 	closeErr  error
 	ended     func() // tells the Observer the session ended; nil for none
+
+	ticket     *defender.Ticket // nil without a Gate
+	loginTimer *time.Timer
+	loggedIn   atomic.Bool
+}
+
+// login records that the client logged in: the login timeout no longer applies and the
+// connection no longer counts as not logged in.
+func (c *controlConn) login() {
+	c.loggedIn.Store(true)
+	if c.loginTimer != nil {
+		c.loginTimer.Stop()
+	}
+	c.ticket.LoggedIn()
 }
 
 func newControlConn(c net.Conn) *controlConn {
@@ -121,6 +171,10 @@ func (c *controlConn) Close() error {
 		if c.ended != nil {
 			c.ended()
 		}
+		if c.loginTimer != nil {
+			c.loginTimer.Stop()
+		}
+		c.ticket.Close()
 	})
 	return c.closeErr
 }

@@ -23,6 +23,7 @@ import (
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
+	"github.com/ferrygw/ferry/gateway/internal/defender"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 )
@@ -36,8 +37,9 @@ const (
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultIdleTimeout = 5 * time.Minute
-	DefaultCommitGrace = 50 * time.Millisecond
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultLoginTimeout = 30 * time.Second
+	DefaultCommitGrace  = 50 * time.Millisecond
 	// DefaultDataConnectTimeout is ftpserverlib's own default.
 	DefaultDataConnectTimeout = 30 * time.Second
 	DefaultBanner             = "Ferry FTP server ready"
@@ -68,6 +70,10 @@ type Config struct {
 	// IdleTimeout closes control connections idle this long, and data connections that move no
 	// byte for this long (the transfer is then aborted). Default 5m.
 	IdleTimeout time.Duration
+	// LoginTimeout closes a control connection that has not logged in this long after it was
+	// accepted, whatever it sends meanwhile (NOOP, FEAT, failed USER…): it is counted from the
+	// accept and nothing extends it. Default 30s.
+	LoginTimeout time.Duration
 	// Banner is the 220 greeting.
 	Banner string
 	// MaxClients limits simultaneous control connections; 0 means no limit.
@@ -120,6 +126,23 @@ type Deps struct {
 	Available func() error
 	// Observer, when set, counts sessions, logins and refusals.
 	Observer Observer
+	// Gate, when set, admits each control connection at accept (per-address and pre-auth
+	// limits, bans; package defender) before any FTP or TLS work.
+	Gate Gate
+	// Sessions, when set, learns of every login so that revoking the user closes the connection.
+	Sessions Sessions
+}
+
+// Gate admits connections; *defender.Defender implements it. closeConn ends the connection
+// (a ban closes the connections of its address that have not logged in).
+type Gate interface {
+	Admit(remote netip.Addr, protocol string, closeConn func()) (*defender.Ticket, error)
+}
+
+// Sessions follows logged-in connections; *sessions.Registry implements it. revoke must not
+// block; leave is called when the connection ends.
+type Sessions interface {
+	Join(u *users.User, protocol string, remote netip.Addr, revoke func(reason string)) (leave func())
 }
 
 // Observer is told about connections, logins and refusals, for metrics.
@@ -249,8 +272,11 @@ func withDefaults(cfg Config) (Config, error) {
 	if ip, err := netip.ParseAddr(cfg.PublicHost); err == nil && !ip.Unmap().Is4() {
 		errs = append(errs, fmt.Errorf("public host %s: PASV replies carry IPv4 addresses only", cfg.PublicHost))
 	}
-	if cfg.IdleTimeout < 0 || cfg.CommitGrace < 0 || cfg.MaxClients < 0 || cfg.DataConnectTimeout < 0 {
-		errs = append(errs, errors.New("idle timeout, data connect timeout, commit grace and max clients must not be negative"))
+	if cfg.IdleTimeout < 0 || cfg.LoginTimeout < 0 || cfg.CommitGrace < 0 || cfg.MaxClients < 0 || cfg.DataConnectTimeout < 0 {
+		errs = append(errs, errors.New("idle timeout, login timeout, data connect timeout, commit grace and max clients must not be negative"))
+	}
+	if cfg.LoginTimeout == 0 {
+		cfg.LoginTimeout = DefaultLoginTimeout
 	}
 	if cfg.DataConnectTimeout == 0 {
 		cfg.DataConnectTimeout = DefaultDataConnectTimeout

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -36,7 +37,7 @@ const (
 // testAuth is a fixed user table.
 type testAuth struct{ users map[string]*users.User }
 
-var errBadLogin = errors.New("bad login")
+var errBadLogin = fmt.Errorf("bad login: %w", users.ErrAuth)
 
 func (a testAuth) CheckPassword(_ context.Context, name, password string, _ netip.Addr) (*users.User, error) {
 	u, ok := a.users[name]
@@ -75,7 +76,7 @@ func startEnvFS(t *testing.T, cfg Config, backend storage.FS, mem *memstore.FS) 
 
 // startEnvServe is startEnvFS; with demux the server runs as behind a load balancer: ServeDemux
 // on a PROXY-protocol listener that trusts loopback (see lbDialer).
-func startEnvServe(t *testing.T, cfg Config, backend storage.FS, mem *memstore.FS, demux bool) *env {
+func startEnvServe(t *testing.T, cfg Config, backend storage.FS, mem *memstore.FS, demux bool, mods ...func(*Deps)) *env {
 	t.Helper()
 	if cfg.TLS.Mode != TLSNone && cfg.TLS.CertFile == "" && cfg.TLS.CertPEM == "" {
 		cfg.TLS.DevSelfSigned = true
@@ -89,13 +90,17 @@ func startEnvServe(t *testing.T, cfg Config, backend storage.FS, mem *memstore.F
 		testUser: {Name: testUser, Permissions: allPerms()},
 		roUser:   {Name: roUser, Permissions: ro},
 	}}
-	srv, err := New(cfg, Deps{
+	deps := Deps{
 		Auth: auth,
 		Storage: func(u *users.User) (storage.FS, error) {
 			return access.Restrict(store, u.Permissions), nil
 		},
 		Logger: log,
-	})
+	}
+	for _, mod := range mods {
+		mod(&deps)
+	}
+	srv, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
+	"github.com/ferrygw/ferry/gateway/internal/defender"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 )
@@ -132,6 +133,13 @@ func (d *mainDriver) ClientDisconnected(cc ftpserver.ClientContext) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()
+	sess.mu.Lock()
+	leave := sess.leave
+	sess.leave = nil
+	sess.mu.Unlock()
+	if leave != nil {
+		leave()
+	}
 	sess.log.Debug("client disconnected", "user", sess.userName())
 }
 
@@ -155,12 +163,8 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, name, pass string) (ft
 		return nil, err
 	}
 	s := d.srv
-	var remote netip.Addr
-	if ta, ok := cc.RemoteAddr().(*net.TCPAddr); ok {
-		remote, _ = netip.AddrFromSlice(ta.IP)
-		remote = remote.Unmap()
-	}
-	u, err := s.deps.Auth.CheckPassword(sess.ctx, name, pass, remote)
+	remote := remoteIP(cc.RemoteAddr())
+	u, err := s.deps.Auth.CheckPassword(defender.WithTicket(sess.ctx, sess.ctl.ticket), name, pass, remote)
 	if err != nil || u == nil {
 		sess.log.Info("login failed", "user", name, "protocol", sess.protocol(), "err", err)
 		s.deps.Observer.Login(sess.protocol(), false)
@@ -172,8 +176,18 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, name, pass string) (ft
 		sess.log.Error("login: storage unavailable", "user", name, "err", err)
 		return nil, errUnavailable
 	}
+	sess.ctl.login()
 	sess.login(u, fsys)
 	sess.log.Info("login", "protocol", sess.protocol())
+	if s.deps.Sessions != nil {
+		leave := s.deps.Sessions.Join(u, sess.protocol(), remote, func(reason string) {
+			sess.log.Info("session revoked: closing the connection", "reason", reason)
+			sess.close()
+		})
+		sess.mu.Lock()
+		sess.leave = leave
+		sess.mu.Unlock()
+	}
 	return &clientDriver{s: sess}, nil
 }
 
@@ -219,8 +233,9 @@ type session struct {
 	mu        sync.Mutex
 	user      *users.User
 	fsys      storage.FS
-	transfers int   // file transfers in progress
-	sizeHint  int64 // from ALLO, for the next STOR
+	leave     func() // ends the session's registration (Deps.Sessions)
+	transfers int    // file transfers in progress
+	sizeHint  int64  // from ALLO, for the next STOR
 
 	epsvAll atomic.Bool // the client sent EPSV ALL: only EPSV may set up data connections
 	bindIP  netip.Addr  // the control listener's address, where passive ports are bound

@@ -26,7 +26,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"protocol", "result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_connections_refused_total",
-			Help: "Connections or logins refused before any credential was checked, by protocol and reason (max_sessions, max_clients, unavailable, tls_required).",
+			Help: "Connections or logins refused before any credential was checked, by protocol and reason (max_sessions, max_clients, unavailable, tls_required; the defender's banned, per_ip, unauthenticated_per_ip, unauthenticated).",
 		}, []string{"protocol", "reason"}),
 	}
 	reg.MustRegister(m.open, m.sessions, m.logins, m.refused)
@@ -44,6 +44,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.refused.WithLabelValues("ftp", "max_clients")
 	m.refused.WithLabelValues("ftp", "unavailable")
 	m.refused.WithLabelValues("ftp", "tls_required")
+	for _, p := range []string{"sftp", "ftp", "ftps"} {
+		for _, r := range []string{"banned", "per_ip", "unauthenticated_per_ip", "unauthenticated"} {
+			m.refused.WithLabelValues(p, r)
+		}
+	}
 	return m
 }
 

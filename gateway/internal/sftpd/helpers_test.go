@@ -36,9 +36,13 @@ type env struct {
 }
 
 type envOpts struct {
-	Config  sftpd.Config
-	Users   []*users.User // besides alice
-	Storage func(*users.User) (storage.FS, error)
+	Config   sftpd.Config
+	Users    []*users.User // besides alice
+	Storage  func(*users.User) (storage.FS, error)
+	Gate     sftpd.Gate
+	Sessions sftpd.Sessions
+	// WrapAuth decorates the users' authenticator (e.g. with a defender).
+	WrapAuth func(sftpd.Authenticator) sftpd.Authenticator
 }
 
 func newEnv(t *testing.T, mod ...func(*envOpts)) *env {
@@ -60,7 +64,12 @@ func newEnv(t *testing.T, mod ...func(*envOpts)) *env {
 	if o.Storage == nil {
 		o.Storage = func(u *users.User) (storage.FS, error) { return access.Restrict(e.mem, u.Permissions), nil }
 	}
-	e.srv = sftptest.StartWith(t, sftptest.Options{Config: o.Config, Storage: o.Storage}, append([]*users.User{e.alice}, o.Users...)...)
+	all := append([]*users.User{e.alice}, o.Users...)
+	var auth sftpd.Authenticator
+	if o.WrapAuth != nil {
+		auth = o.WrapAuth(sftptest.NewAuth(all...))
+	}
+	e.srv = sftptest.StartWith(t, sftptest.Options{Config: o.Config, Storage: o.Storage, Auth: auth, Gate: o.Gate, Sessions: o.Sessions}, all...)
 	return e
 }
 

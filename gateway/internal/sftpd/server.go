@@ -21,6 +21,7 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ferrygw/ferry/gateway/internal/defender"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 )
@@ -65,6 +66,23 @@ type Deps struct {
 	Available func() error
 	// Observer, when set, counts sessions, logins and refusals.
 	Observer Observer
+	// Gate, when set, admits each connection at accept (per-address and pre-auth limits, bans;
+	// package defender) before any SSH work.
+	Gate Gate
+	// Sessions, when set, learns of every login so that revoking the user closes the connection.
+	Sessions Sessions
+}
+
+// Gate admits connections; *defender.Defender implements it. closeConn ends the connection
+// (a ban closes the connections of its address that have not logged in).
+type Gate interface {
+	Admit(remote netip.Addr, protocol string, closeConn func()) (*defender.Ticket, error)
+}
+
+// Sessions follows logged-in connections; *sessions.Registry implements it. revoke must not
+// block; leave is called when the connection ends.
+type Sessions interface {
+	Join(u *users.User, protocol string, remote netip.Addr, revoke func(reason string)) (leave func())
 }
 
 // Server is an SFTP server.
@@ -188,6 +206,23 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close()
 			continue
 		}
+		s.mu.Unlock()
+		// Before any SSH work: a refused connection costs an accept and a close.
+		if s.deps.Gate != nil {
+			t, err := s.deps.Gate.Admit(remoteAddr(nc.RemoteAddr()), "sftp", c.close)
+			if err != nil {
+				nc.Close()
+				continue
+			}
+			c.ticket = t
+		}
+		s.mu.Lock()
+		if s.closing { // Shutdown began while the gate decided
+			s.mu.Unlock()
+			c.ticket.Close()
+			nc.Close()
+			return ErrServerClosed
+		}
 		c.ended = s.deps.Observer.SessionStarted("sftp")
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
@@ -264,11 +299,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // connState is one TCP connection.
 type connState struct {
 	nc     net.Conn
-	id     string       // session id: random, shared by the connection's transfers (gateway events)
-	ended  func()       // tells the Observer the session ended
-	active atomic.Int64 // open files (uploads and downloads)
-	busy   atomic.Int64 // handlers running: the connection is not idle
-	lastIO atomic.Int64 // unix nanoseconds of the last read or write
+	id     string           // session id: random, shared by the connection's transfers (gateway events)
+	ended  func()           // tells the Observer the session ended
+	ticket *defender.Ticket // nil without a Gate
+	active atomic.Int64     // open files (uploads and downloads)
+	busy   atomic.Int64     // handlers running: the connection is not idle
+	lastIO atomic.Int64     // unix nanoseconds of the last read or write
 	once   sync.Once
 }
 
@@ -315,6 +351,7 @@ func (s *Server) serveConn(c *connState) {
 	defer s.wg.Done()
 	defer func() {
 		c.close()
+		c.ticket.Close()
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
@@ -325,8 +362,9 @@ func (s *Server) serveConn(c *connState) {
 
 	ctx, cancel := context.WithCancelCause(s.base)
 	defer cancel(errors.New("connection closed"))
-	// The handshake, including every login callback, must finish within LoginTimeout.
-	loginCtx, loginCancel := context.WithTimeout(ctx, s.cfg.LoginTimeout)
+	// The handshake, including every login callback, must finish within LoginTimeout: the
+	// deadline is absolute, so a silent client or one that trickles bytes is closed at it.
+	loginCtx, loginCancel := context.WithTimeout(defender.WithTicket(ctx, c.ticket), s.cfg.LoginTimeout)
 	c.nc.SetDeadline(time.Now().Add(s.cfg.LoginTimeout))
 	var accepted logins
 	sconn, chans, reqs, err := ssh.NewServerConn(activityConn{c.nc, c}, s.sshConfig(loginCtx, remote, log, &accepted))
@@ -346,7 +384,15 @@ func (s *Server) serveConn(c *connState) {
 		log.Error("login accepted without a user")
 		return
 	}
+	c.ticket.LoggedIn()
 	log = log.With("user", u.Name)
+	if s.deps.Sessions != nil {
+		leave := s.deps.Sessions.Join(u, "sftp", remote, func(reason string) {
+			log.Info("session revoked: closing the connection", "reason", reason)
+			c.close()
+		})
+		defer leave()
+	}
 	fsys, err := s.deps.Storage(u)
 	if err != nil {
 		log.Error("user storage unavailable", "error", err.Error())

@@ -123,20 +123,83 @@ func TestBanner(t *testing.T) {
 	}
 }
 
+// The login timeout bounds every connection that does not log in, whatever it sends: nothing,
+// a byte at a time, or a key exchange followed by a login that never ends.
 func TestLoginTimeout(t *testing.T) {
 	e := newEnv(t, func(o *envOpts) { o.Config.LoginTimeout = 300 * time.Millisecond })
-	nc, err := net.Dial("tcp", e.srv.Addr)
+	unblock := make(chan struct{})
+	defer close(unblock)
+	tests := []struct {
+		name  string
+		drive func(c net.Conn) // reads c until the server hangs up
+	}{
+		{"silent", func(c net.Conn) { io.Copy(io.Discard, c) }},
+		{"trickle", func(c net.Conn) {
+			// A version line and the length of a 256-byte packet, then a byte every 50ms: each
+			// read makes progress, none completes the handshake.
+			go func() {
+				io.WriteString(c, "SSH-2.0-OpenSSH_9.2\r\n\x00\x00\x01\x00")
+				for {
+					if _, err := c.Write([]byte{1}); err != nil {
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
+			io.Copy(io.Discard, c)
+		}},
+		{"stalled login", func(c net.Conn) {
+			// The key exchange completes; the client then never answers the password prompt
+			// (the SSH client keeps reading the connection meanwhile).
+			stall := ssh.PasswordCallback(func() (string, error) { <-unblock; return "", errors.New("gave up") })
+			go ssh.NewClientConn(c, e.srv.Addr, e.srv.ClientConfig("alice", stall)) //nolint:errcheck
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", e.srv.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(10 * time.Second))
+			c := &endConn{Conn: nc, ended: make(chan struct{})}
+			start := time.Now()
+			go tt.drive(c)
+			select {
+			case <-c.ended:
+			case <-time.After(10 * time.Second):
+				t.Fatal("connection still open after 10s")
+			}
+			if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
+				t.Fatalf("connection ended after %v (%v), want about 300ms", d, c.err)
+			}
+			if isTimeout(c.err) {
+				t.Fatalf("the client's own deadline ended it: %v", c.err)
+			}
+		})
+	}
+}
+
+// endConn closes ended when a read fails: the server hung up.
+type endConn struct {
+	net.Conn
+	once  sync.Once
+	ended chan struct{}
+	err   error
+}
+
+func (c *endConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
 	if err != nil {
-		t.Fatal(err)
+		c.once.Do(func() { c.err = err; close(c.ended) })
 	}
-	defer nc.Close()
-	start := time.Now()
-	// Say nothing: the server must hang up after the login timeout.
-	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, err = io.Copy(io.Discard, nc)
-	if d := time.Since(start); err != nil || d < 250*time.Millisecond || d > 5*time.Second {
-		t.Fatalf("connection ended after %v (err %v), want about 300ms", d, err)
-	}
+	return n, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func TestIdleTimeout(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/sftpd/sftptest"
 	"github.com/ferrygw/ferry/gateway/internal/users"
@@ -118,4 +119,21 @@ type passwordOnly struct{ a *sftptest.Auth }
 
 func (p passwordOnly) CheckPassword(ctx context.Context, name, password string, remote netip.Addr) (*users.User, error) {
 	return p.a.CheckPassword(ctx, name, password, remote)
+}
+
+func TestClientBanned(t *testing.T) {
+	rec := newRecorder(t)
+	until := time.Date(2026, 3, 2, 10, 0, 0, 0, time.FixedZone("CET", 3600))
+	New(rec, Config{}).ClientBanned(Ban{Addr: "2001:db8:1:2::/64", Protocol: "ftps", User: "root",
+		Reason: "score 20 within 10m0s reached 20", Until: until, Score: 20, Count: 2})
+	ev := rec.waitN(t, 1)[0]
+	d := ev.Detail
+	if ev.DetailType != event.DetailTypeClientBanned || d.ClientAddress != "2001:db8:1:2::/64" || d.Protocol != "ftps" ||
+		d.User != "root" || !d.BannedUntil.Equal(until) || d.BannedUntil.Location() != time.UTC || d.Score != 20 || d.Bans != 2 ||
+		d.SessionID != "" || d.FailureReason == "" {
+		t.Errorf("event %+v", ev)
+	}
+	if err := event.ValidateGateway(ev); err != nil {
+		t.Error(err)
+	}
 }

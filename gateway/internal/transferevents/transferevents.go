@@ -1,5 +1,6 @@
 // Package transferevents emits Ferry's own gateway events (source "ferry.gateway"): "Transfer
-// Completed" and "Transfer Failed" for every upload, "Login Failed" for every refused login.
+// Completed" and "Transfer Failed" for every upload, "Login Failed" for every refused login,
+// "Client Banned" for every address the defender bans.
 // S3's own events cannot say which FTP/SFTP user uploaded an object; these can.
 //
 // Like transfermetrics it decorates a user's storage view, so every protocol gets the same

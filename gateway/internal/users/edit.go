@@ -456,6 +456,12 @@ func renderEntry(e Entry, dash, key int) []string {
 	if len(e.AllowedCIDRs) > 0 {
 		add("allowed_cidrs", quoteList(e.AllowedCIDRs))
 	}
+	if e.Protocols != nil {
+		add("protocols", quoteList(e.Protocols))
+	}
+	if e.FTPPasswordOnly {
+		add("ftp_password_only", "true")
+	}
 	if e.Disabled {
 		add("disabled", "true")
 	}

@@ -26,6 +26,8 @@ import (
 //	    home: incoming/alice/             # required; "" is the whole bucket
 //	    permissions: [list, download]     # required; ["*"] is everything
 //	    allowed_cidrs: [10.0.0.0/8]       # default: any address
+//	    protocols: [sftp, ftp]            # default: both (ftp covers FTPS)
+//	    ftp_password_only: false          # auth: both over FTP with the password alone
 //	    disabled: false
 //	    s3_keys:                          # `ferry user s3-key add`: the secret is sealed
 //	      - {id: FRY…, secret: "v1:…", created: "2026-12-06T10:00:00Z"}
@@ -43,7 +45,11 @@ type Entry struct {
 	Home         string   `yaml:"home"`
 	Permissions  []string `yaml:"permissions"`
 	AllowedCIDRs []string `yaml:"allowed_cidrs"`
-	Disabled     bool     `yaml:"disabled"`
+	// Protocols lists the front ends the user may use, "sftp" and "ftp" (FTP and FTPS); nil
+	// (absent) means both.
+	Protocols       []string `yaml:"protocols"`
+	FTPPasswordOnly bool     `yaml:"ftp_password_only"`
+	Disabled        bool     `yaml:"disabled"`
 	// S3Keys are written by `ferry user s3-key add`; never by hand (the secret is sealed).
 	S3Keys []S3KeyEntry `yaml:"s3_keys"`
 }
@@ -137,7 +143,8 @@ type reportFunc func(field, format string, args ...any)
 // names each bad field.
 func (e Entry) Check() error {
 	var problems []error
-	build(e, func(string) bool { return true }, func(field, format string, args ...any) {
+	present := func(field string) bool { return field != "protocols" || e.Protocols != nil }
+	build(e, present, func(field, format string, args ...any) {
 		problems = append(problems, &strictyaml.Problem{Path: field, Msg: fmt.Sprintf(format, args...)})
 	}, func(string, string, ...any) {})
 	return strictyaml.Join(problems)
@@ -146,7 +153,8 @@ func (e Entry) Check() error {
 // build turns an entry into a User, reporting each problem through errf with the field's name
 // relative to the entry ("home", "public_keys[1]"). present says whether a field was written.
 func build(e Entry, present func(string) bool, errf, warnf reportFunc) *User {
-	u := &User{Name: e.Name, PasswordHash: e.PasswordHash, Auth: e.Auth, Bucket: e.Bucket, Disabled: e.Disabled}
+	u := &User{Name: e.Name, PasswordHash: e.PasswordHash, Auth: e.Auth, Bucket: e.Bucket, Disabled: e.Disabled,
+		FTPPasswordOnly: e.FTPPasswordOnly}
 	if msg := nameProblem(e.Name); msg != "" {
 		errf("name", "%s", msg)
 	}
@@ -223,7 +231,49 @@ func build(e Entry, present func(string) bool, errf, warnf reportFunc) *User {
 		}
 		u.AllowedCIDRs = append(u.AllowedCIDRs, p)
 	}
+	checkProtocols(e, u, present("protocols"), errf, warnf)
 	return u
+}
+
+// checkProtocols parses e's protocols into u and reports a user FTP cannot log in: an error when
+// the entry names ftp itself (what it asks for cannot happen), a warning when ftp is only the
+// default (the refusal is safe, and `ferry check` shows it).
+func checkProtocols(e Entry, u *User, written bool, errf, warnf reportFunc) {
+	u.Protocols = AllProtocols
+	if written {
+		u.Protocols = Protocols{}
+		if len(e.Protocols) == 0 {
+			errf("protocols", "empty: the user could log in nowhere (use disabled: true to refuse every login)")
+		}
+		for j, p := range e.Protocols {
+			switch p {
+			case ProtoSFTP:
+				u.Protocols.SFTP = true
+			case ProtoFTP:
+				u.Protocols.FTP = true
+			default:
+				errf(fmt.Sprintf("protocols[%d]", j), "unknown protocol %q (known: sftp, ftp; ftp covers FTPS)", p)
+			}
+		}
+	}
+	if e.FTPPasswordOnly && (e.Auth != AuthBoth || !u.Protocols.FTP) {
+		warnf("ftp_password_only", "has no effect: it only matters for a user with auth: both who may use ftp")
+	}
+	if e.Disabled || !u.Protocols.FTP {
+		return
+	}
+	switch {
+	case e.PasswordHash == "" && len(e.PublicKeys) > 0 && written:
+		errf("protocols", "ftp logs in with a password and the user has none: remove ftp or set password_hash")
+	case e.PasswordHash == "" && len(e.PublicKeys) > 0:
+		warnf("", "no password_hash, so FTP logins are refused; write protocols: [sftp] to say so")
+	case e.Auth == AuthBoth && !e.FTPPasswordOnly && e.PasswordHash != "" && len(e.PublicKeys) > 0 && written:
+		errf("protocols", "auth: both asks for an SSH key, which FTP cannot offer: remove ftp, "+
+			"or set ftp_password_only: true to let the password alone log in over FTP")
+	case e.Auth == AuthBoth && !e.FTPPasswordOnly && e.PasswordHash != "" && len(e.PublicKeys) > 0:
+		warnf("auth", "auth: both asks for an SSH key, which FTP cannot offer, so FTP logins are refused: "+
+			"write protocols: [sftp], or ftp_password_only: true to let the password alone log in over FTP")
+	}
 }
 
 func nameProblem(name string) string {

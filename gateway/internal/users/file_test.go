@@ -20,6 +20,7 @@ users:
     home: incoming/alice
     permissions: [list, download, upload]
     allowed_cidrs: [10.1.2.3/8, 192.0.2.7, "::ffff:192.0.2.8"]
+    protocols: [sftp]
   - name: bob.smith@example
     public_keys:
       - ` + line + `
@@ -42,6 +43,7 @@ users:
 		Name: "alice", PasswordHash: hash, PublicKeys: a.PublicKeys, Auth: AuthBoth, Bucket: "other-bucket",
 		Home: "incoming/alice/", Permissions: Permissions{List: true, Download: true, Upload: true},
 		AllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("192.0.2.8/32")},
+		Protocols:    Protocols{SFTP: true},
 	}
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("alice = %+v\nwant    %+v", a, want)
@@ -50,7 +52,7 @@ users:
 		t.Errorf("alice's key not parsed")
 	}
 	b := users[1]
-	if b.Auth != AuthAny || b.Home != "" || !b.Disabled || b.Permissions.ReadOnly() || !b.Permissions.Mkdir {
+	if b.Auth != AuthAny || b.Home != "" || !b.Disabled || b.Permissions.ReadOnly() || !b.Permissions.Mkdir || b.Protocols != AllProtocols {
 		t.Errorf("bob = %+v", b)
 	}
 }

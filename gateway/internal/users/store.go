@@ -57,6 +57,8 @@ type Store struct {
 	loadErr         error             // why no users are loaded yet (Options.AllowUnloaded); guarded by reloadMu
 	dummyHashes     map[int][]byte    // cost -> hash of a random password; guarded by reloadMu
 	dummyKeyBlob    []byte
+
+	subs subscribers // told of every reload that changed users
 }
 
 type snapshot struct {
@@ -222,7 +224,9 @@ func (s *Store) reloadLocked(ctx context.Context, force bool) (bool, error) {
 	if snap.dummyHash, err = s.dummyHash(commonCost(users)); err != nil {
 		return true, err
 	}
+	old := s.cur.Load()
 	s.cur.Store(snap)
+	s.notify(old, snap)
 	s.rejectedSum, s.rejectedVersion, s.loadErr = [sha256.Size]byte{}, "", nil
 	for _, w := range warnings {
 		s.logger.Warn("users file: " + w)
@@ -345,4 +349,46 @@ func discard(l *slog.Logger) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return l
+}
+
+// ForProtocol returns the store's login checks for one front end ("sftp", "ftp"): a user that
+// protocol may not serve (User.Allows) is refused like any other failed login, after the same
+// work, and with the same error.
+func (s *Store) ForProtocol(protocol string) *ProtocolAuth {
+	return &ProtocolAuth{s: s, protocol: protocol}
+}
+
+// ProtocolAuth checks logins for one protocol (see Store.ForProtocol).
+type ProtocolAuth struct {
+	s        *Store
+	protocol string
+}
+
+// CheckPassword is Store.CheckPassword, refusing users the protocol may not serve.
+func (a *ProtocolAuth) CheckPassword(ctx context.Context, name, password string, remote netip.Addr) (*User, error) {
+	u, err := a.s.CheckPassword(ctx, name, password, remote)
+	if err != nil {
+		return nil, err
+	}
+	return a.admit(u)
+}
+
+// CheckPublicKey is Store.CheckPublicKey, refusing users the protocol may not serve.
+func (a *ProtocolAuth) CheckPublicKey(ctx context.Context, name string, key ssh.PublicKey, remote netip.Addr) (*User, error) {
+	u, err := a.s.CheckPublicKey(ctx, name, key, remote)
+	if err != nil {
+		return nil, err
+	}
+	return a.admit(u)
+}
+
+func (a *ProtocolAuth) admit(u *User) (*User, error) {
+	if u.Allows(a.protocol) {
+		return u, nil
+	}
+	why := a.protocol + " is not in the user's protocols"
+	if a.protocol != ProtoSFTP {
+		why = u.FTPProblem()
+	}
+	return nil, authFailed("protocol refused: " + why)
 }

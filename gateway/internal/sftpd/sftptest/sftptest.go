@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -40,6 +41,9 @@ type Options struct {
 	// Storage defaults to the FS given to Start, restricted by each user's permissions.
 	Storage func(*users.User) (storage.FS, error)
 	Auth    sftpd.Authenticator // defaults to NewAuth(users...)
+	// Gate and Sessions are passed to the server as they are (nil: none).
+	Gate     sftpd.Gate
+	Sessions sftpd.Sessions
 }
 
 // Start serves fsys (every user sees it as their home, limited by their permissions) until the
@@ -73,7 +77,8 @@ func StartWith(t testing.TB, opts Options, us ...*users.User) *Server {
 	logs := &logbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).
 		With("component", "sftpd", "protocol", "sftp")
-	srv, err := sftpd.New(cfg, sftpd.Deps{Auth: auth, Storage: opts.Storage, Logger: logger})
+	srv, err := sftpd.New(cfg, sftpd.Deps{Auth: auth, Storage: opts.Storage, Logger: logger,
+		Gate: opts.Gate, Sessions: opts.Sessions})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +183,7 @@ func NewAuth(us ...*users.User) *Auth {
 	return a
 }
 
-var errAuth = errors.New("sftptest: authentication failed")
+var errAuth = fmt.Errorf("sftptest: %w", users.ErrAuth)
 
 // CheckPassword implements sftpd.Authenticator.
 func (a *Auth) CheckPassword(_ context.Context, name, password string, _ netip.Addr) (*users.User, error) {
