@@ -62,10 +62,10 @@ func TestS3Faults(t *testing.T) {
 	for w := range workers {
 		user := e.Users[w]
 		proto := "sftp"
-		var c Client = &SFTPClient{Addr: e.SFTP, User: user}
+		var c Client = &SFTPClient{Addr: e.SFTP, User: user, From: Partner(w)}
 		if w >= workers/2 {
 			proto = "ftp"
-			c = &FTPClient{Addr: e.FTP, User: user}
+			c = &FTPClient{Addr: e.FTP, User: user, From: Partner(w)}
 		}
 		wg.Go(func() {
 			defer c.Close()

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -114,11 +115,15 @@ ftp:
   passive_ports: ""
   max_clients: %d
   tls: {mode: none}
+# Every session of a run logs in at the same moment; with bcrypt checked a few at a time, more
+# than the default 128 wait for their turn at once.
+connections:
+  max_unauthenticated: %d
 log:
   level: info
   format: json
 %s
-`, e.SFTP, e.FTP, e.Metrics, e.Health, e.S3.Bucket, endpoint, e.S3.Region, o.StallTimeout, o.MaxSessions, o.MaxSessions, o.Extra))
+`, e.SFTP, e.FTP, e.Metrics, e.Health, e.S3.Bucket, endpoint, e.S3.Region, o.StallTimeout, o.MaxSessions, o.MaxSessions, o.MaxSessions, o.Extra))
 	e.Proc = ferryproc.Start(t, bin, cfg, "AWS_ACCESS_KEY_ID="+e.S3.AccessKey, "AWS_SECRET_ACCESS_KEY="+e.S3.Secret)
 	e.Proc.WaitListening(t, e.SFTP, e.FTP, e.Metrics, e.Health)
 	return e
@@ -141,9 +146,24 @@ type Client interface {
 	Close()
 }
 
+// Partner is the loopback source address of client n: clients spread over 127.0.0.2–127.0.0.61
+// as partners come from their own addresses, so the gateway's per-address limits and defender
+// see a crowd of partners rather than one address opening hundreds of connections.
+func Partner(n int) string { return fmt.Sprintf("127.0.0.%d", 2+n%60) }
+
+// dialer dials from the source address from ("" = any).
+func dialer(from string) *net.Dialer {
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	return d
+}
+
 // SFTPClient is a pkg/sftp client (concurrent, out-of-order writes and reads, as OpenSSH).
 type SFTPClient struct {
 	Addr, User string
+	From       string // source address (Partner); "" = any
 	conn       *ssh.Client
 	c          *sftp.Client
 }
@@ -152,11 +172,17 @@ func (s *SFTPClient) connect() error {
 	if s.c != nil {
 		return nil
 	}
-	conn, err := ssh.Dial("tcp", s.Addr, &ssh.ClientConfig{User: s.User, Auth: []ssh.AuthMethod{ssh.Password(Password(s.User))},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second})
+	nc, err := dialer(s.From).Dial("tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("sftp login: %w", err)
 	}
+	cc, chans, reqs, err := ssh.NewClientConn(nc, s.Addr, &ssh.ClientConfig{User: s.User,
+		Auth: []ssh.AuthMethod{ssh.Password(Password(s.User))}, HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second})
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("sftp login: %w", err)
+	}
+	conn := ssh.NewClient(cc, chans, reqs)
 	c, err := sftp.NewClient(conn, sftp.UseConcurrentWrites(true))
 	if err != nil {
 		conn.Close()
@@ -220,6 +246,7 @@ func (s *SFTPClient) resetOn(err *error) {
 // FTPClient is a jlaffaye/ftp client in passive mode over plain FTP.
 type FTPClient struct {
 	Addr, User string
+	From       string // source address (Partner) of the control and data connections; "" = any
 	c          *ftp.ServerConn
 }
 
@@ -227,7 +254,7 @@ func (f *FTPClient) connect() error {
 	if f.c != nil {
 		return nil
 	}
-	c, err := ftp.Dial(f.Addr, ftp.DialWithTimeout(30*time.Second))
+	c, err := ftp.Dial(f.Addr, ftp.DialWithTimeout(30*time.Second), ftp.DialWithDialFunc(dialer(f.From).Dial))
 	if err != nil {
 		return fmt.Errorf("ftp connect: %w", err)
 	}

@@ -93,10 +93,10 @@ func TestLoad(t *testing.T) {
 	for s := range loadSessions {
 		user := e.Users[s%loadUsers]
 		proto := "sftp"
-		var c Client = &SFTPClient{Addr: e.SFTP, User: user}
+		var c Client = &SFTPClient{Addr: e.SFTP, User: user, From: Partner(s)}
 		if s%2 == 1 {
 			proto = "ftp"
-			c = &FTPClient{Addr: e.FTP, User: user}
+			c = &FTPClient{Addr: e.FTP, User: user, From: Partner(s)}
 		}
 		wg.Go(func() {
 			defer c.Close()
