@@ -311,8 +311,9 @@ func (r *reorderWriter) writeDirectLocked(p []byte, off, end int64) error {
 	}
 	r.mu.Lock()
 	r.written += int64(m)
-	if r.ahead > 0 {
-		// Blocks wholly below next hold only bytes p has just stored.
+	if len(r.blocks) > 0 {
+		// Blocks wholly below next hold only bytes already stored (p's duplicates, or none:
+		// a block a flush left part-way through).
 		for idx := off / blockBytes; idx < end/blockBytes; idx++ {
 			r.freeLocked(idx)
 		}

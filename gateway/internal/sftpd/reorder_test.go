@@ -381,6 +381,35 @@ func TestReorderWaitsForMemory(t *testing.T) {
 	}
 }
 
+// A block a flush drained part-way is freed once in-order writes pass it, not kept until Close:
+// an upload holds window memory only for data it actually buffers.
+func TestReorderFreesDrainedBlocks(t *testing.T) {
+	mem := testMem(t)
+	r := newReorderWriter(t.Context(), &slowBuffer{}, 16<<20, time.Second, mem)
+	ahead := make([]byte, 1000)
+	for i := range 50 {
+		base := int64(i) * (2 * blockBytes / 3) // some blocks are drained twice, some passed by direct writes
+		if _, err := r.WriteAt(ahead, base+1000); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.WriteAt(make([]byte, 1000), base); err != nil { // flushes to base+2000
+			t.Fatal(err)
+		}
+		if _, err := r.WriteAt(make([]byte, 2*blockBytes/3-2000), base+2000); err != nil {
+			t.Fatal(err)
+		}
+		if got := mem.Reserved(); got > blockCost {
+			t.Fatalf("step %d: %d bytes reserved with nothing buffered, want at most one block", i, got)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if mem.Reserved() != 0 {
+		t.Fatalf("%d bytes reserved after Close", mem.Reserved())
+	}
+}
+
 func TestReorderConflictAcrossBlocks(t *testing.T) {
 	mem := testMem(t)
 	r := newReorderWriter(t.Context(), &slowBuffer{}, 16<<20, time.Second, mem)
