@@ -26,6 +26,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 	"github.com/ferrygw/ferry/gateway/internal/transfermetrics"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,14 +45,19 @@ type server interface {
 func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	startMemoryLimit(ctx, int64(cfg.MemoryLimit), logger)
+	limiter := newMemoryLimiter(int64(cfg.MemoryLimit), logger)
+	mem, err := transfermem.New(transfermem.Config{
+		Limit: int64(cfg.Limits.TransferMemory), Wait: cfg.Limits.TransferMemoryWait, OnChange: limiter.onChange(),
+	})
+	if err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	mem.SetShare(int64(cfg.Limits.PerUser()))
+	runMemory(ctx, limiter, mem)
 
 	r := &runner{logger: logger}
 	defer r.stop()
-	var (
-		local *embedded
-		err   error
-	)
+	var local *embedded
 	s3cfg := cfg.Storage.S3
 	if e := cfg.Embedded.S3; e.Enabled() {
 		local, err = startEmbedded(cfg, logger)
@@ -83,6 +89,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		PartSize:      int64(s3cfg.PartSize),
 		Concurrency:   s3cfg.Concurrency,
 		MaxRenameKeys: s3cfg.MaxRenameKeys,
+		Memory:        mem,
 		Logger:        logger.With("component", "s3store"),
 	})
 	if err != nil {
@@ -90,6 +97,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	transfers := transfermetrics.New(reg)
+	refused := registerLimits(reg, mem)
 	events, stopEvents, err := newGatewayEvents(ctx, cfg, local, reg, logger)
 	if err != nil {
 		return err
@@ -97,7 +105,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	defer stopEvents()
 	homes := func(protocol string) func(u *users.User) (storage.FS, error) {
 		return func(u *users.User) (storage.FS, error) {
-			var fsys storage.FS = access.Restrict(store.Home(u.Bucket, u.Home), u.Permissions)
+			var fsys storage.FS = access.Restrict(store.UserHome(u.Name, u.Bucket, u.Home), u.Permissions)
 			if events != nil {
 				fsys = events.Wrap(fsys, protocol) // inside transfermetrics: it needs the upload's Committer
 			}
@@ -149,7 +157,10 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			Banner:           cfg.SFTP.Banner,
 			WriteWindow:      int64(cfg.SFTP.WriteWindow),
 			WriteWaitTimeout: cfg.SFTP.WriteWaitTimeout,
-		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp")})
+			MaxUploads:       cfg.Limits.UploadsPerSession,
+			MaxChannels:      cfg.Limits.ChannelsPerConnection,
+		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Memory: mem, Refused: refused("sftp"),
+			Logger: logger.With("component", "sftpd", "protocol", "sftp")})
 		if err != nil {
 			return err
 		}

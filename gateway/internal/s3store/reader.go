@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 )
 
 // errChanged says the object was replaced while it was being read.
@@ -53,7 +54,8 @@ type reader struct {
 
 	mu         sync.Mutex
 	main, back stream
-	off        int64 // for Read and Seek
+	lease      *transfermem.Lease // the rings' memory
+	off        int64              // for Read and Seek
 	closed     bool
 	gets       int // GETs made, for tests
 }
@@ -117,6 +119,12 @@ func (r *reader) Close() error {
 	r.closed = true
 	r.main.drop()
 	r.back.drop()
+	if r.lease != nil {
+		r.lease.Free(r.main.ring)
+		r.lease.Free(r.back.ring)
+		r.lease.Release()
+		r.lease = nil
+	}
 	r.main.ring, r.back.ring = nil, nil
 	return nil
 }
@@ -204,7 +212,21 @@ func (r *reader) reaching(off int64) *stream {
 func (r *reader) open(s *stream, off int64) error {
 	s.drop()
 	if s.ring == nil {
-		s.ring = make([]byte, min(int64(r.h.s.cfg.ReadBuffer), r.size))
+		// The ring is transfer memory: wait for it like an upload waits for a part.
+		n := min(int64(r.h.s.cfg.ReadBuffer), r.size)
+		var err error
+		if r.lease == nil {
+			r.lease, err = r.h.s.memory(r.h.user).Reserve(r.ctx, n)
+		} else {
+			err = r.lease.Grow(r.ctx, n)
+		}
+		if err != nil {
+			if errors.Is(err, transfermem.ErrExhausted) {
+				err = fmt.Errorf("%w: %w", storage.ErrBusy, err)
+			}
+			return pathErr("read", r.name, err)
+		}
+		s.ring = r.lease.Alloc(int(n))
 	}
 	r.gets++
 	out, err := r.h.s.api.GetObject(r.ctx, &s3.GetObjectInput{

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 	"github.com/ferrygw/ferry/gateway/internal/vpath"
 )
 
@@ -43,7 +44,10 @@ type Config struct {
 	ReadBuffer int
 	// ListPageSize is the keys asked for per ListObjectsV2 page (default and maximum 1000).
 	ListPageSize int32
-	Logger       *slog.Logger // default discards
+	// Memory is the transfer memory that part buffers and read-ahead rings come from, each
+	// user's through their share (default: a budget of the package transfermem defaults).
+	Memory *transfermem.Budget
+	Logger *slog.Logger // default discards
 }
 
 // Store is the S3 storage for all homes of one gateway.
@@ -52,9 +56,7 @@ type Store struct {
 	cfg Config
 	log *slog.Logger
 
-	freeBufs chan []byte  // part buffers (cap cfg.PartSize) ready for reuse
-	uploads  atomic.Int64 // uploads not yet closed or aborted
-	clock    atomic.Int64 // last attribute marker stamp (see stamp)
+	clock atomic.Int64 // last attribute marker stamp (see stamp)
 
 	// copyLimit and copyPart are maxCopySize and copyPartSize; tests lower them.
 	copyLimit, copyPart int64
@@ -96,6 +98,13 @@ func New(api API, cfg Config) (*Store, error) {
 		cfg.ListPageSize < 0 || cfg.ListPageSize > 1000 {
 		errs = append(errs, errors.New("s3store: negative limit or list page size over 1000"))
 	}
+	if cfg.Memory == nil {
+		mem, err := transfermem.New(transfermem.Config{})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("s3store: %w", err))
+		}
+		cfg.Memory = mem
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -104,19 +113,29 @@ func New(api API, cfg Config) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{api: api, cfg: cfg, log: log.With("component", "s3store"),
-		// One upload's worth; concurrent uploads allocate what they need beyond it.
-		freeBufs:  make(chan []byte, cfg.Concurrency+1),
 		copyLimit: maxCopySize, copyPart: copyPartSize}, nil
+}
+
+// memory is the transfer memory of user ("" = not a user's: the whole budget).
+func (s *Store) memory(user string) *transfermem.Budget {
+	if user == "" {
+		return s.cfg.Memory
+	}
+	return s.cfg.Memory.Share(user)
 }
 
 // Home returns the view of one home: bucket ("" = the default) and key prefix ("" = the bucket
 // root). An invalid prefix gives a view whose every call fails with storage.ErrInvalidPath.
-func (s *Store) Home(bucket, prefix string) storage.FS {
+func (s *Store) Home(bucket, prefix string) storage.FS { return s.UserHome("", bucket, prefix) }
+
+// UserHome is Home for a user: the transfers through it take the user's share of the transfer
+// memory (uploads already name their user in storage.CreateOptions; downloads need this).
+func (s *Store) UserHome(user, bucket, prefix string) storage.FS {
 	if bucket == "" {
 		bucket = s.cfg.Bucket
 	}
 	home, err := vpath.Home(prefix)
-	return &homeFS{s: s, bucket: bucket, home: home, err: err}
+	return &homeFS{s: s, bucket: bucket, home: home, err: err, user: user}
 }
 
 // homeFS is one home. It also implements storage.Setstater, storage.Hasher and
@@ -126,6 +145,7 @@ type homeFS struct {
 	bucket string
 	home   string
 	err    error
+	user   string // whose share of the transfer memory downloads take ("" = none in particular)
 }
 
 var (
