@@ -24,6 +24,15 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 )
 
+// objectChecksum is the checksum S3 keeps for every object Ferry writes, whole-object even for
+// multipart uploads (ChecksumType FULL_OBJECT, S3 combining the parts' CRCs). The SDK checks a
+// GET's body against it; with no algorithm named, S3 and versitygw give a multipart object a
+// CRC64NVME, which Go computes without hardware help (hash/crc64, slicing-by-8, its table
+// rebuilt on every read): measured 0.8 CPU-seconds per GiB downloaded, a quarter of an SFTP
+// download's CPU, where CRC32 (CLMUL) costs 0.05. The same CRC32 the SDK already sends with
+// each part, so uploads pay nothing more.
+const objectChecksum = types.ChecksumAlgorithmCrc32
+
 const (
 	// partsPerStep parts are uploaded at each part size before it doubles, so even the
 	// minimum part size reaches S3's 5 TiB object limit within its 10,000 parts.
@@ -207,6 +216,7 @@ func (u *upload) flush() error {
 	if u.uploadID == "" {
 		out, err := u.h.s.api.CreateMultipartUpload(u.ctx, &s3.CreateMultipartUploadInput{
 			Bucket: &u.h.bucket, Key: &u.key, Metadata: u.identity(), ContentType: contentType(u.name),
+			ChecksumAlgorithm: objectChecksum, ChecksumType: types.ChecksumTypeFullObject,
 		})
 		if err != nil {
 			return u.setErr(pathErr("write", u.name, err))
@@ -235,7 +245,7 @@ func (u *upload) sendPart(num int32, body *partBody, reserved int64) {
 	defer func() { <-u.sem }()
 	out, err := u.h.s.api.UploadPart(u.ctx, &s3.UploadPartInput{
 		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID, PartNumber: aws.Int32(num),
-		Body: body, ContentLength: aws.Int64(body.size),
+		Body: body, ContentLength: aws.Int64(body.size), ChecksumAlgorithm: objectChecksum,
 	})
 	// On failure the blocks are not reused: the HTTP transport may still be reading them.
 	u.giveBack(body.blocks, reserved, err == nil)
@@ -244,7 +254,7 @@ func (u *upload) sendPart(num int32, body *partBody, reserved int64) {
 		return
 	}
 	u.mu.Lock()
-	u.done = append(u.done, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+	u.done = append(u.done, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num), ChecksumCRC32: out.ChecksumCRC32})
 	u.mu.Unlock()
 }
 
@@ -341,6 +351,7 @@ func (u *upload) commit() error {
 		out, err := u.h.s.api.PutObject(u.ctx, &s3.PutObjectInput{
 			Bucket: &u.h.bucket, Key: &u.key, Body: &partBody{blocks: u.part, size: u.partLen},
 			ContentLength: aws.Int64(u.partLen), Metadata: meta, ContentType: contentType(u.name),
+			ChecksumAlgorithm: objectChecksum,
 		})
 		if err != nil {
 			return pathErr("close", u.name, err)
@@ -365,7 +376,7 @@ func (u *upload) commit() error {
 	})
 	out, err := u.h.s.api.CompleteMultipartUpload(u.ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &u.h.bucket, Key: &u.key, UploadId: &u.uploadID,
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}, ChecksumType: types.ChecksumTypeFullObject,
 	})
 	if err != nil {
 		return pathErr("close", u.name, err)

@@ -2,8 +2,11 @@ package s3store
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"strings"
 	"testing"
@@ -380,5 +383,28 @@ func TestUploadWaitsForPartMemory(t *testing.T) {
 	}
 	if mem.Reserved() != 0 {
 		t.Fatalf("%d bytes still reserved", mem.Reserved())
+	}
+}
+
+// Multipart uploads get a whole-object CRC32 (not S3's default CRC64NVME, which Go computes in
+// software when the SDK checks a GET): HEAD shows it, and it is the CRC32 of the content.
+func TestMultipartObjectsHaveFullObjectCRC32(t *testing.T) {
+	e := newEnv(t, Config{PartSize: testPartSize})
+	for _, size := range []int{1000, 2*testPartSize + 7} {
+		data := randBytes(t, size)
+		put(t, e.fs, "/f", data)
+		key := "home/f"
+		out, err := e.raw.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &e.srv.Bucket, Key: &key, ChecksumMode: s3types.ChecksumModeEnabled})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum [4]byte
+		binary.BigEndian.PutUint32(sum[:], crc32.ChecksumIEEE(data))
+		want := base64.StdEncoding.EncodeToString(sum[:])
+		if got := aws.ToString(out.ChecksumCRC32); got != want || out.ChecksumType != s3types.ChecksumTypeFullObject || out.ChecksumCRC64NVME != nil {
+			t.Errorf("%d bytes: checksum crc32 %q type %q crc64nvme %v; want crc32 %q, FULL_OBJECT, no crc64nvme",
+				size, got, out.ChecksumType, aws.ToString(out.ChecksumCRC64NVME), want)
+		}
+		mustEqual(t, "read back", get(t, e.fs, "/f"), data)
 	}
 }
