@@ -22,15 +22,18 @@ const (
 
 // memoryLimiter keeps the runtime's soft memory limit at
 //
-//	transfer + max(floor, other + other/2)
+//	transfer + max(floor, other + max(floor*3/4, other))
 //
 // where transfer is the transfer memory allocated now (pooled part blocks, windows, rings; the
 // budget bounds it and reports every MiB it moves) and other is the rest of the live heap as of
-// the last GC. The GC's room for garbage is then the floor (or half the other live heap), the
-// same however many transfers run: transfer buffers are pooled and live, not garbage, so
-// collecting more often would free nothing. Without a limit Go lets the heap reach twice the
-// live data; a limit that ignores transfer memory (or follows the live heap with a small
-// margin) pins the GC at the limit as soon as buffers fill it, and it collects back to back.
+// the last GC (SSH and SFTP buffers of the sessions, goroutines' data, caches). The GC's room
+// for garbage is at least 3/4 of the floor, and as large as the other live heap once sessions
+// hold more (as GOGC=100 would give them): a collection's cost grows with the sessions (their
+// stacks and buffers are scanned), so the room must grow with them for the GC to cost the same
+// per byte moved at 50 transfers as at one. Transfer buffers are pooled and live, not garbage:
+// collecting more often would free nothing. A limit that ignores transfer memory (or follows
+// the live heap with a small margin) pins the GC at the limit as soon as buffers fill it, and
+// it collects back to back.
 type memoryLimiter struct {
 	floor    int64
 	live     func() int64      // live heap bytes
@@ -60,7 +63,7 @@ func (m *memoryLimiter) transferChanged(allocated int64) {
 }
 
 func (m *memoryLimiter) setLocked(transfer int64) {
-	want := transfer + max(m.floor, m.other+m.other/2)
+	want := transfer + max(m.floor, m.other+max(m.floor*3/4, m.other))
 	if want != m.cur {
 		m.set(want)
 		m.cur = want

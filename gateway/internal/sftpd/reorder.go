@@ -35,8 +35,6 @@ const (
 	blockBytes = transfermem.BlockSize
 	blockWords = blockBytes / 64
 	blockCost  = blockBytes + blockWords*8
-	// memoryPoll is how often a write waiting for transfer memory looks again.
-	memoryPoll = 10 * time.Millisecond
 )
 
 // reorderWriter turns the out-of-order WriteAt calls an SFTP server sees into the sequential
@@ -48,7 +46,9 @@ const (
 // received ahead of next is buffered, as long as it lies within [written, written+window) and
 // the transfer memory has room for it: a write further ahead, or one that finds no memory,
 // waits (which holds back its worker and, through the client's in-flight limit, the client)
-// until it can be buffered or written, or fails after timeout without progress.
+// until this upload moves on (it may then be buffered or, once at next, written), or fails after
+// timeout without progress. Memory freed by other uploads does not wake it: it never needs it
+// to make progress, and a few hundred waiting writes polling for memory cost whole CPUs.
 //
 // Buffered data lives in blocks of transfermem.BlockSize bytes indexed by offset/BlockSize, each
 // with a bitmap of the bytes received, so a write costs O(1) plus O(its length), whatever the
@@ -172,7 +172,9 @@ func (r *reorderWriter) WriteAt(p []byte, off int64) (int, error) {
 			}
 			noMemory = true
 		}
-		// Wait: beyond the window, or no memory to buffer in.
+		// Wait: beyond the window, or no memory to buffer in. Either way the write only has to
+		// wait for this upload to move on, not for memory freed elsewhere: once the gap before
+		// it fills it is written straight to storage, needing no window memory (see above).
 		if r.next != lastNext || r.written != lastWritten {
 			lastNext, lastWritten = r.next, r.written
 			deadline = time.Now().Add(r.timeout)
@@ -184,9 +186,6 @@ func (r *reorderWriter) WriteAt(p []byte, off int64) (int, error) {
 				err = errNoMemory
 			}
 			return 0, r.failLocked(fmt.Errorf("write at offset %d, %d bytes stored: %w", off, r.next, err))
-		}
-		if noMemory {
-			wait = min(wait, memoryPoll) // memory coming back is not signalled here: look again soon
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
