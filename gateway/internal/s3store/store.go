@@ -33,7 +33,9 @@ const (
 type Config struct {
 	Bucket string // default bucket, for homes that name none
 	// PartSize is the multipart part size and the largest object written with one PutObject
-	// (default 8 MiB, at least 5 MiB). An upload holds at most (Concurrency+1)*PartSize.
+	// (default 5 MiB, at least 5 MiB). An upload holds at most (Concurrency+1)*PartSize, from
+	// Memory. Parts double every 1000 (S3 allows 10,000 per object), so an object beyond ~75 GiB
+	// needs parts of 80 MiB and more, which a user's share of Memory must hold.
 	PartSize    int64
 	Concurrency int // parts in flight per upload and keys copied at once per rename (default 4)
 	// MaxRenameKeys is the most keys a directory rename moves (default 1000); a bigger
@@ -62,12 +64,12 @@ type Store struct {
 	copyLimit, copyPart int64
 }
 
-// New returns a Store over api.
 // DefaultPartSize is S3's minimum part size, as the SDK's transfer manager uses: an upload
-// holds (Concurrency+1) parts in memory, and 5 MiB parts keep a one-upload gateway within
-// 64 MiB of RSS under the default memory_limit, where 8 MiB parts did not.
+// holds up to (Concurrency+1) parts of transfer memory, and a user's share of it limits how
+// many large uploads they run at once.
 const DefaultPartSize = 5 << 20
 
+// New returns a Store over api.
 func New(api API, cfg Config) (*Store, error) {
 	if api == nil {
 		return nil, errors.New("s3store: nil S3 client")
