@@ -46,7 +46,9 @@ var kinds = []struct {
 	// 552 for STOR/APPE/RNTO through ftpserverlib's ErrStorageExceeded.
 	{storage.ErrTooLarge, "Operation exceeds a configured limit", errors.Join(storage.ErrTooLarge, ftpserver.ErrStorageExceeded)},
 	{storage.ErrUnsupported, "Operation not supported", storage.ErrUnsupported},
-	{storage.ErrBusy, "Server busy: try again later", storage.ErrBusy},
+	// Busy is transient, but ftpserverlib v0.30.0 answers a failed transfer only with 550, 552
+	// or 553: 552 ("exceeded storage allocation") is the one that names a resource limit.
+	{storage.ErrBusy, "Server busy: try again later", errors.Join(storage.ErrBusy, ftpserver.ErrStorageExceeded)},
 	{storage.ErrAborted, "Transfer aborted", storage.ErrAborted},
 	{context.Canceled, "Connection closed", context.Canceled},
 }
