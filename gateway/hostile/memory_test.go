@@ -14,7 +14,7 @@ import (
 )
 
 // overhead is what the gateway's RSS may exceed its transfer memory budget by: the code and
-// runtime (about 25 MiB idle), the GC's room for garbage (memory_limit, default 32 MiB) and the
+// runtime (about 25 MiB idle), the GC's room for garbage (memory_limit, default 24 MiB) and the
 // buffers of the SSH and SFTP layers and goroutine stacks of the sessions in a test (each SFTP
 // session keeps up to ~30 packets of 32 KiB in flight; each channel some goroutines).
 const overhead = 96 * MiB

@@ -45,7 +45,7 @@ type Config struct {
 	// plus the transfer memory allocated at the moment (limits.transfer_memory bounds that),
 	// and grows with the rest of the live heap (x1.5) when many sessions need more, so the GC
 	// never fights memory the gateway legitimately holds. 0 leaves Go's default (no limit);
-	// GOMEMLIMIT in the environment overrides it. Default 32MiB.
+	// GOMEMLIMIT in the environment overrides it. Default 24MiB.
 	MemoryLimit Size `yaml:"memory_limit"`
 
 	file string               // the file it was read from, for messages
@@ -295,7 +295,7 @@ func Default() *Config {
 		},
 		UsersFile:         "users.yaml",
 		UsersPollInterval: 30 * time.Second,
-		MemoryLimit:       32 * MiB,
+		MemoryLimit:       24 * MiB,
 		Limits: Limits{
 			TransferMemory:        256 * MiB,
 			TransferMemoryWait:    30 * time.Second,

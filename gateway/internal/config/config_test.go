@@ -344,7 +344,7 @@ host_keys:
 func TestMemoryLimit(t *testing.T) {
 	c := Default()
 	c.Storage.S3.Bucket = "ferry"
-	if err := c.Validate(); err != nil || c.MemoryLimit != 32*MiB {
+	if err := c.Validate(); err != nil || c.MemoryLimit != 24*MiB {
 		t.Fatalf("default memory limit %s, validate: %v", c.MemoryLimit, err)
 	}
 	c.MemoryLimit = 0 // Go's default
