@@ -179,6 +179,7 @@ func (r racingRenamer) RenameNoReplace(ctx context.Context, from, to string) err
 	r.onRename()
 	return r.FS.RenameNoReplace(ctx, from, to)
 }
+
 // A live view follows the permissions at each operation: a session loses an upload right on
 // its next command, and gets it back the same way.
 func TestLiveFollowsPermissions(t *testing.T) {

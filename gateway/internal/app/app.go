@@ -31,6 +31,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/transferevents"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 	"github.com/ferrygw/ferry/gateway/internal/transfermetrics"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/event"
@@ -51,14 +52,19 @@ type server interface {
 func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	startMemoryLimit(ctx, int64(cfg.MemoryLimit), logger)
+	limiter := newMemoryLimiter(int64(cfg.MemoryLimit), logger)
+	mem, err := transfermem.New(transfermem.Config{
+		Limit: int64(cfg.Limits.TransferMemory), Wait: cfg.Limits.TransferMemoryWait, OnChange: limiter.onChange(),
+	})
+	if err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	mem.SetShare(int64(cfg.Limits.PerUser()))
+	runMemory(ctx, limiter, mem)
 
 	r := &runner{logger: logger, drain: cfg.DrainTimeout}
 	defer r.stop()
-	var (
-		local *embedded
-		err   error
-	)
+	var local *embedded
 	reg := prometheus.NewRegistry()
 	s3cfg := cfg.Storage.S3
 	if e := cfg.Embedded.S3; e.Enabled() {
@@ -94,6 +100,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 
 	transfers := transfermetrics.New(reg)
 	sessionCounts := sessionmetrics.New(reg)
+	refused := registerLimits(reg, mem)
 	events, stopEvents, err := newGatewayEvents(ctx, cfg, local, reg, logger)
 	if err != nil {
 		return err
@@ -108,6 +115,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		PartSize:      int64(s3cfg.PartSize),
 		Concurrency:   s3cfg.Concurrency,
 		MaxRenameKeys: s3cfg.MaxRenameKeys,
+		Memory:        mem,
 		Logger:        logger.With("component", "s3store"),
 	}
 	if journal != nil {
@@ -129,7 +137,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	homes := func(protocol string) func(u *users.User) (storage.FS, error) {
 		return func(u *users.User) (storage.FS, error) {
 			// The permissions in force at each operation, not at login.
-			var fsys storage.FS = access.Live(store.Home(u.Bucket, u.Home), livePermissions(userStore, u), access.User(u.Name))
+			var fsys storage.FS = access.Live(store.UserHome(u.Name, u.Bucket, u.Home), livePermissions(userStore, u), access.User(u.Name))
 			if events != nil {
 				fsys = events.Wrap(fsys, protocol) // inside transfermetrics: it needs the upload's Committer
 			}
@@ -194,7 +202,10 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 			WriteWindow:      int64(cfg.SFTP.WriteWindow),
 			WriteWaitTimeout: cfg.SFTP.WriteWaitTimeout,
 			LegacyAlgorithms: cfg.SFTP.LegacyAlgorithms,
-		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Logger: logger.With("component", "sftpd", "protocol", "sftp"),
+			MaxUploads:       cfg.Limits.UploadsPerSession,
+			MaxChannels:      cfg.Limits.ChannelsPerConnection,
+		}, sftpd.Deps{Auth: auth("sftp"), Storage: homes("sftp"), Memory: mem, Refused: refused("sftp"),
+			Logger:    logger.With("component", "sftpd", "protocol", "sftp"),
 			Available: checker.S3Available, Observer: sessionCounts, Gate: guard, Sessions: openSessions})
 		if err != nil {
 			return err

@@ -5,29 +5,45 @@ import (
 	"testing"
 )
 
-func TestMemoryLimiterFollowsLiveHeap(t *testing.T) {
+// The limit is the transfer memory plus room for the rest of the heap: it follows transfer
+// memory exactly (the budget reports it), so buffers many transfers legitimately hold never
+// push the GC into collecting back to back, and it keeps 3/4 of the floor above the other live
+// heap (or as much as that heap, when larger), so sessions do not make the GC run more often
+// per byte either.
+func TestMemoryLimiterAddsTransferMemory(t *testing.T) {
 	const MiB = 1 << 20
 	tests := []struct {
-		live, want int64
+		name           string
+		live, transfer int64
+		changed        int64 // a transferChanged report instead of an adjust, when > 0
+		want           int64
 	}{
-		{0, 56 * MiB},          // idle: the floor
-		{40 * MiB, 56 * MiB},   // one upload's buffers fit under it
-		{400 * MiB, 450 * MiB}, // ten uploads: live + 1/8, so the GC is not pinned at the limit
-		{10 * MiB, 56 * MiB},   // back down when they end
+		{name: "idle: the floor", live: 8 * MiB, want: 32 * MiB},
+		{name: "one upload: its buffers on top", live: 30 * MiB, transfer: 22 * MiB, want: 54 * MiB},
+		{name: "fifty uploads: room stays the floor", live: 264 * MiB, transfer: 256 * MiB, want: 288 * MiB},
+		{name: "budget reports between GCs", changed: 100 * MiB, want: 132 * MiB},
+		{name: "some sessions: their heap plus 3/4 of the floor", live: 260 * MiB, transfer: 240 * MiB, want: 284 * MiB},
+		{name: "many sessions: twice their heap", live: 340 * MiB, transfer: 240 * MiB, want: 440 * MiB},
+		{name: "back to idle", live: 8 * MiB, want: 32 * MiB},
 	}
-	var live int64
+	var live, transfer int64
 	var sets []int64
-	m := &memoryLimiter{floor: 56 * MiB, live: func() int64 { return live },
+	m := &memoryLimiter{floor: 32 * MiB, live: func() int64 { return live }, transfer: func() int64 { return transfer },
 		set: func(v int64) int64 { sets = append(sets, v); return 0 }}
 	for _, tt := range tests {
-		live = tt.live
-		m.adjust()
+		if tt.changed > 0 {
+			m.transferChanged(tt.changed)
+		} else {
+			live, transfer = tt.live, tt.transfer
+			m.adjust()
+		}
 		if m.cur != tt.want {
-			t.Errorf("live %d MiB: limit %d MiB, want %d MiB", tt.live/MiB, m.cur/MiB, tt.want/MiB)
+			t.Errorf("%s: limit %d MiB, want %d MiB", tt.name, m.cur/MiB, tt.want/MiB)
 		}
 	}
-	if len(sets) != 3 { // unchanged limits are not set again
-		t.Errorf("SetMemoryLimit called with %v, want 3 calls", sets)
+	m.adjust() // unchanged: not set again
+	if len(sets) != len(tests) {
+		t.Errorf("SetMemoryLimit called %d times (%v), want %d", len(sets), sets, len(tests))
 	}
 	runtime.GC() // live heap is measured by a GC
 	if l := liveHeap(); l <= 0 {

@@ -46,12 +46,15 @@ type Config struct {
 	// Recovery finds and aborts the multipart uploads a crashed gateway left (package recovery).
 	Recovery Recovery `yaml:"recovery"`
 	Log      Log      `yaml:"log"`
-	// MemoryLimit is the soft limit on the gateway's Go memory (heap, stacks, runtime; the
-	// process's RSS adds a few MiB of code). The GC collects more often to stay under it, which
-	// keeps an idle or one-transfer gateway small instead of letting the heap double. When
-	// transfers' buffers legitimately need more, the limit follows live memory (+1/8) so a busy
-	// gateway does not spend its CPU collecting. 0 leaves Go's default (no limit); GOMEMLIMIT
-	// in the environment overrides it. Default 44MiB.
+	// Limits bound what clients can make the gateway hold: transfer memory, uploads and
+	// channels.
+	Limits Limits `yaml:"limits"`
+	// MemoryLimit is the soft limit on the gateway's Go memory besides transfer memory (heap,
+	// stacks, runtime; the process's RSS adds a few MiB of code): the runtime's limit is this
+	// plus the transfer memory allocated at the moment (limits.transfer_memory bounds that),
+	// and grows with the rest of the live heap (x1.5) when many sessions need more, so the GC
+	// never fights memory the gateway legitimately holds. 0 leaves Go's default (no limit);
+	// GOMEMLIMIT in the environment overrides it. Default 24MiB.
 	MemoryLimit Size `yaml:"memory_limit"`
 	// DrainTimeout is how long transfers in progress may go on after SIGTERM (no new connection
 	// is accepted meanwhile); those still running then are aborted: no object, no pending
@@ -331,6 +334,33 @@ type EmbeddedS3 struct {
 // Enabled reports whether the embedded endpoint runs.
 func (e EmbeddedS3) Enabled() bool { return e.Listen != "" }
 
+// Limits bound the resources clients can make the gateway hold.
+type Limits struct {
+	// TransferMemory is the hard budget for transfer memory, for the whole process: S3 part
+	// buffers of uploads, SFTP reorder windows and download read-ahead, together. A transfer
+	// that needs memory while it is spent waits (holding back its client) up to
+	// TransferMemoryWait, then fails cleanly: an upload is aborted and leaves nothing.
+	TransferMemory Size `yaml:"transfer_memory"`
+	// TransferMemoryPerUser is the most of it one user's transfers hold at once, so one user
+	// cannot starve the others; 0 = a quarter of TransferMemory. It must hold a part
+	// (storage.s3.part_size) and a download's 4MiB read-ahead.
+	TransferMemoryPerUser Size          `yaml:"transfer_memory_per_user"`
+	TransferMemoryWait    time.Duration `yaml:"transfer_memory_wait"`
+	// UploadsPerSession limits the uploads open at once in one SFTP connection (all its
+	// channels); more are refused. FTP runs one transfer at a time per control connection.
+	UploadsPerSession int `yaml:"uploads_per_session"`
+	// ChannelsPerConnection limits the SSH channels open at once in one connection.
+	ChannelsPerConnection int `yaml:"channels_per_connection"`
+}
+
+// PerUser is the effective per-user share of the transfer memory.
+func (l Limits) PerUser() Size {
+	if l.TransferMemoryPerUser == 0 {
+		return l.TransferMemory / 4
+	}
+	return l.TransferMemoryPerUser
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug|info|warn|error
@@ -355,8 +385,14 @@ func Default() *Config {
 		},
 		UsersFile:         "users.yaml",
 		UsersPollInterval: 5 * time.Second,
-		MemoryLimit:       44 * MiB,
+		MemoryLimit:       24 * MiB,
 		DrainTimeout:      30 * time.Second,
+		Limits: Limits{
+			TransferMemory:        256 * MiB,
+			TransferMemoryWait:    30 * time.Second,
+			UploadsPerSession:     8,
+			ChannelsPerConnection: 10,
+		},
 		SFTP: SFTP{
 			IdleTimeout:      15 * time.Minute,
 			LoginTimeout:     30 * time.Second,

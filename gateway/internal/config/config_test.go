@@ -79,6 +79,12 @@ defender:
   safelist: [10.0.0.0/8, 192.0.2.7]
   max_tracked: 5000
 memory_limit: 128MiB
+limits:
+  transfer_memory: 1GiB
+  transfer_memory_per_user: 100MiB
+  transfer_memory_wait: 10s
+  uploads_per_session: 2
+  channels_per_connection: 3
 log:
   level: debug
   format: json
@@ -103,6 +109,8 @@ log:
 		MaxBanTime: 168 * time.Hour, Safelist: []string{"10.0.0.0/8", "192.0.2.7"}, MaxTracked: 5000}
 	want.Log = Log{Level: "debug", Format: "json"}
 	want.MemoryLimit = 128 * MiB
+	want.Limits = Limits{TransferMemory: GiB, TransferMemoryPerUser: 100 * MiB, TransferMemoryWait: 10 * time.Second,
+		UploadsPerSession: 2, ChannelsPerConnection: 3}
 	want.file, want.pos = c.file, c.pos
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -226,6 +234,13 @@ func TestValidate(t *testing.T) {
 		{"sessions", "sftp:\n  max_sessions: 0\n", ":5: sftp.max_sessions: must be at least 1"},
 		{"window", "sftp:\n  write_window: 1MiB\n", ":5: sftp.write_window: must be between 2MiB and 1GiB"},
 		{"wait", "sftp:\n  write_wait_timeout: 0s\n", ":5: sftp.write_wait_timeout: must be positive"},
+		{"transfer memory", "limits:\n  transfer_memory: 8MiB\n", ":5: limits.transfer_memory: must be at least 16MiB, got 8MiB"},
+		{"share too small for a part", "limits:\n  transfer_memory: 32MiB\n", ":5: limits.transfer_memory: each user's share (8MiB) must hold a part of storage.s3.part_size (5MiB) and a download's read-ahead (4MiB): at least 9MiB"},
+		{"share above the budget", "limits:\n  transfer_memory_per_user: 512MiB\n", ":5: limits.transfer_memory_per_user: must be between 0 (a quarter of limits.transfer_memory) and limits.transfer_memory (256MiB), got 512MiB"},
+		{"share too small for big parts", "    part_size: 64MiB\nlimits:\n  transfer_memory_per_user: 64MiB\n", ":6: limits.transfer_memory_per_user: each user's share (64MiB) must hold a part of storage.s3.part_size (64MiB)"},
+		{"memory wait", "limits:\n  transfer_memory_wait: 0s\n", ":5: limits.transfer_memory_wait: must be positive"},
+		{"uploads per session", "limits:\n  uploads_per_session: 0\n", ":5: limits.uploads_per_session: must be at least 1, got 0"},
+		{"channels per connection", "limits:\n  channels_per_connection: 0\n", ":5: limits.channels_per_connection: must be at least 1, got 0"},
 		{"level", "log:\n  level: verbose\n", ":5: log.level: must be debug, info, warn or error"},
 		{"format", "log:\n  format: xml\n", ":5: log.format: must be text or json"},
 		{"health addr", "listen:\n  health: nope\n", ":5: listen.health: must be host:port"},
@@ -360,7 +375,7 @@ host_keys:
 func TestMemoryLimit(t *testing.T) {
 	c := Default()
 	c.Storage.S3.Bucket = "ferry"
-	if err := c.Validate(); err != nil || c.MemoryLimit != 44*MiB {
+	if err := c.Validate(); err != nil || c.MemoryLimit != 24*MiB {
 		t.Fatalf("default memory limit %s, validate: %v", c.MemoryLimit, err)
 	}
 	c.MemoryLimit = 0 // Go's default

@@ -169,6 +169,7 @@ func (c *Config) Validate() error {
 	if c.MemoryLimit < 0 {
 		v.errorf("memory_limit", "must not be negative, got %s", c.MemoryLimit)
 	}
+	v.limits()
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -180,6 +181,36 @@ func (c *Config) Validate() error {
 		v.errorf("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	return strictyaml.Join(v.problems)
+}
+
+// readAhead is a download's read-ahead ring (s3store's default ReadBuffer), which every user's
+// share must hold beside a part.
+const readAhead = 4 * MiB
+
+func (v *validator) limits() {
+	l, part := v.c.Limits, v.c.Storage.S3.PartSize
+	if l.TransferMemory < 16*MiB {
+		v.errorf("limits.transfer_memory", "must be at least 16MiB, got %s", l.TransferMemory)
+	} else if l.TransferMemoryPerUser < 0 || l.TransferMemoryPerUser > l.TransferMemory {
+		v.errorf("limits.transfer_memory_per_user", "must be between 0 (a quarter of limits.transfer_memory) and limits.transfer_memory (%s), got %s",
+			l.TransferMemory, l.TransferMemoryPerUser)
+	} else if need := (part+256*KiB-1)/(256*KiB)*(256*KiB) + readAhead; part >= 5*MiB && l.PerUser() < need {
+		key := "limits.transfer_memory_per_user"
+		if l.TransferMemoryPerUser == 0 {
+			key = "limits.transfer_memory" // the share is a quarter of it
+		}
+		v.errorf(key, "each user's share (%s) must hold a part of storage.s3.part_size (%s) and a download's read-ahead (%s): at least %s",
+			l.PerUser(), part, Size(readAhead), need)
+	}
+	if l.TransferMemoryWait <= 0 {
+		v.errorf("limits.transfer_memory_wait", "must be positive, got %s", l.TransferMemoryWait)
+	}
+	if l.UploadsPerSession < 1 {
+		v.errorf("limits.uploads_per_session", "must be at least 1, got %d", l.UploadsPerSession)
+	}
+	if l.ChannelsPerConnection < 1 {
+		v.errorf("limits.channels_per_connection", "must be at least 1, got %d", l.ChannelsPerConnection)
+	}
 }
 
 func (v *validator) ftp() {

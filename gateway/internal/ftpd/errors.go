@@ -46,6 +46,9 @@ var kinds = []struct {
 	// 552 for STOR/APPE/RNTO through ftpserverlib's ErrStorageExceeded.
 	{storage.ErrTooLarge, "Operation exceeds a configured limit", errors.Join(storage.ErrTooLarge, ftpserver.ErrStorageExceeded)},
 	{storage.ErrUnsupported, "Operation not supported", storage.ErrUnsupported},
+	// Busy is transient, but ftpserverlib v0.30.0 answers a failed transfer only with 550, 552
+	// or 553: 552 ("exceeded storage allocation") is the one that names a resource limit.
+	{storage.ErrBusy, "Server busy: try again later", errors.Join(storage.ErrBusy, ftpserver.ErrStorageExceeded)},
 	{storage.ErrAborted, "Transfer aborted", storage.ErrAborted},
 	{context.Canceled, "Connection closed", context.Canceled},
 }
@@ -73,7 +76,7 @@ func toReply(err error) (*replyError, slog.Level) {
 			switch k.err {
 			case fs.ErrNotExist:
 				level = slog.LevelDebug // clients probe for files all the time
-			case storage.ErrAborted, context.Canceled:
+			case storage.ErrAborted, storage.ErrBusy, context.Canceled:
 				level = slog.LevelWarn
 			}
 			return &replyError{msg: k.msg, kind: k.kind}, level

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 )
 
 // errChanged says the object was replaced while it was being read.
@@ -53,7 +54,8 @@ type reader struct {
 
 	mu         sync.Mutex
 	main, back stream
-	off        int64 // for Read and Seek
+	lease      *transfermem.Lease // the rings' memory
+	off        int64              // for Read and Seek
 	closed     bool
 	gets       int // GETs made, for tests
 }
@@ -117,6 +119,12 @@ func (r *reader) Close() error {
 	r.closed = true
 	r.main.drop()
 	r.back.drop()
+	if r.lease != nil {
+		r.lease.Free(r.main.ring)
+		r.lease.Free(r.back.ring)
+		r.lease.Release()
+		r.lease = nil
+	}
 	r.main.ring, r.back.ring = nil, nil
 	return nil
 }
@@ -156,10 +164,10 @@ func (r *reader) readAt(p []byte, off int64) (int, error) {
 		if cur > s.pos {
 			err = s.skip(cur - s.pos)
 		} else {
-			var m int
-			m, err = s.body.Read(want[n:])
-			s.remember(want[n : n+m])
-			n += m
+			// Read ahead into the ring, then serve from it: the same one copy as reading into
+			// p and remembering it, in fewer and larger reads through the SDK's checksum
+			// reader and the socket than the client's 32 KiB requests.
+			err = s.fill(readAhead)
 		}
 		if err == nil || (err == io.EOF && s.pos == r.size) {
 			continue
@@ -204,7 +212,21 @@ func (r *reader) reaching(off int64) *stream {
 func (r *reader) open(s *stream, off int64) error {
 	s.drop()
 	if s.ring == nil {
-		s.ring = make([]byte, min(int64(r.h.s.cfg.ReadBuffer), r.size))
+		// The ring is transfer memory: wait for it like an upload waits for a part.
+		n := min(int64(r.h.s.cfg.ReadBuffer), r.size)
+		var err error
+		if r.lease == nil {
+			r.lease, err = r.h.s.memory(r.h.user).Reserve(r.ctx, n)
+		} else {
+			err = r.lease.Grow(r.ctx, n)
+		}
+		if err != nil {
+			if errors.Is(err, transfermem.ErrExhausted) {
+				err = fmt.Errorf("%w: %w", storage.ErrBusy, err)
+			}
+			return pathErr("read", r.name, err)
+		}
+		s.ring = r.lease.Alloc(int(n))
 	}
 	r.gets++
 	out, err := r.h.s.api.GetObject(r.ctx, &s3.GetObjectInput{
@@ -222,6 +244,18 @@ func (r *reader) open(s *stream, off int64) error {
 	return nil
 }
 
+// readAhead is the most one read from a body takes into the ring.
+const readAhead = 256 << 10
+
+// fill reads once from the body into the ring's space at pos, at most n bytes.
+func (s *stream) fill(n int) error {
+	i := int(s.pos % int64(len(s.ring)))
+	m, err := s.body.Read(s.ring[i:min(len(s.ring), i+n)])
+	s.pos += int64(m)
+	s.filled = min(len(s.ring), s.filled+m)
+	return err
+}
+
 // skip reads and remembers n bytes from the body.
 func (s *stream) skip(n int64) error {
 	for n > 0 {
@@ -237,24 +271,6 @@ func (s *stream) skip(n int64) error {
 		}
 	}
 	return nil
-}
-
-// remember records bytes just read from the body in the ring and advances pos.
-func (s *stream) remember(b []byte) {
-	s.pos += int64(len(b))
-	size := len(s.ring)
-	if size == 0 || len(b) == 0 {
-		return
-	}
-	s.filled = min(size, s.filled+len(b))
-	if len(b) > size {
-		b = b[len(b)-size:]
-	}
-	at := s.pos - int64(len(b))
-	for len(b) > 0 {
-		c := copy(s.ring[int(at%int64(size)):], b)
-		b, at = b[c:], at+int64(c)
-	}
 }
 
 // fromRing copies bytes from offset cur (inside the ring) into p.

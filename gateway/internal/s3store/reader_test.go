@@ -6,6 +6,10 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 )
 
 // TestReaderRequests checks the reader does not start over for every read: sequential reads,
@@ -153,5 +157,50 @@ func TestReaderRecoversBrokenBody(t *testing.T) {
 	mustEqual(t, "after reopen", got, data[4096:])
 	if rd.gets != 2 {
 		t.Errorf("%d GETs, want 2", rd.gets)
+	}
+}
+
+// A download's read-ahead ring is transfer memory of the user's share: while the share is spent
+// the first read waits, then fails as busy; the ring comes back at Close.
+func TestReaderRingIsTransferMemory(t *testing.T) {
+	mem, err := transfermem.New(transfermem.Config{Limit: 16 << 20, Wait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.SetShare(8 << 20)
+	e := newEnv(t, Config{ReadBuffer: 4 << 20, Memory: mem})
+	data := randBytes(t, 5<<20)
+	put(t, e.fs, "/f", data)
+	fsys := e.store.UserHome("alice", "", "home")
+	hold, err := mem.Share("alice").Reserve(t.Context(), 6<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := fsys.Open(t.Context(), "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Read(make([]byte, 10)); !errors.Is(err, storage.ErrBusy) {
+		t.Fatalf("read without memory for the ring: %v, want storage.ErrBusy", err)
+	}
+	r.Close()
+	// Another user's share is untouched.
+	mustEqual(t, "bob's download", get(t, e.store.UserHome("bob", "", "home"), "/f"), data)
+	hold.Release()
+	r, err = fsys.Open(t.Context(), "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "alice's download", got, data)
+	if mem.Reserved() == 0 {
+		t.Fatal("an open download holds no memory for its ring")
+	}
+	r.Close()
+	if n := mem.Reserved(); n != 0 {
+		t.Fatalf("%d bytes reserved after Close", n)
 	}
 }

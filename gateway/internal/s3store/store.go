@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 	"github.com/ferrygw/ferry/gateway/internal/vpath"
 )
 
@@ -33,7 +34,9 @@ const (
 type Config struct {
 	Bucket string // default bucket, for homes that name none
 	// PartSize is the multipart part size and the largest object written with one PutObject
-	// (default 8 MiB, at least 5 MiB). An upload holds at most (Concurrency+1)*PartSize.
+	// (default 5 MiB, at least 5 MiB). An upload holds at most (Concurrency+1)*PartSize, from
+	// Memory. Parts double every 1000 (S3 allows 10,000 per object), so an object beyond ~75 GiB
+	// needs parts of 80 MiB and more, which a user's share of Memory must hold.
 	PartSize    int64
 	Concurrency int // parts in flight per upload and keys copied at once per rename (default 4)
 	// MaxRenameKeys is the most keys a directory rename moves (default 1000); a bigger
@@ -44,7 +47,10 @@ type Config struct {
 	ReadBuffer int
 	// ListPageSize is the keys asked for per ListObjectsV2 page (default and maximum 1000).
 	ListPageSize int32
-	Logger       *slog.Logger // default discards
+	// Memory is the transfer memory that part buffers and read-ahead rings come from, each
+	// user's through their share (default: a budget of the package transfermem defaults).
+	Memory *transfermem.Budget
+	Logger *slog.Logger // default discards
 	// Journal, when set, is told of every multipart upload from its start to its end, so the
 	// ones a crashed process leaves behind can be found and aborted (package recovery).
 	Journal Journal
@@ -71,9 +77,7 @@ type Store struct {
 	cfg Config
 	log *slog.Logger
 
-	freeBufs chan []byte  // part buffers (cap cfg.PartSize) ready for reuse
-	uploads  atomic.Int64 // uploads not yet closed or aborted
-	clock    atomic.Int64 // last attribute marker stamp (see stamp)
+	clock atomic.Int64 // last attribute marker stamp (see stamp)
 
 	// copyLimit and copyPart are maxCopySize and copyPartSize; tests lower them.
 	copyLimit, copyPart int64
@@ -82,12 +86,12 @@ type Store struct {
 	beforeCopy func(dst string)
 }
 
-// New returns a Store over api.
 // DefaultPartSize is S3's minimum part size, as the SDK's transfer manager uses: an upload
-// holds (Concurrency+1) parts in memory, and 5 MiB parts keep a one-upload gateway within
-// 64 MiB of RSS under the default memory_limit, where 8 MiB parts did not.
+// holds up to (Concurrency+1) parts of transfer memory, and a user's share of it limits how
+// many large uploads they run at once.
 const DefaultPartSize = 5 << 20
 
+// New returns a Store over api.
 func New(api API, cfg Config) (*Store, error) {
 	if api == nil {
 		return nil, errors.New("s3store: nil S3 client")
@@ -118,6 +122,13 @@ func New(api API, cfg Config) (*Store, error) {
 		cfg.ListPageSize < 0 || cfg.ListPageSize > 1000 {
 		errs = append(errs, errors.New("s3store: negative limit or list page size over 1000"))
 	}
+	if cfg.Memory == nil {
+		mem, err := transfermem.New(transfermem.Config{})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("s3store: %w", err))
+		}
+		cfg.Memory = mem
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -126,19 +137,29 @@ func New(api API, cfg Config) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{api: api, cfg: cfg, log: log.With("component", "s3store"),
-		// One upload's worth; concurrent uploads allocate what they need beyond it.
-		freeBufs:  make(chan []byte, cfg.Concurrency+1),
 		copyLimit: maxCopySize, copyPart: copyPartSize}, nil
+}
+
+// memory is the transfer memory of user ("" = not a user's: the whole budget).
+func (s *Store) memory(user string) *transfermem.Budget {
+	if user == "" {
+		return s.cfg.Memory
+	}
+	return s.cfg.Memory.Share(user)
 }
 
 // Home returns the view of one home: bucket ("" = the default) and key prefix ("" = the bucket
 // root). An invalid prefix gives a view whose every call fails with storage.ErrInvalidPath.
-func (s *Store) Home(bucket, prefix string) storage.FS {
+func (s *Store) Home(bucket, prefix string) storage.FS { return s.UserHome("", bucket, prefix) }
+
+// UserHome is Home for a user: the transfers through it take the user's share of the transfer
+// memory (uploads already name their user in storage.CreateOptions; downloads need this).
+func (s *Store) UserHome(user, bucket, prefix string) storage.FS {
 	if bucket == "" {
 		bucket = s.cfg.Bucket
 	}
 	home, err := vpath.Home(prefix)
-	return &homeFS{s: s, bucket: bucket, home: home, err: err}
+	return &homeFS{s: s, bucket: bucket, home: home, err: err, user: user}
 }
 
 // homeFS is one home. It also implements storage.Setstater, storage.Hasher and
@@ -148,6 +169,7 @@ type homeFS struct {
 	bucket string
 	home   string
 	err    error
+	user   string // whose share of the transfer memory downloads take ("" = none in particular)
 }
 
 var (

@@ -2,8 +2,11 @@ package s3store
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 )
 
 // TestUploadLeavesNothing covers every way an upload can end without committing: no object,
@@ -280,22 +284,23 @@ func TestSetStatKeepsObject(t *testing.T) {
 	}
 }
 
-// TestPartBuffersReusedAndReleased: a part buffer that comes back is the next one handed out
-// (no 8 MiB of garbage per part), and once the last upload ends, committed or aborted, the
-// store keeps none.
-func TestPartBuffersReusedAndReleased(t *testing.T) {
-	e := newEnv(t, Config{PartSize: testPartSize})
-	b := e.store.getBuf(testPartSize)
-	e.store.putBuf(b[:10])
-	if c := e.store.getBuf(testPartSize); cap(c) != testPartSize || len(c) != 0 || &c[:1][0] != &b[:1][0] {
-		t.Error("a returned part buffer was not reused")
+// TestPartMemoryPooledAndReleased: part blocks come back to the pool and the next upload reuses
+// them (no garbage per part), and once an upload ends, committed or aborted, it holds no
+// transfer memory.
+func TestPartMemoryPooledAndReleased(t *testing.T) {
+	mem, err := transfermem.New(transfermem.Config{Limit: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, abort := range []bool{false, true} {
-		u, err := e.fs.Create(t.Context(), "/big", storage.CreateOptions{})
+	e := newEnv(t, Config{PartSize: testPartSize, Memory: mem})
+	var first int64
+	for i, abort := range []bool{false, false, true} {
+		u, err := e.fs.Create(t.Context(), "/big", storage.CreateOptions{User: "alice"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := u.Write(randBytes(t, 3*testPartSize+5)); err != nil {
+		data := randBytes(t, 3*testPartSize+5)
+		if _, err := u.Write(data); err != nil {
 			t.Fatal(err)
 		}
 		if abort {
@@ -306,8 +311,100 @@ func TestPartBuffersReusedAndReleased(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, live := len(e.store.freeBufs), e.store.uploads.Load(); n != 0 || live != 0 {
-			t.Errorf("abort=%v: after the last upload ended the store keeps %d buffers, counts %d uploads", abort, n, live)
+		if n := mem.Reserved(); n != 0 {
+			t.Errorf("abort=%v: %d bytes still reserved after the upload ended", abort, n)
 		}
+		if !abort {
+			mustEqual(t, "object", get(t, e.fs, "/big"), data)
+		}
+		if i == 0 {
+			first = mem.Allocated()
+			if first == 0 || first > int64(e.store.cfg.Concurrency+1)*testPartSize {
+				t.Fatalf("one upload allocated %d bytes, want some and at most (concurrency+1) parts", first)
+			}
+		} else if got := mem.Allocated(); got > first {
+			t.Errorf("upload %d allocated %d bytes beyond the %d the first left in the pool", i, got-first, first)
+		}
+	}
+}
+
+// A write that needs part memory while the budget is spent waits (back-pressure); it goes on
+// when memory comes back within the wait, and otherwise fails as busy, leaving nothing behind.
+func TestUploadWaitsForPartMemory(t *testing.T) {
+	mem, err := transfermem.New(transfermem.Config{Limit: 2 * testPartSize, Wait: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, Config{PartSize: testPartSize, Memory: mem})
+	start := func(name string) storage.Upload {
+		u, err := e.fs.Create(t.Context(), name, storage.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Write([]byte(name)); err != nil { // reserves a whole part
+			t.Fatal(err)
+		}
+		return u
+	}
+	a, b := start("/a"), start("/b")
+	c, err := e.fs.Create(t.Context(), "/c", storage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if _, err := c.Write([]byte("c")); !errors.Is(err, storage.ErrBusy) {
+		t.Fatalf("write without memory: %v, want storage.ErrBusy", err)
+	}
+	if d := time.Since(t0); d < 400*time.Millisecond {
+		t.Fatalf("failed after %v, before waiting", d)
+	}
+	if err := c.Close(); err == nil {
+		t.Fatal("an upload that could not get memory committed")
+	}
+	// Memory that comes back in time lets a waiting write through.
+	d, err := e.fs.Create(t.Context(), "/d", storage.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(100*time.Millisecond, func() { a.Close() })
+	if _, err := d.Write([]byte("/d")); err != nil {
+		t.Fatalf("write after memory came back: %v", err)
+	}
+	for _, u := range []storage.Upload{b, d} {
+		if err := u.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"/a", "/b", "/d"} {
+		mustEqual(t, name, get(t, e.fs, name), []byte(name))
+	}
+	if _, err := e.fs.Stat(t.Context(), "/c"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat of the refused upload: %v", err)
+	}
+	if mem.Reserved() != 0 {
+		t.Fatalf("%d bytes still reserved", mem.Reserved())
+	}
+}
+
+// Multipart uploads get a whole-object CRC32 (not S3's default CRC64NVME, which Go computes in
+// software when the SDK checks a GET): HEAD shows it, and it is the CRC32 of the content.
+func TestMultipartObjectsHaveFullObjectCRC32(t *testing.T) {
+	e := newEnv(t, Config{PartSize: testPartSize})
+	for _, size := range []int{1000, 2*testPartSize + 7} {
+		data := randBytes(t, size)
+		put(t, e.fs, "/f", data)
+		key := "home/f"
+		out, err := e.raw.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &e.srv.Bucket, Key: &key, ChecksumMode: s3types.ChecksumModeEnabled})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum [4]byte
+		binary.BigEndian.PutUint32(sum[:], crc32.ChecksumIEEE(data))
+		want := base64.StdEncoding.EncodeToString(sum[:])
+		if got := aws.ToString(out.ChecksumCRC32); got != want || out.ChecksumType != s3types.ChecksumTypeFullObject || out.ChecksumCRC64NVME != nil {
+			t.Errorf("%d bytes: checksum crc32 %q type %q crc64nvme %v; want crc32 %q, FULL_OBJECT, no crc64nvme",
+				size, got, out.ChecksumType, aws.ToString(out.ChecksumCRC64NVME), want)
+		}
+		mustEqual(t, "read back", get(t, e.fs, "/f"), data)
 	}
 }

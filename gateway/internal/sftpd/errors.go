@@ -28,6 +28,8 @@ var (
 	errPermission   = status(sftp.ErrSSHFxPermissionDenied, "permission denied")
 	errUnsupported  = status(sftp.ErrSSHFxOpUnsupported, "operation not supported")
 	errResumeRefuse = status(sftp.ErrSSHFxOpUnsupported, "resume and append are not supported: upload the whole file")
+	errBusy         = status(sftp.ErrSSHFxFailure, "server busy: try again later")
+	errTooManyOpen  = status(sftp.ErrSSHFxFailure, "too many files being uploaded in this session")
 )
 
 // clientError maps a storage or reassembly error to the status the client sees, and the level
@@ -55,6 +57,8 @@ func clientError(err error) (error, slog.Level) {
 		return status(sftp.ErrSSHFxFailure, "invalid path"), slog.LevelInfo
 	case errors.Is(err, storage.ErrTooLarge):
 		return status(sftp.ErrSSHFxFailure, "operation exceeds a configured limit"), slog.LevelInfo
+	case errors.Is(err, storage.ErrBusy):
+		return errBusy, slog.LevelWarn
 	case errors.Is(err, errRewrite):
 		return status(sftp.ErrSSHFxOpUnsupported, "rewriting uploaded data is not supported: upload the whole file"), slog.LevelInfo
 	case errors.Is(err, errConflict), errors.Is(err, errGapAtClose), errors.Is(err, errGapTimeout), errors.Is(err, errWriterClose):

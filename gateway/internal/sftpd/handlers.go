@@ -14,6 +14,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 )
 
@@ -30,6 +31,8 @@ type session struct {
 	// when its Serve returns, which waits for every handler: storage calls and waiting writes
 	// must also end with the session or a dead client could hold them forever.
 	ctx context.Context
+
+	mem *transfermem.Budget // the user's share of the transfer memory
 
 	mu      sync.Mutex
 	uploads map[string]*upload // open uploads by path, so setstat/stat reach them

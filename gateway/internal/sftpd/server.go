@@ -23,6 +23,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/defender"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
+	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 )
 
@@ -32,6 +33,16 @@ const (
 	DefaultWriteWindow      = 16 << 20
 	DefaultWriteWaitTimeout = 30 * time.Second
 	minWriteWindow          = 1 << 20 // a few of OpenSSH's largest writes
+	// DefaultMaxUploads is the default limit of uploads open at once in one connection;
+	// OpenSSH's sftp, WinSCP and FileZilla upload one file at a time per connection.
+	DefaultMaxUploads = 8
+	// DefaultMaxChannels is the default limit of channels open at once in one connection
+	// (OpenSSH's sshd allows 10 sessions per connection).
+	DefaultMaxChannels = 10
+	// maxTxPacket is the largest read reply: clients asking for more than 32 KiB per read
+	// (pkg/sftp clients with a larger MaxPacket, OpenSSH's sftp -B) get it in fewer round
+	// trips. A read is never answered with more than the client asked for.
+	maxTxPacket = 255 << 10
 )
 
 // ErrServerClosed is returned by Serve after Shutdown. It wraps net.ErrClosed.
@@ -51,6 +62,12 @@ type Config struct {
 	// LegacyAlgorithms also accepts SHA-1 key exchanges and MACs, CBC ciphers and ssh-rsa (SHA-1)
 	// signatures of host and user keys, for old devices (warned at start). Off by default.
 	LegacyAlgorithms bool
+	// MaxUploads limits the uploads open at once in one connection (all its channels); an
+	// open beyond it is refused (default DefaultMaxUploads).
+	MaxUploads int
+	// MaxChannels limits the channels open at once in one connection; more are rejected
+	// (default DefaultMaxChannels).
+	MaxChannels int
 }
 
 // Deps are the server's collaborators.
@@ -59,6 +76,12 @@ type Deps struct {
 	// Storage returns the user's view: already restricted to their permissions and jailed
 	// to their home.
 	Storage func(u *users.User) (storage.FS, error)
+	// Memory is the process's transfer memory, of which each user's reorder windows take
+	// their share (default: a budget of the package transfermem defaults for this server).
+	Memory *transfermem.Budget
+	// Refused, when set, is told about every upload or channel refused by a limit
+	// ("uploads_per_session", "channels_per_connection"), for metrics.
+	Refused func(limit string)
 	Logger  *slog.Logger
 	// Available, when set, is asked before each new connection: while it returns an error the
 	// client is told the service is temporarily unavailable (SSH disconnect reason 7) instead of
@@ -116,7 +139,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Storage == nil {
 		errs = append(errs, errors.New("no storage"))
 	}
-	if cfg.IdleTimeout < 0 || cfg.LoginTimeout < 0 || cfg.WriteWaitTimeout < 0 || cfg.MaxSessions < 0 || cfg.WriteWindow < 0 {
+	if cfg.IdleTimeout < 0 || cfg.LoginTimeout < 0 || cfg.WriteWaitTimeout < 0 || cfg.MaxSessions < 0 || cfg.WriteWindow < 0 ||
+		cfg.MaxUploads < 0 || cfg.MaxChannels < 0 {
 		errs = append(errs, errors.New("negative timeout, limit or window"))
 	}
 	if cfg.WriteWindow != 0 && cfg.WriteWindow < minWriteWindow {
@@ -137,6 +161,22 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.WriteWaitTimeout == 0 {
 		cfg.WriteWaitTimeout = DefaultWriteWaitTimeout
+	}
+	if cfg.MaxUploads == 0 {
+		cfg.MaxUploads = DefaultMaxUploads
+	}
+	if cfg.MaxChannels == 0 {
+		cfg.MaxChannels = DefaultMaxChannels
+	}
+	if deps.Memory == nil {
+		mem, err := transfermem.New(transfermem.Config{})
+		if err != nil {
+			return nil, fmt.Errorf("sftpd: %w", err)
+		}
+		deps.Memory = mem
+	}
+	if deps.Refused == nil {
+		deps.Refused = func(string) {}
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -298,14 +338,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // connState is one TCP connection.
 type connState struct {
-	nc     net.Conn
-	id     string           // session id: random, shared by the connection's transfers (gateway events)
-	ended  func()           // tells the Observer the session ended
-	ticket *defender.Ticket // nil without a Gate
-	active atomic.Int64     // open files (uploads and downloads)
-	busy   atomic.Int64     // handlers running: the connection is not idle
-	lastIO atomic.Int64     // unix nanoseconds of the last read or write
-	once   sync.Once
+	nc      net.Conn
+	id      string           // session id: random, shared by the connection's transfers (gateway events)
+	ended   func()           // tells the Observer the session ended
+	ticket  *defender.Ticket // nil without a Gate
+	active  atomic.Int64     // open files (uploads and downloads)
+	uploads atomic.Int64     // open uploads, for MaxUploads
+	busy    atomic.Int64     // handlers running: the connection is not idle
+	lastIO  atomic.Int64     // unix nanoseconds of the last read or write
+	once    sync.Once
 }
 
 func (c *connState) touch() { c.lastIO.Store(time.Now().UnixNano()) }
@@ -414,10 +455,19 @@ func (s *Server) serveConn(c *connState) {
 	}()
 
 	var sessions sync.WaitGroup
+	var open atomic.Int64 // channels accepted and not yet ended
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
 			nch.Reject(ssh.UnknownChannelType, "only SFTP sessions are served")
 			log.Info("channel refused", "type", nch.ChannelType())
+			continue
+		}
+		// Each channel costs goroutines and buffers whether or not it starts SFTP: a client
+		// must not open them by the hundred on one connection.
+		if open.Load() >= int64(s.cfg.MaxChannels) {
+			nch.Reject(ssh.ResourceShortage, "too many channels open on this connection")
+			s.deps.Refused("channels_per_connection")
+			log.Info("channel refused: too many open", "max_channels", s.cfg.MaxChannels)
 			continue
 		}
 		ch, chReqs, err := nch.Accept()
@@ -425,9 +475,11 @@ func (s *Server) serveConn(c *connState) {
 			log.Debug("accept channel", "error", err.Error())
 			continue
 		}
+		open.Add(1)
 		sessions.Add(1)
 		go func() {
 			defer sessions.Done()
+			defer open.Add(-1)
 			s.serveChannel(ctx, c, u, fsys, log, ch, chReqs)
 		}()
 	}
@@ -506,14 +558,14 @@ func (s *Server) runSFTP(ctx context.Context, c *connState, u *users.User, fsys 
 	defer cancel(errors.New("sftp session ended"))
 	sess := &session{
 		srv: s, conn: c, user: u, fs: fsys, remote: c.nc.RemoteAddr().String(), log: log, ctx: sctx,
-		uploads: map[string]*upload{},
+		uploads: map[string]*upload{}, mem: s.deps.Memory.Share(u.Name),
 	}
 	// No sftp.WithRSAllocator: its pages are 256 KiB (pkg/sftp's largest packet) for each
-	// packet in flight, so a session uploading 32 KiB writes holds 16-19 MiB until it ends;
-	// the exact-size packets it avoids are short-lived garbage that the soft memory limit
-	// (config memory_limit) collects. Measured on a 1 GiB upload: peak RSS 70 MiB with it,
-	// 64 MiB without.
-	rs := sftp.NewRequestServer(channelRW{ch, cancel}, sess.handlers(), sftp.WithStartDirectory("/"))
+	// packet in flight, so a session uploading 32 KiB writes holds 16-19 MiB until it ends,
+	// outside the transfer memory budget; the exact-size packets it avoids are short-lived
+	// garbage, collected cheaply now that transfer buffers are pooled (see app's memory limit).
+	rs := sftp.NewRequestServer(channelRW{ch, cancel}, sess.handlers(), sftp.WithStartDirectory("/"),
+		sftp.WithRSMaxTxPacket(maxTxPacket))
 	err := rs.Serve()
 	if err != nil && !errors.Is(err, io.EOF) {
 		log.Debug("sftp session ended", "error", err.Error())

@@ -111,18 +111,26 @@ func (s *session) startUpload(r *sftp.Request) (*upload, error) {
 			return nil, s.fail("open", name, errResumeRefuse, "size", e.Size, "append", flags.Append)
 		}
 	}
+	// Counted from here to finish (or a failed Create): opens beyond the limit are refused
+	// before they cost a storage upload.
+	if n := s.conn.uploads.Add(1); n > int64(s.srv.cfg.MaxUploads) {
+		s.conn.uploads.Add(-1)
+		s.srv.deps.Refused("uploads_per_session")
+		return nil, s.fail("open", name, errTooManyOpen, "max_uploads", s.srv.cfg.MaxUploads)
+	}
 	tid := newTransferID()
 	up, err := s.fs.Create(ctx, name, storage.CreateOptions{
 		User: s.user.Name, Protocol: "sftp", ClientAddr: s.remote, TransferID: tid, SessionID: s.conn.id,
 	})
 	if err != nil {
+		s.conn.uploads.Add(-1)
 		return nil, s.fail("create", name, err, "transfer_id", tid)
 	}
 	wctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(s.ctx, func() { cancel(fmt.Errorf("session ended: %w", context.Cause(s.ctx))) })
 	u := &upload{
 		s: s, name: name, tid: tid, up: up, start: time.Now(),
-		rw:     newReorderWriter(wctx, up, s.srv.cfg.WriteWindow, s.srv.cfg.WriteWaitTimeout),
+		rw:     newReorderWriter(wctx, up, s.srv.cfg.WriteWindow, s.srv.cfg.WriteWaitTimeout, s.mem),
 		cancel: func() { stop(); cancel(nil) },
 	}
 	s.conn.active.Add(1)
@@ -241,18 +249,21 @@ func (u *upload) TransferError(err error) {
 	u.s.log.Warn("upload aborted", append(u.logAttrs(u.rw.Size()), "error", err.Error())...)
 }
 
-// abortLocked stops the reorder writer (waking waiting writes), waits for a running storage
-// write to return, then aborts the storage upload so no object or multipart upload remains.
+// abortLocked stops the reorder writer (waking waiting writes), aborts the storage upload so
+// no object or multipart upload remains, and waits for a running storage write to return. The
+// storage upload is aborted first because a running write may be waiting for transfer memory,
+// which only the abort (cancelling it) ends at once; every store allows Abort during a Write.
 func (u *upload) abortLocked(cause error) {
 	u.rw.Abort(cause)
-	u.rw.waitIdle()
 	if err := u.up.Abort(cause); err != nil {
 		u.s.log.Error("abort upload", "path", u.name, "transfer_id", u.tid, "error", err.Error())
 	}
+	u.rw.waitIdle()
 }
 
 func (u *upload) finish() {
 	u.s.untrackUpload(u.name, u)
 	u.cancel()
 	u.s.conn.active.Add(-1)
+	u.s.conn.uploads.Add(-1)
 }

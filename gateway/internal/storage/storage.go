@@ -23,6 +23,9 @@ var (
 	ErrTooLarge    = errors.New("operation exceeds a configured limit")
 	ErrUnsupported = errors.New("operation not supported")
 	ErrAborted     = errors.New("upload aborted")
+	// ErrBusy says the server lacked a shared resource (transfer memory) for longer than it
+	// waits: the transfer failed, and the same request may succeed later.
+	ErrBusy = errors.New("server busy")
 )
 
 // FS is the storage contract.
