@@ -1,0 +1,388 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool"
+)
+
+// BenchmarkPeers (`make bench-peers`) runs Ferry and rclone serve sftp|ftp over the same
+// versitygw on loopback, drives both with the same clients (OpenSSH sftp with each cipher,
+// lftp), three runs of every workload, interleaved (Ferry, rclone, Ferry, rclone…), and prints
+// one table: the median rate, the server's CPU time per GiB (or per 1000 files), its peak RSS,
+// and Ferry ÷ rclone. FERRY_BENCH_SIZE (e.g. 64MiB) shrinks the large transfers;
+// FERRY_BENCH_SMOKE=1 runs the smoke sizes of TestPeersSmoke.
+func BenchmarkPeers(b *testing.B) {
+	cfg := fullPeers(b)
+	if os.Getenv("FERRY_BENCH_SMOKE") != "" {
+		cfg = smokePeers
+	}
+	t := runPeers(b, cfg)
+	fmt.Fprint(os.Stdout, t.String())
+	for _, r := range t.rows {
+		if ratio, ok := r.ratio(); ok {
+			b.ReportMetric(ratio, metricName(r.name)+"-ratio")
+		}
+	}
+}
+
+// TestPeersSmoke runs the peer comparison at toy sizes, so the harness itself is exercised by
+// `make test`: every workload against both servers, with the integrity checks, and a table
+// with every row filled in. The numbers mean nothing at this size.
+func TestPeersSmoke(t *testing.T) {
+	tab := runPeers(t, smokePeers)
+	t.Log("\n" + tab.String())
+	want := len(peerWorkloads(smokePeers))
+	if len(tab.rows) != want {
+		t.Fatalf("%d rows, want %d", len(tab.rows), want)
+	}
+	for _, r := range tab.rows {
+		for i, c := range r.cells {
+			if c.rate <= 0 || c.cpu < 0 || c.peak <= 0 {
+				t.Errorf("%s, %s: rate %v, cpu %v, peak RSS %d: want all measured", r.name, tab.peers[i], c.rate, c.cpu, c.peak)
+			}
+		}
+		if _, ok := r.ratio(); !ok {
+			t.Errorf("%s: no ratio", r.name)
+		}
+	}
+	if !strings.Contains(tab.String(), "Ferry ÷ rclone") {
+		t.Errorf("table without its ratio column:\n%s", tab)
+	}
+}
+
+// peersConfig sizes one comparison.
+type peersConfig struct {
+	big   int64 // each large transfer (1 GiB)
+	conc  int64 // each of the concurrent uploads (100 MiB)
+	small int   // files of smallSize in one session, and the entries of the listed folder (1000)
+	n     []int // the concurrent uploads' counts (1, 10, 50)
+	runs  int   // of every workload on every server (3)
+}
+
+const smallSize = 4 << 10
+
+func fullPeers(tb testing.TB) peersConfig {
+	big := benchSize(tb)
+	return peersConfig{big: big, conc: min(100<<20, max(1<<20, big/10)), small: 1000, n: []int{1, 10, 50}, runs: 3}
+}
+
+var smokePeers = peersConfig{big: 3 << 20, conc: 1 << 20, small: 12, n: []int{1, 3}, runs: 3}
+
+// peer is one server under comparison.
+type peer struct {
+	name    string
+	sftp    string // host:port
+	ftp     string
+	sftpPID int // the process serving each protocol (the same for Ferry)
+	ftpPID  int
+	prefix  string // its root in the bucket
+}
+
+// peerEnv is what the workloads share: the servers, the backend, the client key, the files.
+type peerEnv struct {
+	cfg     peersConfig
+	srv     *s3test.Server
+	client  *s3.Client
+	keyFile string
+	dir     string
+	big     string // local file of cfg.big random bytes
+	bigSHA  string
+	conc    string // local file of cfg.conc random bytes
+	small   string // folder of cfg.small files
+}
+
+// workload is one row of the table: run runs it once against p and returns its time and the
+// server's CPU time and peak RSS meanwhile, and the bytes or items it moved; check, called after
+// the measurement, verifies what the server did.
+type workload struct {
+	name  string
+	unit  string // of the rate: MB/s, files/s, entries/s
+	bytes bool   // amount is bytes (CPU per GiB), else items (CPU per 1000)
+	run   func(tb testing.TB, e *peerEnv, p *peer) (m measured, amount float64, check func())
+}
+
+func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
+	for _, prog := range []string{"sftp", "ssh-keygen", "lftp", "date"} {
+		testtool.Path(tb, prog)
+	}
+	rclone := rcloneBinary(tb)
+	srv := s3test.Start(tb)
+	dir := tb.TempDir()
+	e := &peerEnv{cfg: cfg, srv: srv, client: directClient(srv), dir: dir,
+		big: filepath.Join(dir, "big.bin"), conc: filepath.Join(dir, "conc.bin")}
+	e.bigSHA = writeRandomFile(tb, e.big, cfg.big)
+	writeRandomFile(tb, e.conc, cfg.conc)
+	e.small = writeSmallFiles(tb, dir, cfg.small, smallSize)
+
+	g := startGateway(tb, srv, gatewayOptions{ftp: true})
+	e.keyFile = g.keyFile
+	pid := g.cmd.Process.Pid
+	ferry := &peer{name: "Ferry", sftp: g.sftp, ftp: g.ftp, sftpPID: pid, ftpPID: pid, prefix: "bench/"}
+	rc := &peer{name: "rclone", prefix: "rclone/"}
+	rc.sftp, rc.sftpPID = startRclone(tb, rclone, srv, "sftp", g.keyFile+".pub")
+	rc.ftp, rc.ftpPID = startRclone(tb, rclone, srv, "ftp", "")
+	peers := []*peer{ferry, rc}
+	// The peak RSS of each workload relies on the kernel resetting VmHWM: check it does, once.
+	for _, pid := range []int{pid, rc.sftpPID, rc.ftpPID} {
+		resetPeakRSS(tb, pid)
+	}
+
+	tab := &peersTable{cfg: cfg, peers: []string{ferry.name, rc.name}, loadBefore: loadAverage()}
+	ws := peerWorkloads(cfg)
+	samples := make([][][]sample, len(ws)) // [workload][peer][run]
+	for i := range samples {
+		samples[i] = make([][]sample, len(peers))
+	}
+	start := time.Now()
+	for run := range cfg.runs {
+		for wi, w := range ws {
+			for pi, p := range peers {
+				m, amount, check := w.run(tb, e, p)
+				check()
+				samples[wi][pi] = append(samples[wi][pi], sample{measured: m, amount: amount})
+			}
+		}
+		for _, p := range peers {
+			e.clear(tb, p.prefix)
+		}
+		tb.Logf("run %d of %d done after %v (load %s)", run+1, cfg.runs, time.Since(start).Round(time.Second), loadAverage())
+	}
+	for wi, w := range ws {
+		r := peersRow{name: w.name, unit: w.unit, bytes: w.bytes}
+		for pi := range peers {
+			r.cells = append(r.cells, summarize(samples[wi][pi], w.bytes))
+		}
+		tab.rows = append(tab.rows, r)
+	}
+	tab.loadAfter = loadAverage()
+	tab.elapsed = time.Since(start)
+	return tab
+}
+
+const (
+	chacha = "chacha20-poly1305@openssh.com"
+)
+
+func peerWorkloads(cfg peersConfig) []workload {
+	big := sizeLabel(cfg.big)
+	var ws []workload
+	for _, c := range []string{chacha, aesGCM} {
+		ws = append(ws, workload{name: fmt.Sprintf("SFTP upload %s, %s", big, cipherLabel(c)), unit: "MB/s", bytes: true,
+			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+				s := sftpSession{addr: p.sftp, keyFile: e.keyFile, extra: []string{"-o", "Ciphers=" + c}}
+				m := s.timed(tb, p.sftpPID, "", fmt.Sprintf("put %s /big.bin\n", e.big))
+				return m, float64(e.cfg.big), func() { e.checkObject(tb, p.prefix+"big.bin") }
+			}})
+	}
+	for _, c := range []string{chacha, aesGCM} {
+		ws = append(ws, workload{name: fmt.Sprintf("SFTP download %s, %s", big, cipherLabel(c)), unit: "MB/s", bytes: true,
+			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+				s := sftpSession{addr: p.sftp, keyFile: e.keyFile, extra: []string{"-o", "Ciphers=" + c}}
+				dst := filepath.Join(e.dir, "down.bin")
+				m := s.timed(tb, p.sftpPID, "", fmt.Sprintf("get /big.bin %s\n", dst))
+				return m, float64(e.cfg.big), func() { e.checkLocal(tb, dst) }
+			}})
+	}
+	ws = append(ws,
+		workload{name: fmt.Sprintf("SFTP %d × 4 KiB, one session", cfg.small), unit: "files/s",
+			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+				var batch strings.Builder
+				for i := range e.cfg.small {
+					fmt.Fprintf(&batch, "put %s /sftp-small/f%04d\n", filepath.Join(e.small, fmt.Sprintf("f%04d", i)), i)
+				}
+				s := sftpSession{addr: p.sftp, keyFile: e.keyFile}
+				m := s.timed(tb, p.sftpPID, "-mkdir /sftp-small\n", batch.String())
+				return m, float64(e.cfg.small), func() { e.checkCount(tb, p.prefix+"sftp-small/", e.cfg.small) }
+			}},
+		workload{name: fmt.Sprintf("FTP upload %s", big), unit: "MB/s", bytes: true,
+			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
+				m := s.timed(tb, p.ftpPID, "", fmt.Sprintf("put %s -o /big.bin\n", e.big))
+				return m, float64(e.cfg.big), func() { e.checkObject(tb, p.prefix+"big.bin") }
+			}},
+		workload{name: fmt.Sprintf("FTP download %s", big), unit: "MB/s", bytes: true,
+			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
+				dst := filepath.Join(e.dir, "down.bin")
+				m := s.timed(tb, p.ftpPID, "", fmt.Sprintf("get /big.bin -o %s\n", dst))
+				return m, float64(e.cfg.big), func() { e.checkLocal(tb, dst) }
+			}},
+		workload{name: fmt.Sprintf("FTP %d × 4 KiB, lftp mput", cfg.small), unit: "files/s",
+			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
+				m := s.timed(tb, p.ftpPID, "mkdir -f -p /ftp-small\n", fmt.Sprintf("mput -O /ftp-small %s/*\n", e.small))
+				return m, float64(e.cfg.small), func() { e.checkCount(tb, p.prefix+"ftp-small/", e.cfg.small) }
+			}},
+		workload{name: fmt.Sprintf("FTP LIST of %d entries", cfg.small), unit: "entries/s",
+			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
+				listing := filepath.Join(e.dir, "listing.txt")
+				m := s.timed(tb, p.ftpPID, "", fmt.Sprintf("ls /ftp-small > %s\n", listing))
+				return m, float64(e.cfg.small), func() { e.checkListing(tb, listing, e.cfg.small) }
+			}},
+	)
+	for _, n := range cfg.n {
+		ws = append(ws, workload{name: fmt.Sprintf("SFTP %d × %s concurrent uploads", n, sizeLabel(cfg.conc)), unit: "MB/s", bytes: true,
+			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+				return e.concurrentUploads(tb, p, n)
+			}})
+	}
+	return ws
+}
+
+// concurrentUploads runs n sftp sessions at once, each uploading the conc file (default cipher,
+// default config), and returns the time from the first start to the last finish, with the
+// server's CPU time and peak RSS over that span (its n logins included: a key check each).
+func (e *peerEnv) concurrentUploads(tb testing.TB, p *peer, n int) (measured, float64, func()) {
+	s := sftpSession{addr: p.sftp, keyFile: e.keyFile}
+	var m measured
+	m.usage = measureProcess(tb, p.sftpPID, func() {
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range n {
+			wg.Go(func() { s.run(tb, fmt.Sprintf("put %s /conc-%d-%02d.bin\n", e.conc, n, i)) })
+		}
+		wg.Wait()
+		m.d = time.Since(start)
+	})
+	return m, float64(n) * float64(e.cfg.conc), func() {
+		for i := range n {
+			key := fmt.Sprintf("%sconc-%d-%02d.bin", p.prefix, n, i)
+			head, err := e.client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(e.srv.Bucket), Key: aws.String(key)})
+			if err != nil {
+				tb.Fatalf("%s: %s: %v", p.name, key, err)
+			}
+			if got := aws.ToInt64(head.ContentLength); got != e.cfg.conc {
+				tb.Fatalf("%s: %s is %d bytes, want %d", p.name, key, got, e.cfg.conc)
+			}
+		}
+		e.clear(tb, p.prefix+"conc-")
+	}
+}
+
+// checkObject fails unless the object key holds the big file's bytes.
+func (e *peerEnv) checkObject(tb testing.TB, key string) {
+	tb.Helper()
+	if got := objectSHA256(tb, e.client, e.srv.Bucket, key); got != e.bigSHA {
+		tb.Fatalf("%s: sha256 %s, want %s", key, got, e.bigSHA)
+	}
+}
+
+// checkLocal fails unless the downloaded file holds the big file's bytes; it removes it.
+func (e *peerEnv) checkLocal(tb testing.TB, path string) {
+	tb.Helper()
+	if got := fileSHA256(tb, path); got != e.bigSHA {
+		tb.Fatalf("downloaded sha256 %s, want %s", got, e.bigSHA)
+	}
+	os.Remove(path)
+}
+
+// checkCount fails unless exactly n objects are under prefix.
+func (e *peerEnv) checkCount(tb testing.TB, prefix string, n int) {
+	tb.Helper()
+	got := 0
+	for _, k := range e.list(tb, prefix) {
+		if !strings.HasSuffix(k, "/") { // a folder marker (Ferry's mkdir)
+			got++
+		}
+	}
+	if got != n {
+		tb.Fatalf("%d objects under %s, want %d", got, prefix, n)
+	}
+}
+
+var listedName = regexp.MustCompile(`(?m)\bf\d{4}$`)
+
+// checkListing fails unless the LIST output at path names n files.
+func (e *peerEnv) checkListing(tb testing.TB, path string, n int) {
+	tb.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if got := len(listedName.FindAll(data, -1)); got != n {
+		tb.Fatalf("LIST named %d files, want %d:\n%s", got, n, tail(string(data), 2<<10))
+	}
+}
+
+func (e *peerEnv) list(tb testing.TB, prefix string) []string {
+	tb.Helper()
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(e.client, &s3.ListObjectsV2Input{Bucket: aws.String(e.srv.Bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			tb.Fatalf("list %s: %v", prefix, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys
+}
+
+// clear deletes every object under prefix, so the next run starts from the same state and the
+// backend's disk (RAM, under /dev/shm) does not fill up.
+func (e *peerEnv) clear(tb testing.TB, prefix string) {
+	tb.Helper()
+	keys := e.list(tb, prefix)
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		var ids []s3types.ObjectIdentifier
+		for _, k := range keys[:n] {
+			ids = append(ids, s3types.ObjectIdentifier{Key: aws.String(k)})
+		}
+		if _, err := e.client.DeleteObjects(context.Background(), &s3.DeleteObjectsInput{
+			Bucket: aws.String(e.srv.Bucket), Delete: &s3types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+		}); err != nil {
+			tb.Fatalf("clear %s: %v", prefix, err)
+		}
+		keys = keys[n:]
+	}
+}
+
+func cipherLabel(c string) string {
+	switch c {
+	case chacha:
+		return "chacha20"
+	case aesGCM:
+		return "aes128-gcm"
+	}
+	return c
+}
+
+func sizeLabel(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+var metricChars = regexp.MustCompile(`[^A-Za-z0-9]+`)
+
+// metricName turns a row label into a benchmark metric unit (no spaces).
+func metricName(s string) string {
+	return strings.Trim(metricChars.ReplaceAllString(s, "-"), "-")
+}
+
+func machine() string {
+	return fmt.Sprintf("%d CPUs, %s", runtime.NumCPU(), runtime.Version())
+}
