@@ -175,14 +175,8 @@ func startGateway(b testing.TB, srv *s3test.Server, opts gatewayOptions) *gatewa
 	b.Helper()
 	dir := b.TempDir()
 	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: freeAddr(b)}
-	g.keyFile = filepath.Join(dir, "id_ed25519")
-	if out, err := execCommand("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", g.keyFile); err != nil {
-		b.Fatalf("ssh-keygen: %v: %s", err, out)
-	}
-	pub, err := os.ReadFile(g.keyFile + ".pub")
-	if err != nil {
-		b.Fatal(err)
-	}
+	var pub string
+	g.keyFile, pub = clientKey(b, dir)
 	hash, err := users.HashPassword(benchPassword)
 	if err != nil {
 		b.Fatal(err)
@@ -193,7 +187,7 @@ func startGateway(b testing.TB, srv *s3test.Server, opts gatewayOptions) *gatewa
     password_hash: %q
     home: bench/
     permissions: ["*"]
-`, strings.TrimSpace(string(pub)), hash)
+`, pub, hash)
 	write(b, filepath.Join(dir, "users.yaml"), usersYAML)
 	endpoint := srv.Endpoint
 	if opts.endpoint != "" {
@@ -247,25 +241,43 @@ func (g *gateway) start(b testing.TB, env ...string) {
 }
 
 // embedded is bin/ferry running the embedded default: its S3 endpoint, event bus and outbox in
-// a temporary folder (dir), and the pipeline when routes is a routes file.
+// a temporary folder (dir), and the pipeline when routes is a routes file. SFTP user bench
+// (g.keyFile) has the home incoming/bench/, where the shipped routes take CSVs.
 type embedded struct {
 	*gateway
-	client *s3.Client // the embedded endpoint, with its dev credentials
+	client  *s3.Client // the embedded endpoint, with its dev credentials
+	metrics string     // host:port of /metrics and /debug/pprof, when asked for
 }
 
-func startEmbedded(b testing.TB, routes string) *embedded {
+type embeddedOptions struct {
+	routes  string // routes file of the pipeline; "" runs none
+	metrics bool   // serve /metrics and /debug/pprof (for profiles)
+}
+
+func startEmbedded(b testing.TB, opts embeddedOptions) *embedded {
 	b.Helper()
 	dir := b.TempDir()
 	s3Addr := freeAddr(b)
 	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: freeAddr(b)}
 	pipeline := ""
-	if routes != "" {
-		pipeline = fmt.Sprintf("  pipeline:\n    routes: %q\n", routes)
+	if opts.routes != "" {
+		pipeline = fmt.Sprintf("  pipeline:\n    routes: %q\n", opts.routes)
 	}
-	write(b, filepath.Join(dir, "users.yaml"), "users: []\n")
+	metrics := ""
+	if opts.metrics {
+		metrics = freeAddr(b)
+	}
+	var pub string
+	g.keyFile, pub = clientKey(b, dir)
+	write(b, filepath.Join(dir, "users.yaml"), fmt.Sprintf(`users:
+  - name: bench
+    public_keys: [%q]
+    home: incoming/bench/
+    permissions: ["*"]
+`, pub))
 	write(b, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
   sftp: %q
-  metrics: ""
+  metrics: %q
 storage:
   s3:
     bucket: ferry
@@ -284,11 +296,27 @@ embedded:
     outbox: data/outbox.jsonl
 %slog:
   level: warn
-`, g.sftp, s3Addr, pipeline))
+`, g.sftp, metrics, s3Addr, pipeline))
 	g.start(b)
 	waitListening(b, s3Addr, g)
+	waitListening(b, g.sftp, g)
 	local := &s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
-	return &embedded{gateway: g, client: local.Client()}
+	return &embedded{gateway: g, client: local.Client(), metrics: metrics}
+}
+
+// clientKey makes an ed25519 key pair in dir for the SSH clients: the private key's file and
+// the public key's authorized_keys line.
+func clientKey(b testing.TB, dir string) (string, string) {
+	b.Helper()
+	keyFile := filepath.Join(dir, "id_ed25519")
+	if out, err := execCommand("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keyFile); err != nil {
+		b.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(keyFile + ".pub")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return keyFile, strings.TrimSpace(string(pub))
 }
 
 func (g *gateway) Write(p []byte) (int, error) {
