@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -24,8 +25,9 @@ import (
 // written to the local event bus (before the S3 response returns), rules that route those
 // events, and a local notification sink.
 type embedded struct {
-	s3  *s3server.Server
-	bus *bus.Bus // nil when embedded.events.dir is empty
+	s3     *s3server.Server
+	bus    *bus.Bus        // nil when embedded.events.dir is empty
+	ledger *handler.Ledger // the pipeline's, nil when no pipeline runs
 }
 
 // Rule patterns of the embedded default (EventBridge syntax).
@@ -53,6 +55,9 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 	if e.bus != nil {
 		region := cfg.Storage.S3.Region
 		onChange = func(ctx context.Context, c s3server.Change) error {
+			if e.isLedgerRecord(c) {
+				return nil
+			}
 			ev, err := s3events.FromChange(c, region)
 			if err != nil {
 				return err
@@ -116,6 +121,7 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	ledger := handler.NewLedger(client, cfg.Storage.S3.Bucket, "")
+	e.ledger = ledger
 	log := logger.With("component", "pipeline")
 	th, err := handler.NewTransformHandler(handler.TransformConfig{
 		S3: client, Routes: routes, Ledger: ledger, Events: e.bus, Log: log,
@@ -137,6 +143,15 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 		return err
 	}
 	return e.bus.AddRule(bus.Rule{Name: "notify", Pattern: patternPipeline, Target: nh, Retry: retry})
+}
+
+// isLedgerRecord reports whether c is a write of the pipeline's ledger. Those are its own
+// bookkeeping, not arrivals: on AWS the transform rule excludes them; here they are not put on
+// the bus at all. Each processed file writes seven (claims, content identities, done marks),
+// and each would otherwise be logged and fsync'd before the write returns, then read, matched
+// and decoded by every rule only to be ignored.
+func (e *embedded) isLedgerRecord(c s3server.Change) bool {
+	return e.ledger != nil && c.Bucket == e.ledger.Bucket() && strings.HasPrefix(c.Key, e.ledger.Prefix())
 }
 
 // close delivers what it can within the grace period; the rest is redelivered at next start.
