@@ -92,10 +92,14 @@ func readerSHA256(b testing.TB, r io.Reader) string {
 }
 
 // ferryBinary is the bin/ferry under test. A benchmark measures the one `make bench` builds
-// with the release flags; a test (the harness's smoke runs, under `make test`, which builds no
-// binary) builds its own from this source tree with the same flags, once per test binary.
+// with the release flags, or FERRY_BIN (to compare two builds); a test (the harness's smoke
+// runs, under `make test`, which builds no binary) builds its own from this source tree with
+// the same flags, once per test binary.
 func ferryBinary(b testing.TB) string {
 	b.Helper()
+	if p := os.Getenv("FERRY_BIN"); p != "" {
+		return p
+	}
 	if _, ok := b.(*testing.B); !ok {
 		return builtFerry(b)
 	}

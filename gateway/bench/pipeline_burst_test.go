@@ -50,6 +50,7 @@ func BenchmarkPipelineBurst(b *testing.B) {
 	b.ReportMetric(float64(r.p50.Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(r.p99.Milliseconds()), "p99-ms")
 	b.ReportMetric(float64(r.max.Milliseconds()), "max-ms")
+	b.ReportMetric(float64(r.cpuPerFile.Microseconds())/1000, "CPU-ms/file")
 	b.Log(r)
 }
 
@@ -74,14 +75,18 @@ type burstResult struct {
 	filesPerSec   float64       // end to end
 	uploadsPerSec float64
 	p50, p99, max time.Duration // upload close -> notification
-	load          string
+	// cpuPerFile is bin/ferry's CPU time (gateway, endpoint, bus and pipeline) per file from the
+	// first upload to the last notification: on a shared machine a steadier measure than rates.
+	cpuPerFile time.Duration
+	load       string
 }
 
 func (r burstResult) String() string {
 	return fmt.Sprintf("%d CSVs from %d SFTP sessions: uploads done in %v (%.0f files/s), last notification at %v: %.0f files/s end to end; "+
-		"close -> notification p50 %v, p99 %v, max %v; every file processed and notified exactly once; load average %s",
+		"close -> notification p50 %v, p99 %v, max %v; bin/ferry CPU %.2f ms per file; every file processed and notified exactly once; load average %s",
 		r.cfg.files, r.cfg.sessions, r.uploads.Round(time.Millisecond), r.uploadsPerSec, r.total.Round(time.Millisecond), r.filesPerSec,
-		r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.max.Round(time.Millisecond), r.load)
+		r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.max.Round(time.Millisecond),
+		float64(r.cpuPerFile.Microseconds())/1000, r.load)
 }
 
 func runBurst(tb testing.TB, cfg burstConfig) burstResult {
@@ -99,6 +104,8 @@ func runBurst(tb testing.TB, cfg burstConfig) burstResult {
 		clients[i] = sftpClient(tb, e.sftp, e.keyFile)
 	}
 	var profile <-chan error
+	pid := e.cmd.Process.Pid
+	cpu0 := cpuTime(tb, pid)
 	start := time.Now()
 	if cfg.profile != "" {
 		profile = captureProfile(e.metrics, cfg.profile, cfg.profileFor)
@@ -136,6 +143,7 @@ func runBurst(tb testing.TB, cfg burstConfig) burstResult {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	cpu := cpuTime(tb, pid) - cpu0
 	if profile != nil {
 		if err := <-profile; err != nil {
 			tb.Errorf("CPU profile: %v", err)
@@ -147,7 +155,7 @@ func runBurst(tb testing.TB, cfg burstConfig) burstResult {
 	time.Sleep(2 * time.Second)
 	tail.Close()
 
-	r := burstResult{cfg: cfg, uploads: uploads, load: loadAverage()}
+	r := burstResult{cfg: cfg, uploads: uploads, load: loadAverage(), cpuPerFile: cpu / time.Duration(cfg.files)}
 	var last time.Time
 	lat := make([]time.Duration, 0, cfg.files)
 	var problems []string
