@@ -26,6 +26,7 @@ type rule struct {
 	bus  *Bus
 	path string        // cursor file
 	wake chan struct{} // an event left the window
+	jobs chan *job     // to this rule's workers
 
 	mu     sync.Mutex
 	window []*job // in seq order; head removed as soon as it is done
@@ -148,7 +149,7 @@ func (r *rule) feed(from uint64) {
 		r.track(j)
 		b.inflight.Add(1)
 		select {
-		case b.jobs <- j:
+		case r.jobs <- j:
 		case <-b.stopFeed:
 			b.inflight.Done() // stays in the window: the cursor stops before it
 			return
@@ -156,11 +157,13 @@ func (r *rule) feed(from uint64) {
 	}
 }
 
-func (b *Bus) work() {
+// work delivers the rule's jobs until the bus's delivery context ends.
+func (r *rule) work() {
+	b := r.bus
 	defer b.workers.Done()
 	for {
 		select {
-		case j := <-b.jobs:
+		case j := <-r.jobs:
 			b.deliver(j)
 		case <-b.ctx.Done():
 			return
@@ -198,7 +201,7 @@ func (b *Bus) deliver(j *job) {
 	b.log.Debug("delivery failed; retrying", "rule", r.Name, "seq", j.seq, "attempt", j.attempts, "in", d, "err", err)
 	time.AfterFunc(d, func() {
 		select {
-		case b.jobs <- j:
+		case r.jobs <- j:
 		case <-b.ctx.Done():
 			b.inflight.Done()
 		}
