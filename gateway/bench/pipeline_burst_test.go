@@ -27,9 +27,18 @@ import (
 // started to last notification), p50/p99/max of upload close -> notification, and fails unless
 // every file has exactly one output and exactly one notification. FERRY_BENCH_PROFILE=file
 // writes a CPU profile of bin/ferry over the first FERRY_BENCH_PROFILE_SECONDS (default 15) of
-// the burst: go tool pprof bin/ferry file.
+// the burst: go tool pprof bin/ferry file. FERRY_BENCH_PROFILE_KIND=trace takes an execution
+// trace instead (go tool trace file: what goroutines waited for, and how long), =allocs what
+// was allocated meanwhile (go tool pprof -sample_index=alloc_space).
 func BenchmarkPipelineBurst(b *testing.B) {
-	cfg := burstConfig{files: 5000, sessions: 20, profile: os.Getenv("FERRY_BENCH_PROFILE"), profileFor: 15 * time.Second}
+	cfg := burstConfig{files: 5000, sessions: 20, profile: os.Getenv("FERRY_BENCH_PROFILE"), profileKind: "profile", profileFor: 15 * time.Second}
+	switch k := os.Getenv("FERRY_BENCH_PROFILE_KIND"); k {
+	case "", "profile":
+	case "trace", "allocs":
+		cfg.profileKind = k
+	default:
+		b.Fatalf("FERRY_BENCH_PROFILE_KIND=%q: want profile, trace or allocs", k)
+	}
 	if v := os.Getenv("FERRY_BENCH_PROFILE_SECONDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
@@ -62,10 +71,11 @@ func TestPipelineBurstSmoke(t *testing.T) {
 }
 
 type burstConfig struct {
-	files      int
-	sessions   int
-	profile    string // where to write a CPU profile of the burst; "" = none
-	profileFor time.Duration
+	files       int
+	sessions    int
+	profile     string // where to write a CPU profile or trace of the burst; "" = none
+	profileKind string // profile (CPU), trace or allocs
+	profileFor  time.Duration
 }
 
 type burstResult struct {
@@ -108,7 +118,7 @@ func runBurst(tb testing.TB, cfg burstConfig) burstResult {
 	cpu0 := cpuTime(tb, pid)
 	start := time.Now()
 	if cfg.profile != "" {
-		profile = captureProfile(e.metrics, cfg.profile, cfg.profileFor)
+		profile = captureProfile(e.metrics, cfg.profileKind, cfg.profile, cfg.profileFor)
 	}
 	closed := make([]time.Time, cfg.files)
 	var wg sync.WaitGroup
@@ -146,9 +156,9 @@ func runBurst(tb testing.TB, cfg burstConfig) burstResult {
 	cpu := cpuTime(tb, pid) - cpu0
 	if profile != nil {
 		if err := <-profile; err != nil {
-			tb.Errorf("CPU profile: %v", err)
+			tb.Errorf("%s: %v", cfg.profileKind, err)
 		} else {
-			tb.Logf("CPU profile of the burst in %s", cfg.profile)
+			tb.Logf("%s of the burst in %s", cfg.profileKind, cfg.profile)
 		}
 	}
 	// A duplicate would come within the bus's retry delays: let the bus settle, then count.
@@ -289,12 +299,12 @@ func deadLetters(tb testing.TB, dir string) []string {
 	return out
 }
 
-// captureProfile takes a CPU profile of the process serving /debug/pprof at addr, for d or
-// until the process stops, into file.
-func captureProfile(addr, file string, d time.Duration) <-chan error {
+// captureProfile takes a CPU profile, an execution trace or the allocations (kind: profile,
+// trace or allocs) of the process serving /debug/pprof at addr over d, into file.
+func captureProfile(addr, kind, file string, d time.Duration) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, int(d.Seconds())))
 		if err != nil {
 			done <- err
 			return
