@@ -3,8 +3,9 @@
 //
 //   - Put appends events to an fsync'd, append-only JSON-lines log before returning (group
 //     commit: concurrent Puts share one fsync). It never waits for targets.
-//   - Rules hold EventBridge event patterns, evaluated with quamina; operators quamina cannot
-//     evaluate are refused at AddRule (see compilePattern).
+//   - Rules hold EventBridge event patterns, evaluated with quamina, and by the bus itself for
+//     anything-but a prefix or suffix, which quamina lacks; other operators neither evaluates
+//     are refused at AddRule (see compilePattern).
 //   - Each rule consumes the log independently from its own cursor (dir/cursors/<rule>.json),
 //     delivering matched events to its Target on a bounded worker pool of its own (see
 //     Config.Workers), retrying failures with exponential backoff and jitter, and after
@@ -314,7 +315,7 @@ func (b *Bus) AddRule(r Rule) error {
 	if r.Target == nil {
 		return fmt.Errorf("add rule %s: no target", r.Name)
 	}
-	q, _, err := compilePattern(r.Pattern)
+	m, _, err := compilePattern(r.Pattern)
 	if err != nil {
 		return fmt.Errorf("add rule %s: %w", r.Name, err)
 	}
@@ -328,7 +329,7 @@ func (b *Bus) AddRule(r Rule) error {
 	if _, dup := b.rules[r.Name]; dup {
 		return fmt.Errorf("add rule %s: a rule with this name exists", r.Name)
 	}
-	ru := &rule{Rule: r, q: q, bus: b, path: filepath.Join(b.dir, "cursors", r.Name+".json"), wake: make(chan struct{}, 1),
+	ru := &rule{Rule: r, m: m, bus: b, path: filepath.Join(b.dir, "cursors", r.Name+".json"), wake: make(chan struct{}, 1),
 		jobs: make(chan *job, b.cfg.Workers)}
 	cursor, ok, err := readCursor(ru.path)
 	if err != nil {

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"quamina.net/go/quamina"
-
 	"github.com/ferrygw/ferry/pipeline/event"
 )
 
@@ -22,7 +20,7 @@ import (
 // yet delivered or dead-lettered (window, in seq order) and the cursor derived from it.
 type rule struct {
 	Rule
-	q    *quamina.Quamina
+	m    *matcher
 	bus  *Bus
 	path string        // cursor file
 	wake chan struct{} // an event left the window
@@ -137,11 +135,11 @@ func (r *rule) feed(from uint64) {
 			}
 			continue
 		}
-		matches, err := r.q.MatchesForEvent(line)
+		matched, err := r.m.matches(line)
 		if err != nil {
 			b.log.Warn("event does not parse; not matched", "rule", r.Name, "seq", seq, "err", err)
 		}
-		if len(matches) == 0 {
+		if !matched {
 			r.skip(seq)
 			continue
 		}

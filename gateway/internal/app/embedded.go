@@ -30,10 +30,12 @@ type embedded struct {
 	ledger *handler.Ledger // the pipeline's, nil when no pipeline runs
 }
 
-// Rule patterns of the embedded default (EventBridge syntax).
+// Rule patterns of the embedded default (EventBridge syntax). Arrivals exclude keys under
+// .ferry/ (the pipeline's ledger), as the deployed transform rule does; their writes are not
+// put on the bus here anyway (isLedgerRecord), so this only keeps the two rules the same.
 const (
 	patternAll      = `{"source": ["aws.s3", "ferry.gateway", "ferry.pipeline"]}`
-	patternArrivals = `{"source": ["aws.s3"], "detail-type": ["Object Created"]}`
+	patternArrivals = `{"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"object": {"key": [{"anything-but": {"prefix": ".ferry/"}}]}}}`
 	patternPipeline = `{"source": ["ferry.pipeline"]}`
 )
 
