@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +26,8 @@ import (
 // lftp), three runs of every workload, interleaved (Ferry, rclone, Ferry, rclone…), and prints
 // one table: the median rate, the server's CPU time per GiB (or per 1000 files), its peak RSS,
 // and Ferry ÷ rclone. FERRY_BENCH_SIZE (e.g. 64MiB) shrinks the large transfers;
-// FERRY_BENCH_SMOKE=1 runs the smoke sizes of TestPeersSmoke.
+// FERRY_BENCH_SMOKE=1 runs the smoke sizes of TestPeersSmoke; FERRY_BENCH_WORKLOADS (a regexp
+// on the rows' names) runs some rows only. A download needs its upload row in the same run.
 func BenchmarkPeers(b *testing.B) {
 	cfg := fullPeers(b)
 	if os.Getenv("FERRY_BENCH_SMOKE") != "" {
@@ -104,6 +106,7 @@ type peerEnv struct {
 	bigSHA  string
 	conc    string // local file of cfg.conc random bytes
 	small   string // folder of cfg.small files
+	current string // the workload, server and run being measured, for failure messages
 }
 
 // workload is one row of the table: run runs it once against p and returns its time and the
@@ -144,6 +147,13 @@ func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
 
 	tab := &peersTable{cfg: cfg, peers: []string{ferry.name, rc.name}, loadBefore: loadAverage()}
 	ws := peerWorkloads(cfg)
+	if only := os.Getenv("FERRY_BENCH_WORKLOADS"); only != "" {
+		re, err := regexp.Compile(only)
+		if err != nil {
+			tb.Fatalf("FERRY_BENCH_WORKLOADS=%q: %v", only, err)
+		}
+		ws = slices.DeleteFunc(ws, func(w workload) bool { return !re.MatchString(w.name) })
+	}
 	samples := make([][][]sample, len(ws)) // [workload][peer][run]
 	for i := range samples {
 		samples[i] = make([][]sample, len(peers))
@@ -152,6 +162,7 @@ func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
 	for run := range cfg.runs {
 		for wi, w := range ws {
 			for pi, p := range peers {
+				e.current = fmt.Sprintf("%s on %s, run %d", w.name, p.name, run+1)
 				m, amount, check := w.run(tb, e, p)
 				check()
 				samples[wi][pi] = append(samples[wi][pi], sample{measured: m, amount: amount})
@@ -265,10 +276,10 @@ func (e *peerEnv) concurrentUploads(tb testing.TB, p *peer, n int) (measured, fl
 			key := fmt.Sprintf("%sconc-%d-%02d.bin", p.prefix, n, i)
 			head, err := e.client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(e.srv.Bucket), Key: aws.String(key)})
 			if err != nil {
-				tb.Fatalf("%s: %s: %v", p.name, key, err)
+				tb.Fatalf("%s: %s: %v", e.current, key, err)
 			}
 			if got := aws.ToInt64(head.ContentLength); got != e.cfg.conc {
-				tb.Fatalf("%s: %s is %d bytes, want %d", p.name, key, got, e.cfg.conc)
+				tb.Fatalf("%s: %s is %d bytes, want %d", e.current, key, got, e.cfg.conc)
 			}
 		}
 		e.clear(tb, p.prefix+"conc-")
@@ -279,7 +290,7 @@ func (e *peerEnv) concurrentUploads(tb testing.TB, p *peer, n int) (measured, fl
 func (e *peerEnv) checkObject(tb testing.TB, key string) {
 	tb.Helper()
 	if got := objectSHA256(tb, e.client, e.srv.Bucket, key); got != e.bigSHA {
-		tb.Fatalf("%s: sha256 %s, want %s", key, got, e.bigSHA)
+		tb.Fatalf("%s: %s: sha256 %s, want %s", e.current, key, got, e.bigSHA)
 	}
 }
 
@@ -287,7 +298,11 @@ func (e *peerEnv) checkObject(tb testing.TB, key string) {
 func (e *peerEnv) checkLocal(tb testing.TB, path string) {
 	tb.Helper()
 	if got := fileSHA256(tb, path); got != e.bigSHA {
-		tb.Fatalf("downloaded sha256 %s, want %s", got, e.bigSHA)
+		var size int64
+		if fi, err := os.Stat(path); err == nil {
+			size = fi.Size()
+		}
+		tb.Fatalf("%s: downloaded %d bytes, sha256 %s; want %d bytes, sha256 %s", e.current, size, got, e.cfg.big, e.bigSHA)
 	}
 	os.Remove(path)
 }
@@ -302,7 +317,7 @@ func (e *peerEnv) checkCount(tb testing.TB, prefix string, n int) {
 		}
 	}
 	if got != n {
-		tb.Fatalf("%d objects under %s, want %d", got, prefix, n)
+		tb.Fatalf("%s: %d objects under %s, want %d", e.current, got, prefix, n)
 	}
 }
 
@@ -316,7 +331,7 @@ func (e *peerEnv) checkListing(tb testing.TB, path string, n int) {
 		tb.Fatal(err)
 	}
 	if got := len(listedName.FindAll(data, -1)); got != n {
-		tb.Fatalf("LIST named %d files, want %d:\n%s", got, n, tail(string(data), 2<<10))
+		tb.Fatalf("%s: LIST named %d files, want %d:\n%s", e.current, got, n, tail(string(data), 2<<10))
 	}
 }
 
