@@ -8,11 +8,10 @@
 //     are refused at AddRule (see compilePattern).
 //   - Each rule consumes the log independently from its own cursor (dir/cursors/<rule>.json),
 //     delivering matched events to its Target on a bounded worker pool of its own (see
-//     Config.Workers), retrying failures with exponential backoff and jitter, and after
-//     MaxAttempts writing the event to
-//     dir/dead-letter/<rule>/<event-id>.json. The cursor advances past an event only once it
-//     is delivered or dead-lettered, so after a restart, events not yet handled are delivered
-//     again: at least once, never lost; duplicates are possible, as on AWS.
+//     Config), retrying failures with exponential backoff and jitter, and after MaxAttempts
+//     writing the event to dir/dead-letter/<rule>/<event-id>.json. The cursor advances past an
+//     event only once it is delivered or dead-lettered, so after a restart, events not yet
+//     handled are delivered again: at least once, never lost; duplicates are possible, as on AWS.
 //   - Old segments are deleted once every rule's cursor has passed them, keeping the newest
 //     Config.KeepSegments for `ferry events`.
 //   - Other processes put events through the inbox folder (Enqueue): `ferry redrive` sends
