@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // BenchmarkPipelineBurst is a busy day through the embedded default (bin/ferry with the shipped
@@ -100,6 +102,7 @@ func (r burstResult) String() string {
 }
 
 func runBurst(tb testing.TB, cfg burstConfig) burstResult {
+	testtool.Path(tb, "ssh-keygen") // the client key; a -short run skips here
 	routes, err := filepath.Abs("../../configs/pipeline.yaml")
 	if err != nil {
 		tb.Fatal(err)
