@@ -71,13 +71,12 @@ func section(out string) (measured, error) {
 	return measured{d: time.Duration(t1 - t0), usage: usage{cpu: c1 - c0, peak: peak << 10}}, nil
 }
 
-// clientLimit bounds any one client run: a stuck transfer fails the benchmark, never hangs it.
+// clientLimit bounds any one client run: a stuck transfer fails, it never hangs the benchmark.
 const clientLimit = 15 * time.Minute
 
-// runClient runs name with args and stdin, and returns its combined output. It fails the test
-// if the program fails or outlives clientLimit.
-func runClient(tb testing.TB, stdin, name string, args ...string) string {
-	tb.Helper()
+// runClient runs name with args and stdin, and returns its combined output, or an error with
+// the output's end if the program fails or outlives clientLimit.
+func runClient(stdin, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), clientLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -85,9 +84,15 @@ func runClient(tb testing.TB, stdin, name string, args ...string) string {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out.String(), 4<<10))
+		return out.String(), fmt.Errorf("%s: %w: %s", name, err, lastLines(out.String(), 3))
 	}
-	return out.String()
+	return out.String(), nil
+}
+
+// lastLines is the end of a client's output, for an error message.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " / ")
 }
 
 func tail(s string, n int) string {
@@ -114,22 +119,22 @@ func (s sftpSession) args() []string {
 
 // timed runs setup, then timed between two marks, in one session, and returns what the timed
 // commands took: their time and server process pid's CPU time and peak RSS.
-func (s sftpSession) timed(tb testing.TB, pid int, setup, timed string) measured {
-	tb.Helper()
-	out := runClient(tb, setup+markCmd(pid, true)+timed+markCmd(pid, false), "sftp", s.args()...)
+func (s sftpSession) timed(pid int, setup, timed string) (measured, error) {
+	out, err := runClient(setup+markCmd(pid, true)+timed+markCmd(pid, false), "sftp", s.args()...)
+	if err != nil {
+		return measured{}, err
+	}
 	m, err := section(out)
 	if err != nil {
-		tb.Fatalf("sftp: %v\n%s", err, tail(out, 4<<10))
+		return measured{}, fmt.Errorf("sftp: %w: %s", err, lastLines(out, 3))
 	}
-	return m
+	return m, nil
 }
 
-// run runs a batch and returns its wall time (start-up and login included).
-func (s sftpSession) run(tb testing.TB, batch string) time.Duration {
-	tb.Helper()
-	start := time.Now()
-	runClient(tb, batch, "sftp", s.args()...)
-	return time.Since(start)
+// run runs a batch.
+func (s sftpSession) run(batch string) error {
+	_, err := runClient(batch, "sftp", s.args()...)
+	return err
 }
 
 // lftpSession is lftp logged in as bench with a password over plain FTP (passive mode): the
@@ -142,8 +147,7 @@ type lftpSession struct {
 
 // timed is sftpSession.timed for lftp. The session is connected and logged in before the
 // first mark (lftp connects lazily, on the first command that needs the server: NOOP here).
-func (s lftpSession) timed(tb testing.TB, pid int, setup, timed string) measured {
-	tb.Helper()
+func (s lftpSession) timed(pid int, setup, timed string) (measured, error) {
 	script := fmt.Sprintf(`set cmd:fail-exit yes
 set cmd:interactive no
 set ftp:ssl-allow no
@@ -158,19 +162,25 @@ quote NOOP
 %s%s%s%s`, s.password, s.addr, setup, markCmd(pid, true), timed, markCmd(pid, false))
 	f, err := os.CreateTemp(s.dir, "lftp-*.txt")
 	if err != nil {
-		tb.Fatal(err)
+		return measured{}, err
 	}
-	if _, err := f.WriteString(script); err != nil {
-		tb.Fatal(err)
-	}
-	f.Close()
 	defer os.Remove(f.Name())
-	out := runClient(tb, "", "lftp", "-f", f.Name())
+	_, err = f.WriteString(script)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return measured{}, err
+	}
+	out, err := runClient("", "lftp", "-f", f.Name())
+	if err != nil {
+		return measured{}, err
+	}
 	m, err := section(out)
 	if err != nil {
-		tb.Fatalf("lftp: %v\n%s", err, tail(out, 4<<10))
+		return measured{}, fmt.Errorf("lftp: %w: %s", err, lastLines(out, 3))
 	}
-	return m
+	return m, nil
 }
 
 // writeSmallFiles writes n files of size random bytes, each different, named f0000… into a

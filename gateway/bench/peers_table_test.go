@@ -12,20 +12,32 @@ import (
 type sample struct {
 	measured
 	amount float64 // bytes or items
+	err    error   // the server failed this run (the peer only: Ferry's failures stop the run)
 }
 
-// cell is a server's summary for one workload: the median of its runs' rates and CPU costs,
-// and the highest of their peak RSS.
+// cell is a server's summary for one workload: the median of its successful runs' rates and
+// CPU costs, and the highest of their peak RSS; failed counts the others, and err is the first
+// failure.
 type cell struct {
-	rate float64 // MB/s (10^6 bytes/s) or items/s
-	cpu  float64 // CPU-seconds per GiB, or per 1000 items
-	peak int64   // bytes
+	rate   float64 // MB/s (10^6 bytes/s) or items/s
+	cpu    float64 // CPU-seconds per GiB, or per 1000 items
+	peak   int64   // bytes
+	runs   int
+	failed int
+	err    error
 }
 
 func summarize(runs []sample, bytes bool) cell {
 	var rates, cpus []float64
-	var c cell
+	c := cell{runs: len(runs)}
 	for _, s := range runs {
+		if s.err != nil {
+			c.failed++
+			if c.err == nil {
+				c.err = s.err
+			}
+			continue
+		}
 		per := s.amount / 1000 // thousands of items
 		rate := s.amount / s.d.Seconds()
 		if bytes {
@@ -59,9 +71,9 @@ type peersRow struct {
 	cells []cell // in the table's peer order: Ferry, rclone
 }
 
-// ratio is Ferry's rate over rclone's.
+// ratio is Ferry's rate over rclone's, when both have one.
 func (r peersRow) ratio() (float64, bool) {
-	if len(r.cells) != 2 || r.cells[1].rate <= 0 {
+	if len(r.cells) != 2 || r.cells[0].rate <= 0 || r.cells[1].rate <= 0 {
 		return 0, false
 	}
 	return r.cells[0].rate / r.cells[1].rate, true
@@ -87,21 +99,39 @@ func (t *peersTable) String() string {
 	fmt.Fprintf(&b, "its peak RSS (VmHWM, reset before each run), the highest of the runs.\n\n")
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "workload\tunit\tFerry\trclone\tFerry ÷ rclone\tCPU Ferry\tCPU rclone\tCPU ÷\tRSS Ferry MiB\tRSS rclone MiB\n")
+	var notes []string
 	for _, r := range t.rows {
 		cpuUnit := "s/1k"
 		if r.bytes {
 			cpuUnit = "s/GiB"
 		}
-		ratio, _ := r.ratio()
 		f, rc := r.cells[0], r.cells[1]
-		cpuRatio := 0.0
-		if rc.cpu > 0 {
-			cpuRatio = f.cpu / rc.cpu
+		ratio, cpuRatio := "—", "—"
+		if v, ok := r.ratio(); ok {
+			ratio = fmt.Sprintf("%.2f", v)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%.1f\t%.1f\t%.2f\t%.2f %s\t%.2f %s\t%.2f\t%.0f\t%.0f\n",
-			r.name, r.unit, f.rate, rc.rate, ratio, f.cpu, cpuUnit, rc.cpu, cpuUnit, cpuRatio,
-			float64(f.peak)/(1<<20), float64(rc.peak)/(1<<20))
+		if f.rate > 0 && rc.rate > 0 && rc.cpu > 0 {
+			cpuRatio = fmt.Sprintf("%.2f", f.cpu/rc.cpu)
+		}
+		cells := make([]string, 0, 6)
+		for i, c := range []cell{f, rc} {
+			mark := ""
+			if c.failed > 0 {
+				notes = append(notes, fmt.Sprintf("[%d] %s, %s: %d of %d runs failed; the first: %v", len(notes)+1, t.peers[i], r.name, c.failed, c.runs, c.err))
+				mark = fmt.Sprintf(" [%d]", len(notes))
+			}
+			if c.failed == c.runs {
+				cells = append(cells, "failed"+mark, "—", "—")
+				continue
+			}
+			cells = append(cells, fmt.Sprintf("%.1f%s", c.rate, mark), fmt.Sprintf("%.2f %s", c.cpu, cpuUnit), fmt.Sprintf("%.0f", float64(c.peak)/(1<<20)))
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.name, r.unit, cells[0], cells[3], ratio, cells[1], cells[4], cpuRatio, cells[2], cells[5])
 	}
 	w.Flush()
+	if len(notes) > 0 {
+		fmt.Fprintf(&b, "\n%s\n", strings.Join(notes, "\n"))
+	}
 	return b.String()
 }

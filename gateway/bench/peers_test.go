@@ -2,7 +2,11 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -44,7 +48,8 @@ func BenchmarkPeers(b *testing.B) {
 
 // TestPeersSmoke runs the peer comparison at toy sizes, so the harness itself is exercised by
 // `make test`: every workload against both servers, with the integrity checks, and a table
-// with every row filled in. The numbers mean nothing at this size.
+// with every row filled in (a run the peer fails is reported, not measured). The numbers mean
+// nothing at this size.
 func TestPeersSmoke(t *testing.T) {
 	tab := runPeers(t, smokePeers)
 	t.Log("\n" + tab.String())
@@ -53,17 +58,55 @@ func TestPeersSmoke(t *testing.T) {
 		t.Fatalf("%d rows, want %d", len(tab.rows), want)
 	}
 	for _, r := range tab.rows {
-		for i, c := range r.cells {
-			if c.rate <= 0 || c.cpu < 0 || c.peak <= 0 {
-				t.Errorf("%s, %s: rate %v, cpu %v, peak RSS %d: want all measured", r.name, tab.peers[i], c.rate, c.cpu, c.peak)
-			}
+		if f := r.cells[0]; f.rate <= 0 || f.cpu < 0 || f.peak <= 0 || f.failed > 0 {
+			t.Errorf("%s, Ferry: rate %v, cpu %v, peak RSS %d, %d failed: want all measured", r.name, f.rate, f.cpu, f.peak, f.failed)
 		}
-		if _, ok := r.ratio(); !ok {
+		if rc := r.cells[1]; rc.failed < rc.runs && (rc.rate <= 0 || rc.cpu < 0 || rc.peak <= 0) {
+			t.Errorf("%s, rclone: rate %v, cpu %v, peak RSS %d: want measured", r.name, rc.rate, rc.cpu, rc.peak)
+		}
+		if _, ok := r.ratio(); !ok && r.cells[1].failed < r.cells[1].runs {
 			t.Errorf("%s: no ratio", r.name)
 		}
 	}
 	if !strings.Contains(tab.String(), "Ferry ÷ rclone") {
 		t.Errorf("table without its ratio column:\n%s", tab)
+	}
+}
+
+// TestPeersTable: medians over the successful runs, the highest peak, and a peer's failed runs
+// shown as such with their reason, never as a rate.
+func TestPeersTable(t *testing.T) {
+	boom := errors.New("write remote \"/conc-50-10.bin\": Failure")
+	ok := func(secs, cpu float64, peakMiB int64) sample {
+		return sample{measured: measured{d: time.Duration(secs * float64(time.Second)), usage: usage{cpu: time.Duration(cpu * float64(time.Second)), peak: peakMiB << 20}}, amount: 1 << 30}
+	}
+	tab := &peersTable{cfg: peersConfig{runs: 3}, peers: []string{"Ferry", "rclone"}, rows: []peersRow{
+		{name: "upload", unit: "MB/s", bytes: true, cells: []cell{
+			summarize([]sample{ok(4, 4, 50), ok(2, 5, 60), ok(8, 6, 55)}, true),
+			summarize([]sample{ok(8, 8, 150), {err: boom}, ok(4, 6, 140)}, true),
+		}},
+		{name: "concurrent", unit: "MB/s", bytes: true, cells: []cell{
+			summarize([]sample{ok(10, 5, 100), ok(10, 5, 100), ok(10, 5, 100)}, true),
+			summarize([]sample{{err: boom}, {err: boom}, {err: boom}}, true),
+		}},
+	}}
+	out := tab.String()
+	t.Log("\n" + out)
+	up := tab.rows[0].cells
+	if want := float64(1<<30) / 4 / 1e6; up[0].rate != want || up[0].cpu != 5 || up[0].peak != 60<<20 {
+		t.Errorf("Ferry upload %+v: want the median rate %.1f, median CPU 5, peak 60 MiB", up[0], want)
+	}
+	if want := (float64(1<<30)/8/1e6 + float64(1<<30)/4/1e6) / 2; up[1].rate != want || up[1].failed != 1 {
+		t.Errorf("rclone upload %+v: want the median of its 2 good runs (%.1f) and 1 failure", up[1], want)
+	}
+	for _, want := range []string{"failed [2]", "[1] rclone, upload: 1 of 3 runs failed; the first: " + boom.Error(),
+		"[2] rclone, concurrent: 3 of 3 runs failed", "—"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	if _, ok := tab.rows[1].ratio(); ok {
+		t.Error("a ratio against a failed cell")
 	}
 }
 
@@ -93,6 +136,7 @@ type peer struct {
 	sftpPID int // the process serving each protocol (the same for Ferry)
 	ftpPID  int
 	prefix  string // its root in the bucket
+	strict  bool   // a failure fails the benchmark (Ferry); else it is reported (the peer)
 }
 
 // peerEnv is what the workloads share: the servers, the backend, the client key, the files.
@@ -111,12 +155,13 @@ type peerEnv struct {
 
 // workload is one row of the table: run runs it once against p and returns its time and the
 // server's CPU time and peak RSS meanwhile, and the bytes or items it moved; check, called after
-// the measurement, verifies what the server did.
+// the measurement, verifies what the server did. An error is the server's failure (a client
+// that failed, wrong bytes): Ferry's fails the benchmark, the peer's is reported in the table.
 type workload struct {
 	name  string
 	unit  string // of the rate: MB/s, files/s, entries/s
 	bytes bool   // amount is bytes (CPU per GiB), else items (CPU per 1000)
-	run   func(tb testing.TB, e *peerEnv, p *peer) (m measured, amount float64, check func())
+	run   func(e *peerEnv, p *peer) (m measured, amount float64, check func() error, err error)
 }
 
 func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
@@ -135,7 +180,7 @@ func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
 	g := startGateway(tb, srv, gatewayOptions{ftp: true})
 	e.keyFile = g.keyFile
 	pid := g.cmd.Process.Pid
-	ferry := &peer{name: "Ferry", sftp: g.sftp, ftp: g.ftp, sftpPID: pid, ftpPID: pid, prefix: "bench/"}
+	ferry := &peer{name: "Ferry", sftp: g.sftp, ftp: g.ftp, sftpPID: pid, ftpPID: pid, prefix: "bench/", strict: true}
 	rc := &peer{name: "rclone", prefix: "rclone/"}
 	rc.sftp, rc.sftpPID = startRclone(tb, rclone, srv, "sftp", g.keyFile+".pub")
 	rc.ftp, rc.ftpPID = startRclone(tb, rclone, srv, "ftp", "")
@@ -163,13 +208,23 @@ func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
 		for wi, w := range ws {
 			for pi, p := range peers {
 				e.current = fmt.Sprintf("%s on %s, run %d", w.name, p.name, run+1)
-				m, amount, check := w.run(tb, e, p)
-				check()
-				samples[wi][pi] = append(samples[wi][pi], sample{measured: m, amount: amount})
+				m, amount, check, err := w.run(e, p)
+				if err == nil {
+					err = check()
+				}
+				if err != nil {
+					if p.strict {
+						tb.Fatalf("%s: %v", e.current, err)
+					}
+					tb.Logf("%s failed: %v", e.current, err)
+				}
+				samples[wi][pi] = append(samples[wi][pi], sample{measured: m, amount: amount, err: err})
 			}
 		}
 		for _, p := range peers {
-			e.clear(tb, p.prefix)
+			if err := e.clear(p.prefix); err != nil {
+				tb.Fatal(err)
+			}
 		}
 		tb.Logf("run %d of %d done after %v (load %s)", run+1, cfg.runs, time.Since(start).Round(time.Second), loadAverage())
 	}
@@ -194,63 +249,63 @@ func peerWorkloads(cfg peersConfig) []workload {
 	var ws []workload
 	for _, c := range []string{chacha, aesGCM} {
 		ws = append(ws, workload{name: fmt.Sprintf("SFTP upload %s, %s", big, cipherLabel(c)), unit: "MB/s", bytes: true,
-			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
 				s := sftpSession{addr: p.sftp, keyFile: e.keyFile, extra: []string{"-o", "Ciphers=" + c}}
-				m := s.timed(tb, p.sftpPID, "", fmt.Sprintf("put %s /big.bin\n", e.big))
-				return m, float64(e.cfg.big), func() { e.checkObject(tb, p.prefix+"big.bin") }
+				m, err := s.timed(p.sftpPID, "", fmt.Sprintf("put %s /big.bin\n", e.big))
+				return m, float64(e.cfg.big), func() error { return e.checkObject(p.prefix + "big.bin") }, err
 			}})
 	}
 	for _, c := range []string{chacha, aesGCM} {
 		ws = append(ws, workload{name: fmt.Sprintf("SFTP download %s, %s", big, cipherLabel(c)), unit: "MB/s", bytes: true,
-			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
 				s := sftpSession{addr: p.sftp, keyFile: e.keyFile, extra: []string{"-o", "Ciphers=" + c}}
 				dst := filepath.Join(e.dir, "down.bin")
-				m := s.timed(tb, p.sftpPID, "", fmt.Sprintf("get /big.bin %s\n", dst))
-				return m, float64(e.cfg.big), func() { e.checkLocal(tb, dst) }
+				m, err := s.timed(p.sftpPID, "", fmt.Sprintf("get /big.bin %s\n", dst))
+				return m, float64(e.cfg.big), func() error { return e.checkLocal(dst) }, err
 			}})
 	}
 	ws = append(ws,
 		workload{name: fmt.Sprintf("SFTP %d × 4 KiB, one session", cfg.small), unit: "files/s",
-			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
 				var batch strings.Builder
 				for i := range e.cfg.small {
 					fmt.Fprintf(&batch, "put %s /sftp-small/f%04d\n", filepath.Join(e.small, fmt.Sprintf("f%04d", i)), i)
 				}
 				s := sftpSession{addr: p.sftp, keyFile: e.keyFile}
-				m := s.timed(tb, p.sftpPID, "-mkdir /sftp-small\n", batch.String())
-				return m, float64(e.cfg.small), func() { e.checkCount(tb, p.prefix+"sftp-small/", e.cfg.small) }
+				m, err := s.timed(p.sftpPID, "-mkdir /sftp-small\n", batch.String())
+				return m, float64(e.cfg.small), func() error { return e.checkCount(p.prefix+"sftp-small/", e.cfg.small) }, err
 			}},
 		workload{name: fmt.Sprintf("FTP upload %s", big), unit: "MB/s", bytes: true,
-			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
 				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
-				m := s.timed(tb, p.ftpPID, "", fmt.Sprintf("put %s -o /big.bin\n", e.big))
-				return m, float64(e.cfg.big), func() { e.checkObject(tb, p.prefix+"big.bin") }
+				m, err := s.timed(p.ftpPID, "", fmt.Sprintf("put %s -o /big.bin\n", e.big))
+				return m, float64(e.cfg.big), func() error { return e.checkObject(p.prefix + "big.bin") }, err
 			}},
 		workload{name: fmt.Sprintf("FTP download %s", big), unit: "MB/s", bytes: true,
-			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
 				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
 				dst := filepath.Join(e.dir, "down.bin")
-				m := s.timed(tb, p.ftpPID, "", fmt.Sprintf("get /big.bin -o %s\n", dst))
-				return m, float64(e.cfg.big), func() { e.checkLocal(tb, dst) }
+				m, err := s.timed(p.ftpPID, "", fmt.Sprintf("get /big.bin -o %s\n", dst))
+				return m, float64(e.cfg.big), func() error { return e.checkLocal(dst) }, err
 			}},
 		workload{name: fmt.Sprintf("FTP %d × 4 KiB, lftp mput", cfg.small), unit: "files/s",
-			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
 				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
-				m := s.timed(tb, p.ftpPID, "mkdir -f -p /ftp-small\n", fmt.Sprintf("mput -O /ftp-small %s/*\n", e.small))
-				return m, float64(e.cfg.small), func() { e.checkCount(tb, p.prefix+"ftp-small/", e.cfg.small) }
+				m, err := s.timed(p.ftpPID, "mkdir -f -p /ftp-small\n", fmt.Sprintf("mput -O /ftp-small %s/*\n", e.small))
+				return m, float64(e.cfg.small), func() error { return e.checkCount(p.prefix+"ftp-small/", e.cfg.small) }, err
 			}},
 		workload{name: fmt.Sprintf("FTP LIST of %d entries", cfg.small), unit: "entries/s",
-			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
+			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
 				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
 				listing := filepath.Join(e.dir, "listing.txt")
-				m := s.timed(tb, p.ftpPID, "", fmt.Sprintf("ls /ftp-small > %s\n", listing))
-				return m, float64(e.cfg.small), func() { e.checkListing(tb, listing, e.cfg.small) }
+				m, err := s.timed(p.ftpPID, "", fmt.Sprintf("ls /ftp-small > %s\n", listing))
+				return m, float64(e.cfg.small), func() error { return e.checkListing(listing, e.cfg.small) }, err
 			}},
 	)
 	for _, n := range cfg.n {
 		ws = append(ws, workload{name: fmt.Sprintf("SFTP %d × %s concurrent uploads", n, sizeLabel(cfg.conc)), unit: "MB/s", bytes: true,
-			run: func(tb testing.TB, e *peerEnv, p *peer) (measured, float64, func()) {
-				return e.concurrentUploads(tb, p, n)
+			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
+				return e.concurrentUploads(p, n)
 			}})
 	}
 	return ws
@@ -259,103 +314,133 @@ func peerWorkloads(cfg peersConfig) []workload {
 // concurrentUploads runs n sftp sessions at once, each uploading the conc file (default cipher,
 // default config), and returns the time from the first start to the last finish, with the
 // server's CPU time and peak RSS over that span (its n logins included: a key check each).
-func (e *peerEnv) concurrentUploads(tb testing.TB, p *peer, n int) (measured, float64, func()) {
+func (e *peerEnv) concurrentUploads(p *peer, n int) (measured, float64, func() error, error) {
 	s := sftpSession{addr: p.sftp, keyFile: e.keyFile}
 	var m measured
-	m.usage = measureProcess(tb, p.sftpPID, func() {
+	errs := make([]error, n)
+	u, err := measureProcess(p.sftpPID, func() {
 		var wg sync.WaitGroup
 		start := time.Now()
 		for i := range n {
-			wg.Go(func() { s.run(tb, fmt.Sprintf("put %s /conc-%d-%02d.bin\n", e.conc, n, i)) })
+			wg.Go(func() { errs[i] = s.run(fmt.Sprintf("put %s /conc-%d-%02d.bin\n", e.conc, n, i)) })
 		}
 		wg.Wait()
 		m.d = time.Since(start)
 	})
-	return m, float64(n) * float64(e.cfg.conc), func() {
+	if err != nil {
+		return m, 0, nil, err
+	}
+	m.usage = u
+	failed := slices.DeleteFunc(errs, func(err error) bool { return err == nil })
+	if len(failed) > 0 {
+		return m, 0, nil, fmt.Errorf("%d of %d uploads failed, the first: %w", len(failed), n, failed[0])
+	}
+	return m, float64(n) * float64(e.cfg.conc), func() error {
 		for i := range n {
 			key := fmt.Sprintf("%sconc-%d-%02d.bin", p.prefix, n, i)
 			head, err := e.client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(e.srv.Bucket), Key: aws.String(key)})
 			if err != nil {
-				tb.Fatalf("%s: %s: %v", e.current, key, err)
+				return fmt.Errorf("%s: %w", key, err)
 			}
 			if got := aws.ToInt64(head.ContentLength); got != e.cfg.conc {
-				tb.Fatalf("%s: %s is %d bytes, want %d", e.current, key, got, e.cfg.conc)
+				return fmt.Errorf("%s is %d bytes, want %d", key, got, e.cfg.conc)
 			}
 		}
-		e.clear(tb, p.prefix+"conc-")
-	}
+		return e.clear(p.prefix + "conc-")
+	}, nil
 }
 
 // checkObject fails unless the object key holds the big file's bytes.
-func (e *peerEnv) checkObject(tb testing.TB, key string) {
-	tb.Helper()
-	if got := objectSHA256(tb, e.client, e.srv.Bucket, key); got != e.bigSHA {
-		tb.Fatalf("%s: %s: sha256 %s, want %s", e.current, key, got, e.bigSHA)
+func (e *peerEnv) checkObject(key string) error {
+	out, err := e.client.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(e.srv.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
 	}
+	defer out.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, out.Body)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.bigSHA {
+		return fmt.Errorf("%s holds %d bytes, sha256 %s; want %d bytes, sha256 %s", key, n, got, e.cfg.big, e.bigSHA)
+	}
+	return nil
 }
 
 // checkLocal fails unless the downloaded file holds the big file's bytes; it removes it.
-func (e *peerEnv) checkLocal(tb testing.TB, path string) {
-	tb.Helper()
-	if got := fileSHA256(tb, path); got != e.bigSHA {
-		var size int64
-		if fi, err := os.Stat(path); err == nil {
-			size = fi.Size()
-		}
-		tb.Fatalf("%s: downloaded %d bytes, sha256 %s; want %d bytes, sha256 %s", e.current, size, got, e.cfg.big, e.bigSHA)
+func (e *peerEnv) checkLocal(path string) error {
+	defer os.Remove(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return err
 	}
-	os.Remove(path)
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.bigSHA {
+		return fmt.Errorf("downloaded %d bytes, sha256 %s; want %d bytes, sha256 %s", n, got, e.cfg.big, e.bigSHA)
+	}
+	return nil
 }
 
-// checkCount fails unless exactly n objects are under prefix.
-func (e *peerEnv) checkCount(tb testing.TB, prefix string, n int) {
-	tb.Helper()
+// checkCount fails unless exactly n objects (not folder markers) are under prefix.
+func (e *peerEnv) checkCount(prefix string, n int) error {
+	keys, err := e.list(prefix)
+	if err != nil {
+		return err
+	}
 	got := 0
-	for _, k := range e.list(tb, prefix) {
+	for _, k := range keys {
 		if !strings.HasSuffix(k, "/") { // a folder marker (Ferry's mkdir)
 			got++
 		}
 	}
 	if got != n {
-		tb.Fatalf("%s: %d objects under %s, want %d", e.current, got, prefix, n)
+		return fmt.Errorf("%d objects under %s, want %d", got, prefix, n)
 	}
+	return nil
 }
 
 var listedName = regexp.MustCompile(`(?m)\bf\d{4}$`)
 
 // checkListing fails unless the LIST output at path names n files.
-func (e *peerEnv) checkListing(tb testing.TB, path string, n int) {
-	tb.Helper()
+func (e *peerEnv) checkListing(path string, n int) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	if got := len(listedName.FindAll(data, -1)); got != n {
-		tb.Fatalf("%s: LIST named %d files, want %d:\n%s", e.current, got, n, tail(string(data), 2<<10))
+		return fmt.Errorf("LIST named %d files, want %d: %s", got, n, lastLines(string(data), 3))
 	}
+	return nil
 }
 
-func (e *peerEnv) list(tb testing.TB, prefix string) []string {
-	tb.Helper()
+func (e *peerEnv) list(prefix string) ([]string, error) {
 	var keys []string
 	p := s3.NewListObjectsV2Paginator(e.client, &s3.ListObjectsV2Input{Bucket: aws.String(e.srv.Bucket), Prefix: aws.String(prefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(context.Background())
 		if err != nil {
-			tb.Fatalf("list %s: %v", prefix, err)
+			return nil, fmt.Errorf("list %s: %w", prefix, err)
 		}
 		for _, o := range page.Contents {
 			keys = append(keys, aws.ToString(o.Key))
 		}
 	}
-	return keys
+	return keys, nil
 }
 
 // clear deletes every object under prefix, so the next run starts from the same state and the
 // backend's disk (RAM, under /dev/shm) does not fill up.
-func (e *peerEnv) clear(tb testing.TB, prefix string) {
-	tb.Helper()
-	keys := e.list(tb, prefix)
+func (e *peerEnv) clear(prefix string) error {
+	keys, err := e.list(prefix)
+	if err != nil {
+		return err
+	}
 	for len(keys) > 0 {
 		n := min(len(keys), 1000)
 		var ids []s3types.ObjectIdentifier
@@ -365,10 +450,11 @@ func (e *peerEnv) clear(tb testing.TB, prefix string) {
 		if _, err := e.client.DeleteObjects(context.Background(), &s3.DeleteObjectsInput{
 			Bucket: aws.String(e.srv.Bucket), Delete: &s3types.Delete{Objects: ids, Quiet: aws.Bool(true)},
 		}); err != nil {
-			tb.Fatalf("clear %s: %v", prefix, err)
+			return fmt.Errorf("clear %s: %w", prefix, err)
 		}
 		keys = keys[n:]
 	}
+	return nil
 }
 
 func cipherLabel(c string) string {

@@ -19,15 +19,23 @@ const clockTicks = 100
 // cpuTime is the user+system CPU time the process has used so far.
 func cpuTime(tb testing.TB, pid int) time.Duration {
 	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := readCPU(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return d
+}
+
+func readCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
 	d, err := parseStatCPU(string(data))
 	if err != nil {
-		tb.Fatalf("/proc/%d/stat: %v", pid, err)
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
-	return d
+	return d, nil
 }
 
 // parseStatCPU reads utime+stime from a /proc/PID/stat line.
@@ -51,12 +59,12 @@ func parseStatCPU(s string) (time.Duration, error) {
 }
 
 // resetPeakRSS sets the process's VmHWM back to its current RSS (clear_refs "5", Linux 4.0+),
-// so the next peakRSS is the high-water mark of what runs in between, not of the process's
+// so the next peak read is the high-water mark of what runs in between, not of the process's
 // whole life. It fails the test if the kernel does not honour it.
 func resetPeakRSS(tb testing.TB, pid int) {
 	tb.Helper()
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
-		tb.Fatalf("reset peak RSS of %d: %v", pid, err)
+	if err := resetPeak(pid); err != nil {
+		tb.Fatal(err)
 	}
 	// VmHWM is updated lazily from the counters; right after the reset it may exceed the RSS by
 	// what the process touched since, never by the old peak.
@@ -64,6 +72,13 @@ func resetPeakRSS(tb testing.TB, pid int) {
 	if hwm > rss+16<<10 {
 		tb.Fatalf("peak RSS of %d not reset: VmHWM %d KiB, VmRSS %d KiB", pid, hwm, rss)
 	}
+}
+
+func resetPeak(pid int) error {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return fmt.Errorf("reset peak RSS of %d: %w", pid, err)
+	}
+	return nil
 }
 
 // usage is what a server process spent while a workload ran.
@@ -74,12 +89,30 @@ type usage struct {
 
 // measureProcess resets pid's peak RSS, runs fn and returns the CPU time pid used meanwhile
 // and its peak RSS.
-func measureProcess(tb testing.TB, pid int, fn func()) usage {
-	tb.Helper()
-	resetPeakRSS(tb, pid)
-	before := cpuTime(tb, pid)
+func measureProcess(pid int, fn func()) (usage, error) {
+	if err := resetPeak(pid); err != nil {
+		return usage{}, err
+	}
+	before, err := readCPU(pid)
+	if err != nil {
+		return usage{}, err
+	}
 	fn()
-	return usage{cpu: cpuTime(tb, pid) - before, peak: procStatusKiB(tb, pid, "VmHWM:") << 10}
+	after, err := readCPU(pid)
+	if err != nil {
+		return usage{}, err
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return usage{}, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kib, err := strconv.ParseInt(f[1], 10, 64)
+			return usage{cpu: after - before, peak: kib << 10}, err
+		}
+	}
+	return usage{}, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
 // loadAverage is the first three fields of /proc/loadavg, for the table's header.
