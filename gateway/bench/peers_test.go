@@ -25,10 +25,10 @@ import (
 	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
-// BenchmarkPeers (`make bench-peers`) runs Ferry and rclone serve sftp|ftp over the same
-// versitygw on loopback, drives both with the same clients (OpenSSH sftp with each cipher,
-// lftp), three runs of every workload, interleaved (Ferry, rclone, Ferry, rclone…), and prints
-// one table: the median rate, the server's CPU time per GiB (or per 1000 files), its peak RSS,
+// BenchmarkPeers (`make bench-peers`) runs Ferry and rclone serve sftp|ftp (rclone's defaults;
+// the LIST row on a serve ftp with its directory cache off) over the same versitygw on
+// loopback, drives both with the same clients (OpenSSH sftp with each cipher, lftp), three
+// runs of every workload, interleaved (Ferry, rclone, Ferry, rclone…), and prints one table: the median rate, the server's CPU time per GiB (or per 1000 files), its peak RSS,
 // and Ferry ÷ rclone. FERRY_BENCH_SIZE (e.g. 64MiB) shrinks the large transfers;
 // FERRY_BENCH_SMOKE=1 runs the smoke sizes of TestPeersSmoke; FERRY_BENCH_WORKLOADS (a regexp
 // on the rows' names) runs some rows only. A download needs its upload row in the same run.
@@ -135,8 +135,11 @@ type peer struct {
 	ftp     string
 	sftpPID int // the process serving each protocol (the same for Ferry)
 	ftpPID  int
-	prefix  string // its root in the bucket
-	strict  bool   // a failure fails the benchmark (Ferry); else it is reported (the peer)
+	// listFTP serves the LIST row, with no directory cache (the same as ftp for Ferry).
+	listFTP    string
+	listFTPPID int
+	prefix     string // its root in the bucket
+	strict     bool   // a failure fails the benchmark (Ferry); else it is reported (the peer)
 }
 
 // peerEnv is what the workloads share: the servers, the backend, the client key, the files.
@@ -165,7 +168,7 @@ type workload struct {
 }
 
 func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
-	for _, prog := range []string{"sftp", "ssh-keygen", "lftp", "date"} {
+	for _, prog := range []string{"sftp", "ssh-keygen", "lftp", "date", "sed"} { // date and sed: the marks
 		testtool.Path(tb, prog)
 	}
 	rclone := rcloneBinary(tb)
@@ -180,13 +183,15 @@ func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
 	g := startGateway(tb, srv, gatewayOptions{ftp: true})
 	e.keyFile = g.keyFile
 	pid := g.cmd.Process.Pid
-	ferry := &peer{name: "Ferry", sftp: g.sftp, ftp: g.ftp, sftpPID: pid, ftpPID: pid, prefix: "bench/", strict: true}
+	ferry := &peer{name: "Ferry", sftp: g.sftp, ftp: g.ftp, sftpPID: pid, ftpPID: pid, listFTP: g.ftp, listFTPPID: pid,
+		prefix: "bench/", strict: true}
 	rc := &peer{name: "rclone", prefix: "rclone/"}
-	rc.sftp, rc.sftpPID = startRclone(tb, rclone, srv, "sftp", g.keyFile+".pub")
-	rc.ftp, rc.ftpPID = startRclone(tb, rclone, srv, "ftp", "")
+	rc.sftp, rc.sftpPID = startRclone(tb, rclone, srv, "sftp", g.keyFile+".pub", false)
+	rc.ftp, rc.ftpPID = startRclone(tb, rclone, srv, "ftp", "", false)
+	rc.listFTP, rc.listFTPPID = startRclone(tb, rclone, srv, "ftp", "", true)
 	peers := []*peer{ferry, rc}
 	// The peak RSS of each workload relies on the kernel resetting VmHWM: check it does, once.
-	for _, pid := range []int{pid, rc.sftpPID, rc.ftpPID} {
+	for _, pid := range []int{pid, rc.sftpPID, rc.ftpPID, rc.listFTPPID} {
 		resetPeakRSS(tb, pid)
 	}
 
@@ -296,9 +301,9 @@ func peerWorkloads(cfg peersConfig) []workload {
 			}},
 		workload{name: fmt.Sprintf("FTP LIST of %d entries", cfg.small), unit: "entries/s",
 			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
-				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
+				s := lftpSession{addr: p.listFTP, password: benchPassword, dir: e.dir}
 				listing := filepath.Join(e.dir, "listing.txt")
-				m, err := s.timed(p.ftpPID, "", fmt.Sprintf("ls /ftp-small > %s\n", listing))
+				m, err := s.timed(p.listFTPPID, "", fmt.Sprintf("ls /ftp-small > %s\n", listing))
 				return m, float64(e.cfg.small), func() error { return e.checkListing(listing, e.cfg.small) }, err
 			}},
 	)
