@@ -11,7 +11,7 @@ TOOLS_DIR := $(CURDIR)/.tools
 TOOLS_BIN := $(TOOLS_DIR)/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: build run test test-short bench tools deps vet fmt clean lambdas deploy validate-infra faults loadtest
+.PHONY: build run test test-short bench bench-peers tools deps vet fmt clean lambdas deploy validate-infra faults loadtest
 
 ## build: the one binary, bin/ferry (same flags as the Dockerfile)
 build:
@@ -59,7 +59,13 @@ deps:
 BENCH_TMPDIR ?= $(or $(TMPDIR),$(if $(wildcard /dev/shm/.),/dev/shm,/tmp))
 bench: build
 	$(GO) test -run '^$$' -bench 'CSVToJSONL|Copy' -cpu 1 ./pipeline/transform/
-	TMPDIR=$(BENCH_TMPDIR) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./gateway/bench/
+	TMPDIR=$(BENCH_TMPDIR) $(GO) test -run '^$$' -bench '^Benchmark(SFTP|FTP|Embedded|Pipeline.*)$$' -benchtime 1x -timeout 60m ./gateway/bench/
+
+## bench-peers: Ferry against rclone serve sftp|ftp (v1.76.0, from make tools) over one versitygw,
+## with OpenSSH sftp and lftp, three interleaved runs of each workload, one table (not in make test;
+## FERRY_BENCH_SIZE=64MiB for a quick run)
+bench-peers: build tools deps
+	TMPDIR=$(BENCH_TMPDIR) $(GO) test -run '^$$' -bench '^BenchmarkPeers$$' -benchtime 1x -timeout 120m ./gateway/bench/
 
 ## lambdas: the pipeline's Lambda functions, dist/<name>.zip each holding a linux/arm64 `bootstrap`
 ## (provided.al2023; -tags lambda.norpc drops the go1.x RPC, CGO_ENABLED=0 avoids glibc mismatch)

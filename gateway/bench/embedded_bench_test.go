@@ -19,7 +19,7 @@ func BenchmarkEmbedded(b *testing.B) {
 	dir := b.TempDir()
 	src := filepath.Join(dir, "big.bin")
 	want := writeRandomFile(b, src, size)
-	e := startEmbedded(b, "")
+	e := startEmbedded(b, embeddedOptions{})
 	idle := e.peakRSS(b)
 	client := e.client
 	tm := newTransferManager(client)

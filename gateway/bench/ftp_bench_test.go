@@ -80,7 +80,7 @@ func BenchmarkFTP(b *testing.B) {
 		size>>20, up, directUp, up/directUp, down, directDown, down/directDown, float64(peak)/(1<<20))
 }
 
-func curl(b *testing.B, args ...string) {
+func curl(b testing.TB, args ...string) {
 	full := append([]string{"-sS", "--fail", "--ftp-pasv", "--user", "bench:" + benchPassword}, args...)
 	cmd := exec.Command("curl", full...)
 	var out bytes.Buffer

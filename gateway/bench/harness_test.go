@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/ferrygw/ferry/gateway/datasize"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/gateway/s3test"
@@ -34,8 +35,16 @@ import (
 
 const benchPassword = "bench-password"
 
-// benchSize is the size of the large transfers (FERRY_BENCH_SIZE overrides, in MiB, for quick runs).
-func benchSize(b *testing.B) int64 {
+// benchSize is the size of the large transfers: 1 GiB, or for quick runs FERRY_BENCH_SIZE (with
+// a unit: 64MiB) or FERRY_BENCH_SIZE_MIB (a number of MiB).
+func benchSize(b testing.TB) int64 {
+	if v := os.Getenv("FERRY_BENCH_SIZE"); v != "" {
+		n, err := datasize.ParseSize(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("FERRY_BENCH_SIZE=%q: want a positive size such as 64MiB", v)
+		}
+		return int64(n)
+	}
 	if v := os.Getenv("FERRY_BENCH_SIZE_MIB"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
@@ -47,7 +56,7 @@ func benchSize(b *testing.B) int64 {
 }
 
 // writeRandomFile writes size pseudo-random (incompressible) bytes and returns their SHA-256.
-func writeRandomFile(b *testing.B, path string, size int64) string {
+func writeRandomFile(b testing.TB, path string, size int64) string {
 	f, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
@@ -65,7 +74,7 @@ func writeRandomFile(b *testing.B, path string, size int64) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func fileSHA256(b *testing.B, path string) string {
+func fileSHA256(b testing.TB, path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)
@@ -74,7 +83,7 @@ func fileSHA256(b *testing.B, path string) string {
 	return readerSHA256(b, f)
 }
 
-func readerSHA256(b *testing.B, r io.Reader) string {
+func readerSHA256(b testing.TB, r io.Reader) string {
 	h := sha256.New()
 	if _, err := io.Copy(h, r); err != nil {
 		b.Fatal(err)
@@ -82,8 +91,18 @@ func readerSHA256(b *testing.B, r io.Reader) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// ferryBinary is bin/ferry, built by `make bench` with the release flags.
-func ferryBinary(b *testing.B) string {
+// ferryBinary is the bin/ferry under test. A benchmark measures the one `make bench` builds
+// with the release flags, or FERRY_BIN (to compare two builds); a test (the harness's smoke
+// runs, under `make test`, which builds no binary) builds its own from this source tree with
+// the same flags, once per test binary.
+func ferryBinary(b testing.TB) string {
+	b.Helper()
+	if p := os.Getenv("FERRY_BIN"); p != "" {
+		return p
+	}
+	if _, ok := b.(*testing.B); !ok {
+		return builtFerry(b)
+	}
 	p, err := filepath.Abs("../../bin/ferry")
 	if err != nil {
 		b.Fatal(err)
@@ -92,6 +111,48 @@ func ferryBinary(b *testing.B) string {
 		b.Fatalf("%s missing: run `make bench` (it builds it)", p)
 	}
 	return p
+}
+
+// builtFerry builds ./gateway/cmd/ferry into a temporary folder the first time a test asks and
+// returns that binary to every later caller; the folder is removed by TestMain.
+func builtFerry(tb testing.TB) string {
+	tb.Helper()
+	testBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "ferry-bench-bin-")
+		if err != nil {
+			testBuild.err = err
+			return
+		}
+		testBuild.dir = dir
+		bin := filepath.Join(dir, "ferry")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../cmd/ferry")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			testBuild.err = fmt.Errorf("build ferry: %v\n%s", err, out)
+			return
+		}
+		testBuild.bin = bin
+	})
+	if testBuild.err != nil {
+		tb.Fatal(testBuild.err)
+	}
+	return testBuild.bin
+}
+
+// testBuild is the binary the tests of this package share (a test binary's lifetime).
+var testBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testBuild.dir != "" {
+		os.RemoveAll(testBuild.dir)
+	}
+	os.Exit(code)
 }
 
 // gateway is a bin/ferry process under test.
@@ -114,18 +175,12 @@ type gatewayOptions struct {
 }
 
 // startGateway writes a config for srv and starts bin/ferry serve.
-func startGateway(b *testing.B, srv *s3test.Server, opts gatewayOptions) *gateway {
+func startGateway(b testing.TB, srv *s3test.Server, opts gatewayOptions) *gateway {
 	b.Helper()
 	dir := b.TempDir()
 	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: freeAddr(b)}
-	g.keyFile = filepath.Join(dir, "id_ed25519")
-	if out, err := execCommand("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", g.keyFile); err != nil {
-		b.Fatalf("ssh-keygen: %v: %s", err, out)
-	}
-	pub, err := os.ReadFile(g.keyFile + ".pub")
-	if err != nil {
-		b.Fatal(err)
-	}
+	var pub string
+	g.keyFile, pub = clientKey(b, dir)
 	hash, err := users.HashPassword(benchPassword)
 	if err != nil {
 		b.Fatal(err)
@@ -136,7 +191,7 @@ func startGateway(b *testing.B, srv *s3test.Server, opts gatewayOptions) *gatewa
     password_hash: %q
     home: bench/
     permissions: ["*"]
-`, strings.TrimSpace(string(pub)), hash)
+`, pub, hash)
 	write(b, filepath.Join(dir, "users.yaml"), usersYAML)
 	endpoint := srv.Endpoint
 	if opts.endpoint != "" {
@@ -175,7 +230,7 @@ users_file: users.yaml
 }
 
 // start runs bin/ferry serve with the config in g.dir until the benchmark ends.
-func (g *gateway) start(b *testing.B, env ...string) {
+func (g *gateway) start(b testing.TB, env ...string) {
 	b.Helper()
 	g.cmd = exec.Command(ferryBinary(b), "serve", "--config", filepath.Join(g.dir, "ferry.yaml"))
 	g.cmd.Env = append(os.Environ(), env...)
@@ -190,25 +245,43 @@ func (g *gateway) start(b *testing.B, env ...string) {
 }
 
 // embedded is bin/ferry running the embedded default: its S3 endpoint, event bus and outbox in
-// a temporary folder (dir), and the pipeline when routes is a routes file.
+// a temporary folder (dir), and the pipeline when routes is a routes file. SFTP user bench
+// (g.keyFile) has the home incoming/bench/, where the shipped routes take CSVs.
 type embedded struct {
 	*gateway
-	client *s3.Client // the embedded endpoint, with its dev credentials
+	client  *s3.Client // the embedded endpoint, with its dev credentials
+	metrics string     // host:port of /metrics and /debug/pprof, when asked for
 }
 
-func startEmbedded(b *testing.B, routes string) *embedded {
+type embeddedOptions struct {
+	routes  string // routes file of the pipeline; "" runs none
+	metrics bool   // serve /metrics and /debug/pprof (for profiles)
+}
+
+func startEmbedded(b testing.TB, opts embeddedOptions) *embedded {
 	b.Helper()
 	dir := b.TempDir()
 	s3Addr := freeAddr(b)
 	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: freeAddr(b)}
 	pipeline := ""
-	if routes != "" {
-		pipeline = fmt.Sprintf("  pipeline:\n    routes: %q\n", routes)
+	if opts.routes != "" {
+		pipeline = fmt.Sprintf("  pipeline:\n    routes: %q\n", opts.routes)
 	}
-	write(b, filepath.Join(dir, "users.yaml"), "users: []\n")
+	metrics := ""
+	if opts.metrics {
+		metrics = freeAddr(b)
+	}
+	var pub string
+	g.keyFile, pub = clientKey(b, dir)
+	write(b, filepath.Join(dir, "users.yaml"), fmt.Sprintf(`users:
+  - name: bench
+    public_keys: [%q]
+    home: incoming/bench/
+    permissions: ["*"]
+`, pub))
 	write(b, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
   sftp: %q
-  metrics: ""
+  metrics: %q
 storage:
   s3:
     bucket: ferry
@@ -227,11 +300,27 @@ embedded:
     outbox: data/outbox.jsonl
 %slog:
   level: warn
-`, g.sftp, s3Addr, pipeline))
+`, g.sftp, metrics, s3Addr, pipeline))
 	g.start(b)
 	waitListening(b, s3Addr, g)
+	waitListening(b, g.sftp, g)
 	local := &s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
-	return &embedded{gateway: g, client: local.Client()}
+	return &embedded{gateway: g, client: local.Client(), metrics: metrics}
+}
+
+// clientKey makes an ed25519 key pair in dir for the SSH clients: the private key's file and
+// the public key's authorized_keys line.
+func clientKey(b testing.TB, dir string) (string, string) {
+	b.Helper()
+	keyFile := filepath.Join(dir, "id_ed25519")
+	if out, err := execCommand("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keyFile); err != nil {
+		b.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(keyFile + ".pub")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return keyFile, strings.TrimSpace(string(pub))
 }
 
 func (g *gateway) Write(p []byte) (int, error) {
@@ -247,11 +336,11 @@ func (g *gateway) String() string {
 }
 
 // peakRSS is the gateway process's high-water resident set (VmHWM), in bytes.
-func (g *gateway) peakRSS(b *testing.B) int64 {
+func (g *gateway) peakRSS(b testing.TB) int64 {
 	return procStatusKiB(b, g.cmd.Process.Pid, "VmHWM:") << 10
 }
 
-func procStatusKiB(b *testing.B, pid int, field string) int64 {
+func procStatusKiB(b testing.TB, pid int, field string) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
@@ -268,7 +357,7 @@ func procStatusKiB(b *testing.B, pid int, field string) int64 {
 }
 
 // sftpBatch runs OpenSSH sftp in batch mode against addr and returns the elapsed time.
-func sftpBatch(b *testing.B, addr, keyFile, batch string, extra ...string) time.Duration {
+func sftpBatch(b testing.TB, addr, keyFile, batch string, extra ...string) time.Duration {
 	host, port, _ := net.SplitHostPort(addr)
 	args := append([]string{"-q", "-b", "-", "-P", port, "-i", keyFile,
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"}, extra...)
@@ -290,7 +379,7 @@ type requestCounter struct {
 	counts map[string]int
 }
 
-func startCountingProxy(b *testing.B, target string) (*requestCounter, string) {
+func startCountingProxy(b testing.TB, target string) (*requestCounter, string) {
 	u, err := url.Parse(target)
 	if err != nil {
 		b.Fatal(err)
@@ -334,7 +423,7 @@ func (rc *requestCounter) snapshot() map[string]int {
 	return m
 }
 
-func freeAddr(b *testing.B) string {
+func freeAddr(b testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -343,7 +432,7 @@ func freeAddr(b *testing.B) string {
 	return l.Addr().String()
 }
 
-func waitListening(b *testing.B, addr string, g *gateway) {
+func waitListening(b testing.TB, addr string, g *gateway) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -358,7 +447,7 @@ func waitListening(b *testing.B, addr string, g *gateway) {
 	b.Fatalf("gateway did not listen on %s:\n%s", addr, g)
 }
 
-func write(b *testing.B, path, content string) {
+func write(b testing.TB, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -389,7 +478,7 @@ func newTransferManager(client *s3.Client) *transfermanager.Client {
 }
 
 // directUpload puts the file at src straight into bucket with tm and returns MiB/s.
-func directUpload(b *testing.B, tm *transfermanager.Client, bucket, src string, size int64) float64 {
+func directUpload(b testing.TB, tm *transfermanager.Client, bucket, src string, size int64) float64 {
 	b.Helper()
 	f, err := os.Open(src)
 	if err != nil {

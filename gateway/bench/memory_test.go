@@ -29,7 +29,7 @@ type memoryServer struct {
 	keyFile string
 }
 
-func startMemoryServer(b *testing.B, src string) *memoryServer {
+func startMemoryServer(b testing.TB, src string) *memoryServer {
 	dir := b.TempDir()
 	keyFile := filepath.Join(dir, "id_ed25519")
 	if out, err := execCommand("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keyFile); err != nil {

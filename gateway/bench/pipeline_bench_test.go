@@ -1,14 +1,11 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -32,7 +29,7 @@ func BenchmarkPipelineLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := startEmbedded(b, routes)
+	e := startEmbedded(b, embeddedOptions{routes: routes})
 	dir, client := e.dir, e.client
 
 	// 1 MiB of CSV.
@@ -45,10 +42,7 @@ func BenchmarkPipelineLatency(b *testing.B) {
 
 	var mu sync.Mutex
 	closed := map[string]time.Time{}
-	notified := map[string]time.Time{}
-	stopTail := make(chan struct{})
-	tailDone := make(chan struct{})
-	go tailOutbox(filepath.Join(dir, "data", "outbox.jsonl"), &mu, notified, stopTail, tailDone)
+	tail := tailOutbox(filepath.Join(dir, "data", "outbox.jsonl"))
 
 	ctx := context.Background()
 	tick := time.NewTicker(50 * time.Millisecond) // 20 files/s
@@ -78,22 +72,18 @@ func BenchmarkPipelineLatency(b *testing.B) {
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		mu.Lock()
-		got := len(notified)
-		mu.Unlock()
-		if got >= n {
+		if got := tail.notified(); got >= n {
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d notifications after 2 minutes\n%s", got, n, e.gateway)
+			b.Fatalf("%d of %d notifications after 2 minutes\n%s", tail.notified(), n, e.gateway)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(stopTail)
-	<-tailDone
+	tail.Close()
 	var lat []time.Duration
 	for key, c := range closed {
-		lat = append(lat, notified[key].Sub(c))
+		lat = append(lat, tail.first[key].Sub(c))
 	}
 	slices.Sort(lat)
 	p50, p99 := lat[len(lat)/2], lat[(len(lat)*99)/100]
@@ -102,47 +92,4 @@ func BenchmarkPipelineLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
 	b.Logf("%d files of 1 MiB at 20/s: upload close -> notification p50 %v, p99 %v, max %v",
 		n, p50.Round(time.Millisecond), p99.Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
-}
-
-var arrivedKey = regexp.MustCompile(`Arrived: s3://ferry/(\S+)`)
-
-// tailOutbox records when each input key's notification appears in the outbox.
-func tailOutbox(path string, mu *sync.Mutex, seen map[string]time.Time, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	var off int64
-	var partial []byte
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		if f, err := os.Open(path); err == nil {
-			f.Seek(off, 0)
-			r := bufio.NewReader(f)
-			for {
-				line, err := r.ReadBytes('\n')
-				off += int64(len(line))
-				if err != nil {
-					partial = append(partial, line...)
-					break
-				}
-				line = append(partial, line...)
-				partial = nil
-				var msg struct{ Message string }
-				if json.Unmarshal(line, &msg) == nil {
-					now := time.Now()
-					for _, m := range arrivedKey.FindAllStringSubmatch(msg.Message, -1) {
-						mu.Lock()
-						if _, ok := seen[m[1]]; !ok {
-							seen[m[1]] = now
-						}
-						mu.Unlock()
-					}
-				}
-			}
-			f.Close()
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }

@@ -150,7 +150,7 @@ func short(cipher string) string {
 	return cipher
 }
 
-func objectSHA256(b *testing.B, client *s3.Client, bucket, key string) string {
+func objectSHA256(b testing.TB, client *s3.Client, bucket, key string) string {
 	out, err := client.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
 		b.Fatalf("get %s: %v", key, err)

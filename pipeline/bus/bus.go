@@ -3,14 +3,15 @@
 //
 //   - Put appends events to an fsync'd, append-only JSON-lines log before returning (group
 //     commit: concurrent Puts share one fsync). It never waits for targets.
-//   - Rules hold EventBridge event patterns, evaluated with quamina; operators quamina cannot
-//     evaluate are refused at AddRule (see compilePattern).
+//   - Rules hold EventBridge event patterns, evaluated with quamina, and by the bus itself for
+//     anything-but a prefix or suffix, which quamina lacks; other operators neither evaluates
+//     are refused at AddRule (see compilePattern).
 //   - Each rule consumes the log independently from its own cursor (dir/cursors/<rule>.json),
-//     delivering matched events to its Target on a bounded worker pool, retrying failures
-//     with exponential backoff and jitter, and after MaxAttempts writing the event to
-//     dir/dead-letter/<rule>/<event-id>.json. The cursor advances past an event only once it
-//     is delivered or dead-lettered, so after a restart, events not yet handled are delivered
-//     again: at least once, never lost; duplicates are possible, as on AWS.
+//     delivering matched events to its Target on a bounded worker pool of its own (see
+//     Config), retrying failures with exponential backoff and jitter, and after MaxAttempts
+//     writing the event to dir/dead-letter/<rule>/<event-id>.json. The cursor advances past an
+//     event only once it is delivered or dead-lettered, so after a restart, events not yet
+//     handled are delivered again: at least once, never lost; duplicates are possible, as on AWS.
 //   - Old segments are deleted once every rule's cursor has passed them, keeping the newest
 //     Config.KeepSegments for `ferry events`.
 //   - Other processes put events through the inbox folder (Enqueue): `ferry redrive` sends
@@ -42,8 +43,25 @@ import (
 var ErrClosed = errors.New("event bus closed")
 
 // Config tunes the bus; zero values take the defaults shown.
+//
+// Each rule delivers on Workers goroutines of its own, so rules never wait for one another: a
+// rule whose target is slow or failing (a webhook down, a backlog of arrivals to transform)
+// holds its own workers only, and a later stage (notify) delivers as soon as its event is
+// logged instead of queueing behind an earlier stage's backlog. Workers bounds the deliveries
+// a rule runs at once; MaxInFlight bounds the events it holds, running and waiting (for a
+// worker or a retry), which is what holds its cursor back.
+//
+// Why this cannot deadlock: a worker blocks only in its target's Deliver. A target may Put
+// (the transform handler publishes its result), and Put waits only for the log writer's fsync,
+// which never waits for a delivery. A rule's feeder blocks only while its window is full or its
+// workers are all busy, and both end when a worker finishes, which depends on nothing the
+// feeder holds; a retry waits for a worker of its own rule the same way. Close cancels the
+// workers' context, which ends every wait above. Nothing that must stay in order changes with
+// the number of workers: the log's sequence and each cursor (advanced only past a contiguous
+// run of handled events) do not depend on it, and deliveries of one rule were never ordered
+// (nor are they on EventBridge; the handlers are order-independent by design).
 type Config struct {
-	Workers            int           // concurrent deliveries across all rules; 8
+	Workers            int           // concurrent deliveries of each rule; 16 (see Config)
 	MaxInFlight        int           // undelivered events a rule holds at once before it stops reading; 256
 	DeliveryTimeout    time.Duration // per Deliver call; 30s
 	SegmentBytes       int64         // rotate the log past this size; 8 MiB
@@ -54,7 +72,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.Workers <= 0 {
-		c.Workers = 8
+		c.Workers = 16
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 256
@@ -124,7 +142,6 @@ type Bus struct {
 	rules  map[string]*rule
 	closed bool
 
-	jobs      chan *job
 	ctx       context.Context // deliveries; cancelled when Close gives up draining
 	cancel    context.CancelFunc
 	drainFeed chan struct{} // closed by Close: feeders stop at the end of the log
@@ -157,7 +174,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Bus, error) {
 	b := &Bus{
 		dir: dir, cfg: cfg, log: logger.With("component", "bus"), lock: lock,
 		notify: make(chan struct{}), rules: map[string]*rule{},
-		jobs: make(chan *job, cfg.Workers), stopFeed: make(chan struct{}), drainFeed: make(chan struct{}),
+		stopFeed: make(chan struct{}), drainFeed: make(chan struct{}),
 		ckptDone: make(chan struct{}), ckptStop: make(chan struct{}), inboxStop: make(chan struct{}), inboxDone: make(chan struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -167,10 +184,6 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Bus, error) {
 		return nil, fmt.Errorf("open event bus: %w", err)
 	}
 	b.w, b.last = w, last
-	for range cfg.Workers {
-		b.workers.Add(1)
-		go b.work()
-	}
 	go b.checkpointLoop()
 	go b.inboxLoop()
 	b.log.Debug("event bus open", "dir", dir, "last_seq", last)
@@ -301,7 +314,7 @@ func (b *Bus) AddRule(r Rule) error {
 	if r.Target == nil {
 		return fmt.Errorf("add rule %s: no target", r.Name)
 	}
-	q, _, err := compilePattern(r.Pattern)
+	m, _, err := compilePattern(r.Pattern)
 	if err != nil {
 		return fmt.Errorf("add rule %s: %w", r.Name, err)
 	}
@@ -315,7 +328,8 @@ func (b *Bus) AddRule(r Rule) error {
 	if _, dup := b.rules[r.Name]; dup {
 		return fmt.Errorf("add rule %s: a rule with this name exists", r.Name)
 	}
-	ru := &rule{Rule: r, q: q, bus: b, path: filepath.Join(b.dir, "cursors", r.Name+".json"), wake: make(chan struct{}, 1)}
+	ru := &rule{Rule: r, m: m, bus: b, path: filepath.Join(b.dir, "cursors", r.Name+".json"), wake: make(chan struct{}, 1),
+		jobs: make(chan *job, b.cfg.Workers)}
 	cursor, ok, err := readCursor(ru.path)
 	if err != nil {
 		return fmt.Errorf("add rule %s: %w", r.Name, err)
@@ -331,6 +345,10 @@ func (b *Bus) AddRule(r Rule) error {
 	}
 	ru.read, ru.saved = cursor, cursor
 	b.rules[r.Name] = ru
+	for range b.cfg.Workers {
+		b.workers.Add(1)
+		go ru.work()
+	}
 	b.feeders.Add(1)
 	go ru.feed(cursor + 1)
 	b.log.Info("rule added", "rule", r.Name, "pattern", r.Pattern, "from_seq", cursor+1)

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"quamina.net/go/quamina"
-
 	"github.com/ferrygw/ferry/pipeline/event"
 )
 
@@ -22,10 +20,11 @@ import (
 // yet delivered or dead-lettered (window, in seq order) and the cursor derived from it.
 type rule struct {
 	Rule
-	q    *quamina.Quamina
+	m    *matcher
 	bus  *Bus
 	path string        // cursor file
 	wake chan struct{} // an event left the window
+	jobs chan *job     // to this rule's workers
 
 	mu     sync.Mutex
 	window []*job // in seq order; head removed as soon as it is done
@@ -136,11 +135,11 @@ func (r *rule) feed(from uint64) {
 			}
 			continue
 		}
-		matches, err := r.q.MatchesForEvent(line)
+		matched, err := r.m.matches(line)
 		if err != nil {
 			b.log.Warn("event does not parse; not matched", "rule", r.Name, "seq", seq, "err", err)
 		}
-		if len(matches) == 0 {
+		if !matched {
 			r.skip(seq)
 			continue
 		}
@@ -148,7 +147,7 @@ func (r *rule) feed(from uint64) {
 		r.track(j)
 		b.inflight.Add(1)
 		select {
-		case b.jobs <- j:
+		case r.jobs <- j:
 		case <-b.stopFeed:
 			b.inflight.Done() // stays in the window: the cursor stops before it
 			return
@@ -156,11 +155,13 @@ func (r *rule) feed(from uint64) {
 	}
 }
 
-func (b *Bus) work() {
+// work delivers the rule's jobs until the bus's delivery context ends.
+func (r *rule) work() {
+	b := r.bus
 	defer b.workers.Done()
 	for {
 		select {
-		case j := <-b.jobs:
+		case j := <-r.jobs:
 			b.deliver(j)
 		case <-b.ctx.Done():
 			return
@@ -198,7 +199,7 @@ func (b *Bus) deliver(j *job) {
 	b.log.Debug("delivery failed; retrying", "rule", r.Name, "seq", j.seq, "attempt", j.attempts, "in", d, "err", err)
 	time.AfterFunc(d, func() {
 		select {
-		case b.jobs <- j:
+		case r.jobs <- j:
 		case <-b.ctx.Done():
 			b.inflight.Done()
 		}

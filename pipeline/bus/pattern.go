@@ -22,39 +22,40 @@ var ErrUnsupportedPattern = errors.New("unsupported event pattern")
 // same matcher the embedded default runs. Safe for concurrent use.
 type Pattern struct {
 	mu sync.Mutex // quamina instances are not safe for concurrent matching
-	q  *quamina.Quamina
+	m  *matcher
 }
 
 // CompilePattern compiles an EventBridge event pattern, refusing what AddRule refuses (an
 // operator the bus cannot evaluate is an ErrUnsupportedPattern, never a silent mismatch).
 func CompilePattern(pattern string) (*Pattern, error) {
-	q, _, err := compilePattern(pattern)
+	m, _, err := compilePattern(pattern)
 	if err != nil {
 		return nil, err
 	}
-	return &Pattern{q: q}, nil
+	return &Pattern{m: m}, nil
 }
 
 // Matches reports whether event, an EventBridge event as JSON, matches the pattern.
 func (p *Pattern) Matches(event []byte) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m, err := p.q.MatchesForEvent(event)
+	ok, err := p.m.matches(event)
 	if err != nil {
 		return false, fmt.Errorf("match event: %w", err)
 	}
-	return len(m) > 0, nil
+	return ok, nil
 }
 
 // compilePattern checks an EventBridge event pattern, translates the operators quamina lacks
 // but can express (suffix and wildcard become shellstyle "*x"), and returns a matcher for it.
 //
 // Supported: exact values (string, number, true/false/null), prefix, suffix (as "*x"),
-// wildcard (single, non-adjacent '*', no escapes), shellstyle, exists, anything-but (a string
-// or a list of strings), equals-ignore-case. Refused with ErrUnsupportedPattern: numeric, cidr,
-// $or, anything-but with numbers or a nested operator, prefix/suffix with equals-ignore-case,
-// and anything else.
-func compilePattern(pattern string) (*quamina.Quamina, string, error) {
+// wildcard (single, non-adjacent '*', no escapes), shellstyle, exists, anything-but (a string,
+// a list of strings, or a prefix or suffix: {"anything-but": {"prefix": ".ferry/"}}, as the
+// only value of its field), equals-ignore-case. Refused with ErrUnsupportedPattern: numeric,
+// cidr, $or, anything-but with numbers or another operator, prefix/suffix with
+// equals-ignore-case, and anything else.
+func compilePattern(pattern string) (*matcher, string, error) {
 	dec := json.NewDecoder(strings.NewReader(pattern))
 	dec.UseNumber()
 	var root any
@@ -71,7 +72,8 @@ func compilePattern(pattern string) (*quamina.Quamina, string, error) {
 	if len(obj) == 0 {
 		return nil, "", fmt.Errorf("event pattern must not be empty")
 	}
-	out, err := translateObject(obj, "")
+	m := &matcher{}
+	out, err := translateObject(obj, nil, m)
 	if err != nil {
 		return nil, "", err
 	}
@@ -89,10 +91,78 @@ func compilePattern(pattern string) (*quamina.Quamina, string, error) {
 	if err := q.AddPattern(true, translated); err != nil {
 		return nil, "", fmt.Errorf("event pattern: %w", err)
 	}
-	return q, translated, nil
+	m.q = q
+	return m, translated, nil
 }
 
-func translateObject(obj map[string]any, path string) (map[string]any, error) {
+// matcher evaluates a rule's pattern: quamina what it can express, then in Go the exclusions it
+// cannot (anything-but a prefix or a suffix), on the events quamina matched. In quamina's
+// pattern an excluded field is only required to exist, as anything-but requires on AWS.
+type matcher struct {
+	q        *quamina.Quamina
+	excluded []exclusion
+}
+
+// exclusion is {"anything-but": {"prefix" or "suffix": value}} on the field at path.
+type exclusion struct {
+	path   []string
+	suffix bool // else prefix
+	value  string
+}
+
+// allows reports whether s is a value the exclusion lets through.
+func (x exclusion) allows(s string) bool {
+	if x.suffix {
+		return !strings.HasSuffix(s, x.value)
+	}
+	return !strings.HasPrefix(s, x.value)
+}
+
+// matches reports whether event matches the pattern.
+func (m *matcher) matches(event []byte) (bool, error) {
+	found, err := m.q.MatchesForEvent(event)
+	if err != nil || len(found) == 0 || len(m.excluded) == 0 {
+		return len(found) > 0, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(event))
+	dec.UseNumber()
+	var root any
+	if err := dec.Decode(&root); err != nil {
+		return false, err
+	}
+	for _, x := range m.excluded {
+		if !anyValue(root, x.path, x.allows) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// anyValue reports whether some string at path in v satisfies ok. As in EventBridge, an array
+// on the way (or at the end) matches when any of its elements does; a value that is not a
+// string never matches.
+func anyValue(v any, path []string, ok func(string) bool) bool {
+	if arr, isArr := v.([]any); isArr {
+		for _, e := range arr {
+			if anyValue(e, path, ok) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(path) == 0 {
+		s, isStr := v.(string)
+		return isStr && ok(s)
+	}
+	obj, isObj := v.(map[string]any)
+	if !isObj {
+		return false
+	}
+	next, present := obj[path[0]]
+	return present && anyValue(next, path[1:], ok)
+}
+
+func translateObject(obj map[string]any, path []string, m *matcher) (map[string]any, error) {
 	out := make(map[string]any, len(obj))
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
@@ -100,18 +170,27 @@ func translateObject(obj map[string]any, path string) (map[string]any, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		p := join(path, k)
+		fieldPath := append(path[:len(path):len(path)], k)
+		p := strings.Join(fieldPath, ".")
 		if k == "$or" {
 			return nil, fmt.Errorf("%w: %s: $or is not supported by the embedded bus", ErrUnsupportedPattern, p)
 		}
 		switch v := obj[k].(type) {
 		case map[string]any:
-			sub, err := translateObject(v, p)
+			sub, err := translateObject(v, fieldPath, m)
 			if err != nil {
 				return nil, err
 			}
 			out[k] = sub
 		case []any:
+			if x, ok, err := exclusionOf(v, p); err != nil {
+				return nil, err
+			} else if ok {
+				x.path = fieldPath
+				m.excluded = append(m.excluded, x)
+				out[k] = []any{map[string]any{"exists": true}}
+				continue
+			}
 			vals, err := translateValues(v, p)
 			if err != nil {
 				return nil, err
@@ -122,6 +201,37 @@ func translateObject(obj map[string]any, path string) (map[string]any, error) {
 		}
 	}
 	return out, nil
+}
+
+// exclusionOf recognises a field's values that are one anything-but prefix or suffix, which
+// quamina cannot evaluate and the matcher checks itself. Alongside other values of the same
+// field (an "or"), it is refused: the matcher can only add conditions, not alternatives.
+func exclusionOf(vals []any, path string) (exclusion, bool, error) {
+	for _, v := range vals {
+		op, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		arg, ok := op["anything-but"].(map[string]any)
+		if !ok {
+			continue
+		}
+		if len(op) != 1 || len(arg) != 1 {
+			return exclusion{}, false, fmt.Errorf("event pattern: %s: an operator object must have exactly one field, got %s", path, compactJSON(op))
+		}
+		for name, val := range arg {
+			s, isStr := val.(string)
+			if (name != "prefix" && name != "suffix") || !isStr {
+				return exclusion{}, false, fmt.Errorf("%w: %s: anything-but %s (only a string, a list of strings, or a prefix or suffix string is supported)",
+					ErrUnsupportedPattern, path, compactJSON(arg))
+			}
+			if len(vals) != 1 {
+				return exclusion{}, false, fmt.Errorf("%w: %s: anything-but %s must be the only value of its field", ErrUnsupportedPattern, path, name)
+			}
+			return exclusion{suffix: name == "suffix", value: s}, true, nil
+		}
+	}
+	return exclusion{}, false, nil
 }
 
 func translateValues(vals []any, path string) ([]any, error) {
@@ -218,13 +328,6 @@ func checkGlob(s, op, path string) error {
 		return fmt.Errorf("%w: %s: %s %q contains '\"' or '\\' (escapes are not supported)", ErrUnsupportedPattern, path, op, s)
 	}
 	return nil
-}
-
-func join(path, k string) string {
-	if path == "" {
-		return k
-	}
-	return path + "." + k
 }
 
 func compactJSON(v any) string {

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -51,6 +52,19 @@ func TestPatternMatching(t *testing.T) {
 		{"number exact", `{"detail":{"object":{"size":[5]}}}`, s3Created, true},
 		{"number other", `{"detail":{"object":{"size":[6]}}}`, s3Created, false},
 		{"all fields must match", `{"source":["aws.s3"],"detail":{"bucket":{"name":["other"]}}}`, s3Created, false},
+		// anything-but a prefix or suffix: quamina cannot, the matcher checks it after quamina.
+		{"anything-but prefix", `{"detail":{"object":{"key":[{"anything-but":{"prefix":".ferry/"}}]}}}`, s3Created, true},
+		{"anything-but prefix excluded", `{"detail":{"object":{"key":[{"anything-but":{"prefix":"incoming/"}}]}}}`, s3Created, false},
+		{"anything-but prefix, field missing", `{"detail":{"object":{"version-id":[{"anything-but":{"prefix":"x"}}]}}}`, s3Created, false},
+		{"anything-but prefix, not a string", `{"detail":{"object":{"size":[{"anything-but":{"prefix":"x"}}]}}}`, s3Created, false},
+		{"anything-but suffix", `{"detail":{"object":{"key":[{"anything-but":{"suffix":".tmp"}}]}}}`, s3Created, true},
+		{"anything-but suffix excluded", `{"detail":{"object":{"key":[{"anything-but":{"suffix":".CSV"}}]}}}`, s3Created, false},
+		{"anything-but prefix and the rest", `{"source":["aws.s3"],"detail-type":["Object Created"],"detail":{"bucket":{"name":["ferry"]},"object":{"key":[{"anything-but":{"prefix":".ferry/"}}]}}}`, s3Created, true},
+		{"anything-but prefix, the rest fails", `{"source":["ferry.gateway"],"detail":{"object":{"key":[{"anything-but":{"prefix":".ferry/"}}]}}}`, s3Created, false},
+		{"anything-but prefix, array: one element passes", `{"resources":[{"anything-but":{"prefix":"arn:aws:s3:::other"}}]}`, s3Created, true},
+		{"anything-but prefix, array: none passes", `{"resources":[{"anything-but":{"prefix":"arn:aws:s3:::"}}]}`, s3Created, false},
+		{"two anything-but prefixes", `{"source":[{"anything-but":{"prefix":"ferry."}}],"detail":{"object":{"key":[{"anything-but":{"prefix":".ferry/"}}]}}}`, s3Created, true},
+		{"two anything-but prefixes, one excludes", `{"source":[{"anything-but":{"prefix":"aws."}}],"detail":{"object":{"key":[{"anything-but":{"prefix":".ferry/"}}]}}}`, s3Created, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,7 +92,10 @@ func TestPatternRejected(t *testing.T) {
 		{"numeric", `{"detail":{"object":{"size":[{"numeric":[">",0]}]}}}`, true, "numeric"},
 		{"cidr", `{"detail":{"source-ip-address":[{"cidr":"10.0.0.0/8"}]}}`, true, "cidr"},
 		{"$or", `{"$or":[{"source":["aws.s3"]},{"source":["ferry.gateway"]}]}`, true, "$or"},
-		{"anything-but prefix", `{"detail":{"reason":[{"anything-but":{"prefix":"Put"}}]}}`, true, "anything-but"},
+		{"anything-but prefix among other values", `{"detail":{"reason":["x",{"anything-but":{"prefix":"Put"}}]}}`, true, "only value"},
+		{"anything-but wildcard", `{"detail":{"reason":[{"anything-but":{"wildcard":"P*"}}]}}`, true, "anything-but"},
+		{"anything-but prefix number", `{"detail":{"reason":[{"anything-but":{"prefix":5}}]}}`, true, "anything-but"},
+		{"anything-but two operators", `{"detail":{"reason":[{"anything-but":{"prefix":"a","suffix":"b"}}]}}`, false, "exactly one"},
 		{"anything-but numbers", `{"detail":{"object":{"size":[{"anything-but":[1,2]}]}}}`, true, "anything-but"},
 		{"prefix ignore case", `{"detail":{"object":{"key":[{"prefix":{"equals-ignore-case":"in"}}]}}}`, true, "prefix"},
 		{"suffix ignore case", `{"detail":{"object":{"key":[{"suffix":{"equals-ignore-case":".csv"}}]}}}`, true, "suffix"},
@@ -105,5 +122,29 @@ func TestPatternRejected(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tc.mention)
 			}
 		})
+	}
+}
+
+// A rule with the deployed transform rule's exclusion gets every Object Created event except
+// those of keys under .ferry/ (the pipeline ledger's own writes).
+func TestRuleExcludesPrefix(t *testing.T) {
+	b := openBus(t, t.TempDir(), testConfig())
+	r := newRecorder()
+	pattern := `{"source":["aws.s3"],"detail-type":["Object Created"],"detail":{"object":{"key":[{"anything-but":{"prefix":".ferry/"}}]}}}`
+	if err := b.AddRule(Rule{Name: "transform", Pattern: pattern, Target: r}); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"incoming/a.csv", ".ferry/ledger/object/1", "processed/a.jsonl", ".ferry/ledger/notify/1", ".ferryish/b.csv"}
+	for _, k := range keys {
+		if err := b.Put(context.Background(), created(t, k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeBus(t, b) // delivers everything logged
+	got := r.keys()
+	for _, k := range keys {
+		if want := !strings.HasPrefix(k, ".ferry/"); (got[k] > 0) != want {
+			t.Errorf("%s delivered %d times, want delivered: %v", k, got[k], want)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -528,8 +529,8 @@ func asciiOnly(s string) string {
 // upload streams body to bucket/key: one PutObject when it fits in a part, else a multipart
 // upload (one part buffer in memory). It returns the bytes written.
 func (h *TransformHandler) upload(ctx context.Context, bucket, key string, body io.Reader, meta map[string]string) (int64, error) {
-	buf := make([]byte, h.cfg.PartSize)
-	n, err := io.ReadFull(body, buf)
+	var buf []byte
+	n, err := readPart(body, &buf, int(h.cfg.PartSize))
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		if _, err := h.cfg.S3.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: aws.String(bucket), Key: aws.String(key), Body: bytesReader(buf[:n]),
@@ -569,7 +570,7 @@ func (h *TransformHandler) upload(ctx context.Context, bucket, key string, body 
 		}
 		parts = append(parts, s3types.CompletedPart{ETag: up.ETag, PartNumber: aws.Int32(num)})
 		total += int64(n)
-		n, err = io.ReadFull(body, buf)
+		n, err = readPart(body, &buf, int(h.cfg.PartSize))
 		if err == io.EOF {
 			break
 		}
@@ -597,6 +598,44 @@ func (h *TransformHandler) upload(ctx context.Context, bucket, key string, body 
 	}
 	return total, nil
 }
+
+// readPart reads the next part of an output, up to size bytes, into *buf and returns how many
+// it read, with io.ReadFull's errors (io.EOF: none; io.ErrUnexpectedEOF: fewer than size). The
+// buffer starts small, doubles as the part fills, up to size, and is reused for the next part:
+// the output of a small input costs a few KiB, not a whole part. (A part-sized buffer per file,
+// zeroed and then collected, was the largest cost of a burst of small files in the embedded
+// default, and under its memory limit it kept the collector running.)
+func readPart(r io.Reader, buf *[]byte, size int) (int, error) {
+	b := (*buf)[:cap(*buf)]
+	n := 0
+	for n < size {
+		if n == len(b) {
+			b = slices.Grow(b, min(max(2*n, minPartBuffer), size)-n)
+			b = b[:cap(b)]
+		}
+		m, err := r.Read(b[n:min(len(b), size)])
+		n += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*buf = b
+			return n, err
+		}
+	}
+	*buf = b
+	switch {
+	case n == size:
+		return n, nil
+	case n == 0:
+		return 0, io.EOF
+	default:
+		return n, io.ErrUnexpectedEOF
+	}
+}
+
+// minPartBuffer is where a part buffer starts.
+const minPartBuffer = 32 << 10
 
 // chain streams body through ts, uploading each output to its key and listing it in res.
 func (h *TransformHandler) chain(ctx context.Context, r *route.Route, in input, ts []transform.Transform, body io.Reader, meta map[string]string, res *event.FileResult) error {

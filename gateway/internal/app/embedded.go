@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -29,12 +30,15 @@ type embedded struct {
 	bus     *bus.Bus  // nil when embedded.events.dir is empty
 	keys    *userKeys // users' S3 keys, in force once the users are loaded
 	metrics *pipelineMetrics
+	ledger  *handler.Ledger // the pipeline's, nil when no pipeline runs
 }
 
-// Rule patterns of the embedded default (EventBridge syntax).
+// Rule patterns of the embedded default (EventBridge syntax). Arrivals exclude keys under
+// .ferry/ (the pipeline's ledger), as the deployed transform rule does; their writes are not
+// put on the bus here anyway (isLedgerRecord), so this only keeps the two rules the same.
 const (
 	patternAll      = `{"source": ["aws.s3", "ferry.gateway", "ferry.pipeline"]}`
-	patternArrivals = `{"source": ["aws.s3"], "detail-type": ["Object Created"]}`
+	patternArrivals = `{"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"object": {"key": [{"anything-but": {"prefix": ".ferry/"}}]}}}`
 	patternPipeline = `{"source": ["ferry.pipeline"]}`
 )
 
@@ -57,6 +61,9 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 	if e.bus != nil {
 		region := cfg.Storage.S3.Region
 		onChange = func(ctx context.Context, c s3server.Change) error {
+			if e.isLedgerRecord(c) {
+				return nil
+			}
 			ev, err := s3events.FromChange(c, region)
 			if err != nil {
 				return err
@@ -128,6 +135,7 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	ledger := handler.NewLedger(client, cfg.Storage.S3.Bucket, "")
+	e.ledger = ledger
 	log := logger.With("component", "pipeline")
 	th, err := handler.NewTransformHandler(handler.TransformConfig{
 		S3: client, Routes: routes, Ledger: ledger, Events: e.bus, Log: log, Metrics: e.metrics,
@@ -158,7 +166,7 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 // transformPattern is the transform rule's pattern: like the deployed rule (infra/pipeline.yaml),
 // only new objects under the routes' prefixes, so the pipeline's own writes — the ledger and
 // status records under .ferry/, outputs elsewhere — never reach it. When a route has no prefix
-// (it takes any key) it is every new object, and ok is false.
+// (it takes any key) it is every new object outside .ferry/, and ok is false.
 func transformPattern(routes *route.Config) (pattern string, ok bool) {
 	var prefixes []string
 	for _, r := range routes.Routes {
@@ -185,6 +193,15 @@ func transformPattern(routes *route.Config) (pattern string, ok bool) {
 		return patternArrivals, false
 	}
 	return string(b), true
+}
+
+// isLedgerRecord reports whether c is a write of the pipeline's ledger. Those are its own
+// bookkeeping, not arrivals: on AWS the transform rule excludes them; here they are not put on
+// the bus at all. Each processed file writes seven (claims, content identities, done marks),
+// and each would otherwise be logged and fsync'd before the write returns, then read, matched
+// and decoded by every rule only to be ignored.
+func (e *embedded) isLedgerRecord(c s3server.Change) bool {
+	return e.ledger != nil && c.Bucket == e.ledger.Bucket() && strings.HasPrefix(c.Key, e.ledger.Prefix())
 }
 
 // close delivers what it can within the grace period; the rest is redelivered at next start.

@@ -11,7 +11,8 @@ import (
 
 // TestTransformPatternSkipsOwnRecords: as the deployed rule, the embedded transform rule takes
 // new objects under the routes' prefixes only, so the ledger and the status records (.ferry/)
-// and the outputs never reach the pipeline; a route without a prefix takes every key.
+// and the outputs never reach the pipeline; a route without a prefix takes every key but
+// those under .ferry/.
 func TestTransformPatternSkipsOwnRecords(t *testing.T) {
 	shipped, err := route.Load("../../../configs/pipeline.yaml")
 	if err != nil {
@@ -31,7 +32,9 @@ func TestTransformPatternSkipsOwnRecords(t *testing.T) {
 			"incoming/demo/report.csv": true, ".ferry/ledger/status/2026-12-06/x/r,t=1": false,
 			".ferry/ledger/object/abc": false, "processed/demo/report.jsonl": false,
 		}},
-		{"a route without prefix", anyKey, false, map[string]bool{"incoming/demo/report.csv": true, ".ferry/ledger/object/abc": true}},
+		{"a route without prefix", anyKey, false, map[string]bool{
+			"incoming/demo/report.csv": true, "processed/x.jsonl": true, ".ferry/ledger/object/abc": false,
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/ferrygw/ferry/pipeline/bus"
+	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
@@ -100,6 +102,28 @@ func TestEmbeddedPipeline(t *testing.T) {
 	if n := strings.Count(outbox, "\n"); n != 3 || strings.Count(outbox, `"status":"processed"`) != 2 ||
 		strings.Count(outbox, `"status":"rejected"`) != 1 || !strings.Contains(outbox, `"dataset":"demo"`) {
 		t.Errorf("outbox (%d lines):\n%s", n, outbox)
+	}
+	// The bus carries the arrivals and the outputs, never the ledger's own writes (the handlers
+	// wrote some for each input above).
+	created := map[string]bool{}
+	err = bus.Follow(context.Background(), filepath.Join(l.dir, "data", "events"), false, time.Second, func(_ uint64, raw []byte) error {
+		if e, err := event.DecodeS3(raw); err == nil {
+			created[e.Detail.Object.Key] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range created {
+		if strings.HasPrefix(key, ".ferry/") {
+			t.Errorf("ledger write %s on the bus", key)
+		}
+	}
+	for _, key := range []string{"incoming/demo/report.csv", "processed/demo/report.jsonl", "quarantine/demo/bad.csv"} {
+		if !created[key] {
+			t.Errorf("no event for %s on the bus; events for %v", key, keys(created))
+		}
 	}
 }
 

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -63,6 +65,14 @@ func NewClient(ctx context.Context, cc ClientConfig) (*s3.Client, error) {
 	if cc.AccessKey != "" {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cc.AccessKey, cc.Secret, "")))
 	}
+	// Up to idleConnsPerHost connections kept open for reuse (the SDK keeps 10): with more
+	// concurrent requests than that — sessions times part uploads in the gateway, the bus's
+	// deliveries in the embedded pipeline — every request beyond them opened a connection and
+	// closed it after one use (on AWS, a TLS handshake each).
+	opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConnsPerHost = idleConnsPerHost
+		t.MaxIdleConns = max(t.MaxIdleConns, idleConnsPerHost)
+	})))
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3 client: load aws config: %w", err)
@@ -86,6 +96,9 @@ func NewClient(ctx context.Context, cc ClientConfig) (*s3.Client, error) {
 	}, UnsignedPayloadOnLoopback, withTransferIDUserAgent}
 	return s3.NewFromConfig(cfg, append(optFns, cc.Options...)...), nil
 }
+
+// idleConnsPerHost is how many idle connections to the S3 endpoint a client keeps for reuse.
+const idleConnsPerHost = 128
 
 // checksumMiddlewareID is the SDK's request checksum middleware (x-amz-checksum-*).
 const checksumMiddlewareID = "AWSChecksum:ComputeInputPayloadChecksum"

@@ -2,12 +2,18 @@ package s3store
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -124,5 +130,64 @@ func TestIsLoopbackHost(t *testing.T) {
 		if got := isLoopbackHost(host); got != want {
 			t.Errorf("isLoopbackHost(%q) = %v, want %v", host, got, want)
 		}
+	}
+}
+
+// TestClientReusesConnections: a burst of concurrent requests, wider than the SDK's default
+// idle pool (10 per host), goes out again on the same connections; with the default, every
+// request past the tenth opened a connection of its own in each burst (on AWS, a TLS handshake).
+// The server holds each request until the whole burst has arrived, so the requests are in flight
+// at once; what it answers does not matter here (a HEAD's 200), how many connections it saw does.
+func TestClientReusesConnections(t *testing.T) {
+	const width = 32
+	var (
+		accepted atomic.Int64
+		mu       sync.Mutex
+		arrived  int
+		all      = make(chan struct{})
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		wait := all
+		if arrived++; arrived%width == 0 { // the burst is in: release it, and hold the next
+			close(all)
+			all = make(chan struct{})
+		}
+		mu.Unlock()
+		select {
+		case <-wait:
+		case <-time.After(10 * time.Second):
+		}
+		w.Header().Set("Content-Length", "0")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			accepted.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	client, err := NewClient(context.Background(), ClientConfig{Endpoint: srv.URL, Region: "us-east-1",
+		PathStyle: true, AccessKey: "test", Secret: "test-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	burst := func() {
+		var wg sync.WaitGroup
+		for i := range width {
+			wg.Go(func() {
+				if _, err := client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("b"),
+					Key: aws.String(fmt.Sprintf("k%d", i))}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	burst()
+	first := accepted.Load()
+	burst()
+	if again := accepted.Load() - first; first != width || again != 0 {
+		t.Errorf("first burst opened %d connections (want %d), the second %d more (want 0)", first, width, again)
 	}
 }
