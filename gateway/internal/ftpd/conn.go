@@ -181,12 +181,15 @@ func (c *controlConn) Close() error {
 
 func (c *controlConn) markDead() { c.deadOnce.Do(func() { close(c.dead) }) }
 
-// alive reports whether the client is still connected, waiting up to grace for a closing
-// connection to show it.
-func (c *controlConn) alive(grace time.Duration) bool {
-	if c.gone() {
+// alive reports whether the client is still connected after an upload's data stream ended
+// without a TLS close_notify, waiting up to the commit grace for a dying client's control
+// connection to show it closing (see commitGrace); maxGrace bounds that wait, 0 skips it.
+func (c *controlConn) alive(maxGrace time.Duration) bool {
+	st := c.state()
+	if st.closed {
 		return false
 	}
+	grace := commitGrace(st, maxGrace)
 	if grace <= 0 {
 		return true
 	}
@@ -200,13 +203,54 @@ func (c *controlConn) alive(grace time.Duration) bool {
 	}
 }
 
+// connState is what the kernel knows of a TCP connection (tcpState).
+type connState struct {
+	closed   bool          // the peer sent FIN or RST
+	measured bool          // the kernel has round-trip samples; rttvar is meaningful
+	rttvar   time.Duration // mean deviation of the round-trip time
+}
+
+// MinCommitGrace is the shortest commit grace, for the skew between two FINs a dying client's
+// kernel sends back to back on a quiet path (loopback, a LAN): microseconds, with margin for
+// the sender being descheduled between them.
+const MinCommitGrace = time.Millisecond
+
+// commitGrace is how long to wait for a killed client's control FIN once its data FIN arrived.
+// A killed client's kernel closes both connections at once (Linux closes an exiting task's
+// files in no set order), so the two FINs leave together and travel the same path: they arrive
+// apart by the path's delay variation, not its delay. That is four mean deviations of the
+// control connection's RTT (TCP's own margin for a late segment), at least MinCommitGrace and
+// at most maxGrace; with no RTT measured it is maxGrace. A fixed 50 ms cost every small file a
+// client sends 50 ms of nothing; on loopback this is a millisecond.
+func commitGrace(st connState, maxGrace time.Duration) time.Duration {
+	if maxGrace <= 0 {
+		return 0
+	}
+	if !st.measured {
+		return maxGrace
+	}
+	return min(max(4*st.rttvar, MinCommitGrace), maxGrace)
+}
+
 func (c *controlConn) gone() bool {
 	select {
 	case <-c.dead:
 		return true
 	default:
 	}
-	return c.tcp != nil && peerClosed(c.tcp)
+	return c.state().closed
+}
+
+func (c *controlConn) state() connState {
+	select {
+	case <-c.dead:
+		return connState{closed: true}
+	default:
+	}
+	if c.tcp == nil {
+		return connState{}
+	}
+	return tcpState(c.tcp)
 }
 
 func isTimeout(err error) bool {

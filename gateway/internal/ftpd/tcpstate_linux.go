@@ -2,28 +2,32 @@ package ftpd
 
 import (
 	"net"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// peerClosed reports whether the kernel has seen the peer close c (FIN or RST): the socket is no
-// longer ESTABLISHED. Errors count as open: this only ever adds evidence that a client is gone.
-func peerClosed(c *net.TCPConn) bool {
+// tcpState reads what the kernel knows of c: whether the peer closed it (FIN or RST: the socket
+// is no longer ESTABLISHED) and the mean deviation of its round-trip time. Errors count as open
+// with an unknown deviation: this only ever adds evidence that a client is gone.
+func tcpState(c *net.TCPConn) connState {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return false
+		return connState{}
 	}
-	var state uint8 = unix.BPF_TCP_ESTABLISHED
+	var st connState
 	cerr := raw.Control(func(fd uintptr) {
 		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 		if err == nil {
-			state = info.State
+			st.closed = info.State != unix.BPF_TCP_ESTABLISHED
+			st.rttvar = time.Duration(info.Rttvar) * time.Microsecond
+			st.measured = info.Rtt > 0
 		}
 	})
 	if cerr != nil {
-		return true // the descriptor is closed
+		return connState{closed: true} // the descriptor is closed
 	}
-	return state != unix.BPF_TCP_ESTABLISHED
+	return st
 }
 
 // stopListening takes a listening socket out of the LISTEN state while its descriptor stays

@@ -1,0 +1,274 @@
+package ftpd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
+)
+
+// The commit grace is no longer a fixed 50 ms but derived from the control connection (see
+// commitGrace); these tests hold it to its guarantee where it is hardest: curl -T and lftp put
+// killed with SIGKILL at the moment every byte they sent has reached the store, so the data
+// connection has nothing left to drain and its FIN races the control connection's. Plain FTP
+// (no close_notify to tell a complete stream), PASV and EPSV, on loopback and behind 50 ms of
+// round trip, several times each. Nothing may ever be committed.
+//
+// The issue asked for the latency from tc netem in a network namespace; this machine's kernel has
+// no sch_netem (no modules at all), so the latency comes from delayProxy, a TCP proxy in the test
+// that holds every byte and every FIN for 25 ms each way.
+
+const killRounds = 5
+
+func TestKilledClientsNeverCommit(t *testing.T) {
+	curl := testtool.Path(t, "curl")
+	lftp := testtool.Path(t, "lftp")
+	ports := freePortRange(t, 8)
+	for _, path := range []struct {
+		name  string
+		delay time.Duration // one way
+	}{{"loopback", 0}, {"50ms-rtt", 25 * time.Millisecond}} {
+		t.Run(path.name, func(t *testing.T) {
+			cfg := Config{TLS: TLSConfig{Mode: TLSNone}, PassivePorts: ports}
+			if path.delay > 0 {
+				cfg.PublicHost = "127.0.0.2" // PASV sends clients to the proxy too
+			}
+			e := startEnv(t, cfg)
+			host, port := "127.0.0.1", e.port
+			if path.delay > 0 {
+				p := startDelayProxy(t, "127.0.0.2", "127.0.0.1", path.delay, e.port, ports)
+				host, port = "127.0.0.2", p
+			}
+			for _, epsv := range []bool{false, true} {
+				mode := map[bool]string{false: "pasv", true: "epsv"}[epsv]
+				t.Run("curl-"+mode, func(t *testing.T) {
+					for i := range killRounds {
+						name := fmt.Sprintf("/curl-%s-%s-%d.bin", path.name, mode, i)
+						args := []string{"-sS", "--max-time", "60", "--user", testUser + ":" + testPass, "--ftp-pasv"}
+						if !epsv {
+							args = append(args, "--disable-epsv")
+						}
+						args = append(args, "-T", "-", "ftp://"+host+":"+port+name)
+						killAtQuiet(t, e, exec.Command(curl, args...), nil)
+						e.assertNothingStored(name)
+					}
+				})
+				t.Run("lftp-"+mode, func(t *testing.T) {
+					for i := range killRounds {
+						name := fmt.Sprintf("/lftp-%s-%s-%d.bin", path.name, mode, i)
+						fifo := filepath.Join(t.TempDir(), "src")
+						if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+							t.Fatal(err)
+						}
+						script := fmt.Sprintf("set net:max-retries 1; set net:timeout 20; set ftp:passive-mode true; "+
+							"set ftp:prefer-epsv %v; set ftp:ssl-allow false; open -u %s,%s -p %s %s; put %s -o %s",
+							epsv, testUser, testPass, port, host, fifo, name)
+						killAtQuiet(t, e, exec.Command(lftp, "-c", script), &fifo)
+						e.assertNothingStored(name)
+					}
+				})
+			}
+			// The same path commits a complete upload: the proxy passes clean ends through, so
+			// the kills above are what kept the files out.
+			t.Run("complete", func(t *testing.T) {
+				data := randomData(t, 300<<10)
+				src := writeTemp(t, data)
+				runTool(t, time.Minute, curl, "-sS", "--fail", "--user", testUser+":"+testPass, "--ftp-pasv",
+					"-T", src, "ftp://"+host+":"+port+"/complete.bin")
+				got, err := e.mem.ReadFile("/complete.bin")
+				if err != nil || sha(got) != sha(data) {
+					t.Fatalf("stored %d bytes (%v), want %d with the same SHA-256", len(got), err, len(data))
+				}
+			})
+		})
+	}
+}
+
+// killAtQuiet starts cmd, feeds it 256 KiB (through its stdin, or through the FIFO it uploads
+// from), waits until all of it reached the store and the upload is still open, and kills it.
+func killAtQuiet(t *testing.T, e *env, cmd *exec.Cmd, fifo *string) {
+	t.Helper()
+	var feed io.WriteCloser
+	var err error
+	if fifo == nil {
+		if feed, err = cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.store.written.Load()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	if fifo != nil {
+		// Opening blocks until lftp opens the FIFO to read it.
+		if feed, err = os.OpenFile(*fifo, os.O_WRONLY, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer feed.Close() // after the kill: closing first would end the upload cleanly
+	const size = 256 << 10
+	if _, err := feed.Write(randomData(t, size)); err != nil {
+		t.Fatalf("feed the client: %v", err)
+	}
+	waitFor(t, "the fed bytes to reach the store", 30*time.Second, func() bool {
+		return e.store.written.Load() >= before+size
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+}
+
+// freePortRange finds n consecutive free ports on 127.0.0.1 and 127.0.0.2 (the proxy listens on
+// the same ports as the server's passive range, so EPSV's port-only answer reaches it).
+func freePortRange(t *testing.T, n int) PortRange {
+	t.Helper()
+	for range 50 {
+		start := 20000 + rand.IntN(30000)
+		ok := true
+		for p := start; p < start+n && ok; p++ {
+			for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+				l, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(p)))
+				if err != nil {
+					ok = false
+					break
+				}
+				l.Close()
+			}
+		}
+		if ok {
+			return PortRange{Start: start, End: start + n - 1}
+		}
+	}
+	t.Fatal("no free port range")
+	return PortRange{}
+}
+
+// startDelayProxy forwards listenHost:port to targetHost's control port, and each passive port
+// the same way, delaying every byte and every end of stream by delay in each direction. It
+// returns the control port it listens on.
+func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Duration, ctlPort string, passive PortRange) string {
+	t.Helper()
+	var wg sync.WaitGroup
+	var listeners []net.Listener
+	forward := func(l net.Listener, target string) {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					c.Close()
+					return
+				}
+				var pipes sync.WaitGroup
+				pipes.Add(2)
+				go func() { defer pipes.Done(); delayCopy(s.(*net.TCPConn), c.(*net.TCPConn), delay) }()
+				go func() { defer pipes.Done(); delayCopy(c.(*net.TCPConn), s.(*net.TCPConn), delay) }()
+				pipes.Wait()
+				c.Close()
+				s.Close()
+			}()
+		}
+	}
+	listen := func(port string, target string) string {
+		l, err := net.Listen("tcp", net.JoinHostPort(listenHost, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, l)
+		wg.Add(1)
+		go forward(l, target)
+		_, p, _ := net.SplitHostPort(l.Addr().String())
+		return p
+	}
+	ctl := listen("0", net.JoinHostPort(targetHost, ctlPort))
+	for p := passive.Start; p <= passive.End; p++ {
+		listen(fmt.Sprint(p), net.JoinHostPort(targetHost, fmt.Sprint(p)))
+	}
+	t.Cleanup(func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+		wg.Wait()
+	})
+	return ctl
+}
+
+// delayCopy copies src to dst, each chunk and the end of the stream delivered delay after it
+// was read: the end becomes a half-close (FIN), as the client's was.
+func delayCopy(dst, src *net.TCPConn, delay time.Duration) {
+	type chunk struct {
+		at   time.Time
+		data []byte
+		end  bool
+	}
+	q := make(chan chunk, 1024)
+	go func() {
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{at: time.Now(), data: buf[:n]}
+			}
+			if err != nil {
+				q <- chunk{at: time.Now(), end: true}
+				close(q)
+				return
+			}
+		}
+	}()
+	broken := false
+	for c := range q {
+		time.Sleep(time.Until(c.at.Add(delay)))
+		switch {
+		case broken:
+		case c.end:
+			dst.CloseWrite()
+		default:
+			if _, err := dst.Write(c.data); err != nil && !errors.Is(err, net.ErrClosed) {
+				broken = true
+				src.Close() // the other side is gone: stop reading
+			}
+		}
+	}
+}
+
+func TestCommitGrace(t *testing.T) {
+	const maxGrace = 50 * time.Millisecond
+	for _, c := range []struct {
+		name string
+		st   connState
+		max  time.Duration
+		want time.Duration
+	}{
+		{"loopback", connState{measured: true, rttvar: 20 * time.Microsecond}, maxGrace, MinCommitGrace},
+		{"wan with jitter", connState{measured: true, rttvar: 3 * time.Millisecond}, maxGrace, 12 * time.Millisecond},
+		{"bad path", connState{measured: true, rttvar: 40 * time.Millisecond}, maxGrace, maxGrace},
+		{"not measured", connState{}, maxGrace, maxGrace},
+		{"disabled", connState{measured: true}, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := commitGrace(c.st, c.max); got != c.want {
+				t.Fatalf("commitGrace = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
