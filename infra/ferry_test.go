@@ -219,6 +219,25 @@ func (f *embeddedFerry) s3Client() *s3.Client {
 	})
 }
 
+// keys lists the bucket's keys under prefix.
+func (f *embeddedFerry) keys(t *testing.T, prefix string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var keys []string
+	pages := s3.NewListObjectsV2Paginator(f.s3Client(), &s3.ListObjectsV2Input{Bucket: aws.String(testBucket), Prefix: aws.String(prefix)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("list s3://%s/%s: %v", testBucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys
+}
+
 func (f *embeddedFerry) putObject(t *testing.T, key, content string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
