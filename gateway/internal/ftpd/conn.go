@@ -205,9 +205,8 @@ func (c *controlConn) alive(maxGrace time.Duration) bool {
 
 // connState is what the kernel knows of a TCP connection (tcpState).
 type connState struct {
-	closed   bool          // the peer sent FIN or RST
-	measured bool          // the kernel has round-trip samples; rttvar is meaningful
-	rttvar   time.Duration // mean deviation of the round-trip time
+	closed bool          // the peer sent FIN or RST
+	minRTT time.Duration // the lowest round trip the kernel measured; 0 if none yet
 }
 
 // MinCommitGrace is the shortest commit grace, for the skew between two FINs a dying client's
@@ -217,19 +216,24 @@ const MinCommitGrace = time.Millisecond
 
 // commitGrace is how long to wait for a killed client's control FIN once its data FIN arrived.
 // A killed client's kernel closes both connections at once (Linux closes an exiting task's
-// files in no set order), so the two FINs leave together and travel the same path: they arrive
-// apart by the path's delay variation, not its delay. That is four mean deviations of the
-// control connection's RTT (TCP's own margin for a late segment), at least MinCommitGrace and
-// at most maxGrace; with no RTT measured it is maxGrace. A fixed 50 ms cost every small file a
-// client sends 50 ms of nothing; on loopback this is a millisecond.
+// files in no promised order), so the two FINs leave together and travel the same path: they
+// arrive apart by the path's variation in delay, not by its delay. That is taken as at most one
+// minimum round trip of the control connection (the path's floor; the smoothed RTT and its
+// deviation include the client's delayed ACKs and think time, tens of milliseconds on a
+// request/response connection), at least MinCommitGrace and at most maxGrace; with no RTT
+// measured it is maxGrace. So the wait costs a client at most one more round trip per file,
+// where a fixed 50 ms cost each small file on loopback 50 ms of nothing.
+// Behind a load balancer that passes TCP through (AWS's NLB) the RTT is the client's; behind one
+// that terminates TCP it is the balancer's, whose forwarding keeps the two FINs as close as the
+// client sent them.
 func commitGrace(st connState, maxGrace time.Duration) time.Duration {
 	if maxGrace <= 0 {
 		return 0
 	}
-	if !st.measured {
+	if st.minRTT <= 0 {
 		return maxGrace
 	}
-	return min(max(4*st.rttvar, MinCommitGrace), maxGrace)
+	return min(max(st.minRTT, MinCommitGrace), maxGrace)
 }
 
 func (c *controlConn) gone() bool {

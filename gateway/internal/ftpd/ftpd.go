@@ -84,7 +84,7 @@ type Config struct {
 	// CommitGrace bounds how long an upload whose data connection closed without a TLS
 	// close_notify (plain FTP) waits for a dying client's control connection to close before
 	// committing. A killed client closes both connections at once; the wait covers their FINs
-	// arriving out of order, and is derived from the control connection's RTT variation (see
+	// arriving out of order, and is derived from the control connection's minimum RTT (see
 	// commitGrace): about a millisecond on loopback or a LAN, this bound on a path the kernel has
 	// not measured. Default 50ms.
 	CommitGrace time.Duration

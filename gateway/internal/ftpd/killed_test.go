@@ -157,10 +157,14 @@ func freePortRange(t *testing.T, n int) PortRange {
 }
 
 // startDelayProxy forwards listenHost:port to targetHost's control port, and each passive port
-// the same way, delaying every byte and every end of stream by delay in each direction. It
-// returns the control port it listens on.
+// the same way, delaying every byte and every end of stream by delay in each direction. Like
+// netem on an interface, everything goes through one first-in first-out queue, so what a client
+// sends on two connections arrives in the order it was sent. It returns the control port it
+// listens on.
 func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Duration, ctlPort string, passive PortRange) string {
 	t.Helper()
+	link := &delayLink{delay: delay, q: make(chan delayed, 4096), stop: make(chan struct{})}
+	go link.run()
 	var wg sync.WaitGroup
 	var listeners []net.Listener
 	forward := func(l net.Listener, target string) {
@@ -170,22 +174,14 @@ func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Dur
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s, err := net.Dial("tcp", target)
-				if err != nil {
-					c.Close()
-					return
-				}
-				var pipes sync.WaitGroup
-				pipes.Add(2)
-				go func() { defer pipes.Done(); delayCopy(s.(*net.TCPConn), c.(*net.TCPConn), delay) }()
-				go func() { defer pipes.Done(); delayCopy(c.(*net.TCPConn), s.(*net.TCPConn), delay) }()
-				pipes.Wait()
+			s, err := net.Dial("tcp", target)
+			if err != nil {
 				c.Close()
-				s.Close()
-			}()
+				continue
+			}
+			wg.Add(2)
+			go func() { defer wg.Done(); link.carry(s.(*net.TCPConn), c.(*net.TCPConn)) }()
+			go func() { defer wg.Done(); link.carry(c.(*net.TCPConn), s.(*net.TCPConn)) }()
 		}
 	}
 	listen := func(port string, target string) string {
@@ -207,45 +203,61 @@ func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Dur
 		for _, l := range listeners {
 			l.Close()
 		}
-		wg.Wait()
+		close(link.stop)
 	})
 	return ctl
 }
 
-// delayCopy copies src to dst, each chunk and the end of the stream delivered delay after it
-// was read: the end becomes a half-close (FIN), as the client's was.
-func delayCopy(dst, src *net.TCPConn, delay time.Duration) {
-	type chunk struct {
-		at   time.Time
-		data []byte
-		end  bool
-	}
-	q := make(chan chunk, 1024)
-	go func() {
-		for {
-			buf := make([]byte, 32<<10)
-			n, err := src.Read(buf)
-			if n > 0 {
-				q <- chunk{at: time.Now(), data: buf[:n]}
-			}
-			if err != nil {
-				q <- chunk{at: time.Now(), end: true}
-				close(q)
-				return
-			}
+// delayLink is the proxy's one queue: each chunk read, or end of stream, is delivered delay after
+// it was read, in the order read.
+type delayLink struct {
+	delay time.Duration
+	q     chan delayed
+	stop  chan struct{}
+}
+
+type delayed struct {
+	at   time.Time
+	dst  *net.TCPConn
+	src  *net.TCPConn
+	data []byte // nil: the end of the stream, delivered as a half-close (FIN)
+}
+
+// carry reads src into the queue for dst until src ends.
+func (l *delayLink) carry(dst, src *net.TCPConn) {
+	for {
+		buf := make([]byte, 32<<10)
+		n, err := src.Read(buf)
+		if n > 0 {
+			l.q <- delayed{at: time.Now(), dst: dst, src: src, data: buf[:n]}
 		}
-	}()
-	broken := false
-	for c := range q {
-		time.Sleep(time.Until(c.at.Add(delay)))
-		switch {
-		case broken:
-		case c.end:
-			dst.CloseWrite()
-		default:
-			if _, err := dst.Write(c.data); err != nil && !errors.Is(err, net.ErrClosed) {
-				broken = true
-				src.Close() // the other side is gone: stop reading
+		if err != nil {
+			l.q <- delayed{at: time.Now(), dst: dst, src: src}
+			return
+		}
+	}
+}
+
+func (l *delayLink) run() {
+	closed := map[*net.TCPConn]int{} // connections whose two directions ended
+	for {
+		select {
+		case <-l.stop:
+			return
+		case d := <-l.q:
+			time.Sleep(time.Until(d.at.Add(l.delay)))
+			if d.data != nil {
+				if _, err := d.dst.Write(d.data); err != nil && !errors.Is(err, net.ErrClosed) {
+					d.src.Close() // the other side is gone: stop reading
+				}
+				continue
+			}
+			d.dst.CloseWrite()
+			closed[d.dst]++
+			closed[d.src]++
+			if closed[d.dst] == 2 {
+				d.dst.Close()
+				d.src.Close()
 			}
 		}
 	}
@@ -259,11 +271,11 @@ func TestCommitGrace(t *testing.T) {
 		max  time.Duration
 		want time.Duration
 	}{
-		{"loopback", connState{measured: true, rttvar: 20 * time.Microsecond}, maxGrace, MinCommitGrace},
-		{"wan with jitter", connState{measured: true, rttvar: 3 * time.Millisecond}, maxGrace, 12 * time.Millisecond},
-		{"bad path", connState{measured: true, rttvar: 40 * time.Millisecond}, maxGrace, maxGrace},
+		{"loopback", connState{minRTT: 30 * time.Microsecond}, maxGrace, MinCommitGrace},
+		{"wan", connState{minRTT: 12 * time.Millisecond}, maxGrace, 12 * time.Millisecond},
+		{"far", connState{minRTT: 180 * time.Millisecond}, maxGrace, maxGrace},
 		{"not measured", connState{}, maxGrace, maxGrace},
-		{"disabled", connState{measured: true}, 0, 0},
+		{"disabled", connState{minRTT: time.Millisecond}, 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := commitGrace(c.st, c.max); got != c.want {

@@ -8,7 +8,7 @@ import (
 )
 
 // tcpState reads what the kernel knows of c: whether the peer closed it (FIN or RST: the socket
-// is no longer ESTABLISHED) and the mean deviation of its round-trip time. Errors count as open
+// is no longer ESTABLISHED) and the lowest round trip it measured. Errors count as open
 // with an unknown deviation: this only ever adds evidence that a client is gone.
 func tcpState(c *net.TCPConn) connState {
 	raw, err := c.SyscallConn()
@@ -20,8 +20,7 @@ func tcpState(c *net.TCPConn) connState {
 		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 		if err == nil {
 			st.closed = info.State != unix.BPF_TCP_ESTABLISHED
-			st.rttvar = time.Duration(info.Rttvar) * time.Microsecond
-			st.measured = info.Rtt > 0
+			st.minRTT = time.Duration(info.Min_rtt) * time.Microsecond
 		}
 	})
 	if cerr != nil {

@@ -150,21 +150,42 @@ func (h *homeFS) SetStat(ctx context.Context, name string, attrs storage.Attrs) 
 	if err != nil {
 		return err
 	}
-	head, err := h.requireFile(ctx, t)
+	if attrs.Mode == nil && attrs.ModTime == nil {
+		_, err := h.requireFile(ctx, t)
+		if errors.Is(err, storage.ErrIsDir) {
+			return nil
+		}
+		return pathErr("setstat", t.name, err)
+	}
+	head, marks, err := h.fileAndMarks(ctx, t)
 	if err != nil {
 		if errors.Is(err, storage.ErrIsDir) {
 			return nil
 		}
 		return pathErr("setstat", t.name, err)
 	}
-	if attrs.Mode == nil && attrs.ModTime == nil {
-		return nil
-	}
-	marks, err := h.marks(ctx, t.key)
-	if err != nil {
-		return pathErr("setstat", t.name, err)
-	}
 	return pathErr("setstat", t.name, h.writeMark(ctx, t.key, versionOf(head.ETag, head.LastModified), attrs, marks))
+}
+
+// fileAndMarks looks up the file t names and lists its attribute markers at once: a client that
+// sets the time of every file it uploads (lftp's MFMT after each STOR) waited for both in turn.
+// The markers are only used once the lookup found a file.
+func (h *homeFS) fileAndMarks(ctx context.Context, t target) (*s3.HeadObjectOutput, []attrMark, error) {
+	type listed struct {
+		marks []attrMark
+		err   error
+	}
+	ch := make(chan listed, 1)
+	go func() {
+		m, err := h.marks(ctx, t.key)
+		ch <- listed{m, err}
+	}()
+	head, err := h.requireFile(ctx, t)
+	l := <-ch
+	if err != nil {
+		return nil, nil, err
+	}
+	return head, l.marks, l.err
 }
 
 // SetStatIfWriter implements storage.WriterSetstater: the writer is the object's ferry-user, read
@@ -175,7 +196,7 @@ func (h *homeFS) SetStatIfWriter(ctx context.Context, name string, attrs storage
 	if err != nil {
 		return err
 	}
-	head, err := h.requireFile(ctx, t)
+	head, marks, err := h.fileAndMarks(ctx, t)
 	if err != nil {
 		if errors.Is(err, storage.ErrIsDir) {
 			return nil
@@ -187,10 +208,6 @@ func (h *homeFS) SetStatIfWriter(ctx context.Context, name string, attrs storage
 	}
 	if attrs.Mode == nil && attrs.ModTime == nil {
 		return nil
-	}
-	marks, err := h.marks(ctx, t.key)
-	if err != nil {
-		return pathErr("setstat", t.name, err)
 	}
 	return pathErr("setstat", t.name, h.writeMark(ctx, t.key, versionOf(head.ETag, head.LastModified), attrs, marks))
 }
