@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // BenchmarkSFTPConcurrent runs N concurrent OpenSSH sftp uploads (default cipher) of 1 GiB in

@@ -13,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/testtool"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // BenchmarkFTP compares 1 GiB uploads and downloads with curl through the gateway's FTP server

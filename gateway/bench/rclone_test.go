@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/testtool"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // rcloneVersion is the peer the comparison runs against, installed by `make tools`.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 const (

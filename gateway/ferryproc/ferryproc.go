@@ -26,7 +26,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 )
 
 var (

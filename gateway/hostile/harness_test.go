@@ -34,9 +34,9 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 const (

@@ -31,8 +31,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/ferryproc"
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // Options shape the gateway under test.

@@ -18,12 +18,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // faultPipeline is the transform and notify handlers as the Lambdas run them — S3 through a

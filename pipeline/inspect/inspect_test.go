@@ -20,13 +20,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/handler"
 	"github.com/ferrygw/ferry/pipeline/inspect"
 	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 const goodCSV = "id,name\n1,ann\n2,bob\n"

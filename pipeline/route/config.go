@@ -5,7 +5,7 @@
 //
 // Routes are written in YAML (configs/pipeline.yaml), decoded strictly: an unknown key is an error
 // and every problem is reported at once as "file:line: path: reason", by the same decoder as the
-// gateway's config (gateway/strictyaml), whose line of every key serves the semantic checks
+// gateway's config (pipeline/strictyaml), whose line of every key serves the semantic checks
 // (globs, templates, transforms against the transform registry, datasets).
 //
 // The uploader of an object is the gateway's metadata (x-amz-meta-ferry-user, passed in
@@ -29,8 +29,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/strictyaml"
 	"github.com/ferrygw/ferry/pipeline/notify"
+	"github.com/ferrygw/ferry/pipeline/strictyaml"
 	"github.com/ferrygw/ferry/pipeline/transform"
 )
 

@@ -8,7 +8,7 @@ import (
 	"io"
 	"unicode/utf8"
 
-	"github.com/ferrygw/ferry/gateway/datasize"
+	"github.com/ferrygw/ferry/pipeline/datasize"
 )
 
 // Default bounds of one CSV record, so a file without newlines (a 1 GiB line), with an

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/ferrygw/ferry/gateway/datasize"
+	"github.com/ferrygw/ferry/pipeline/datasize"
 )
 
 // Factory builds a transform from its options. It reads options through o; any option it did

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/ferrygw/ferry/gateway/datasize"
+	"github.com/ferrygw/ferry/pipeline/datasize"
 )
 
 // copyT passes its input through unchanged. No options.

@@ -24,7 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/ferryproc"
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // eventSink answers PutEvents as EventBridge does and keeps the gateway's events.

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/pipeline/bus"
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 )
 
 func putEvent(t *testing.T, b *bus.Bus, key string) string {

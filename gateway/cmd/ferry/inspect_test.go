@@ -20,14 +20,14 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/handler"
 	"github.com/ferrygw/ferry/pipeline/inspect"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // embeddedSystem runs `ferry serve` in-process on the embedded default (S3 endpoint, bus,

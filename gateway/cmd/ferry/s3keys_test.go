@@ -19,8 +19,8 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/iampolicy"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/testtool"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // s3Key runs `ferry user s3-key add NAME` and returns the key it printed.

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // s3Config writes a config whose users_file is an object on srv, reached through endpoint.

@@ -22,9 +22,9 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // TestRunServesEveryProtocolOverOneStore starts the assembled gateway from a config file, as

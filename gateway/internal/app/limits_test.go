@@ -11,7 +11,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // The transfer memory budget is one for both protocols: while alice's SFTP upload holds her

@@ -13,8 +13,8 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/ferryproc"
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/testtool"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // S3 unreachable when the gateway starts: it starts all the same, /readyz says why it is not

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/redact"
-	"github.com/ferrygw/ferry/gateway/strictyaml"
+	"github.com/ferrygw/ferry/pipeline/strictyaml"
 )
 
 // Config is the whole configuration file.

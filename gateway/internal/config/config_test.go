@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/strictyaml"
+	"github.com/ferrygw/ferry/pipeline/strictyaml"
 )
 
 func writeFile(t *testing.T, dir, name, content string) string {

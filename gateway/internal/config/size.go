@@ -1,6 +1,6 @@
 package config
 
-import "github.com/ferrygw/ferry/gateway/datasize"
+import "github.com/ferrygw/ferry/pipeline/datasize"
 
 // Size is a number of bytes written with a unit ("8MiB"); see datasize.
 type Size = datasize.Size

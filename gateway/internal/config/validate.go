@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/s3keys"
-	"github.com/ferrygw/ferry/gateway/strictyaml"
+	"github.com/ferrygw/ferry/pipeline/strictyaml"
 )
 
 // Validate checks the configuration and reports every problem at once (errors.Join of

@@ -3,7 +3,7 @@ package config
 import (
 	"fmt"
 
-	"github.com/ferrygw/ferry/gateway/strictyaml"
+	"github.com/ferrygw/ferry/pipeline/strictyaml"
 )
 
 // Warnings lists valid settings that expose the gateway more than they probably should, each

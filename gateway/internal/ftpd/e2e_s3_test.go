@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/testtool"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // s3env is the FTP server over the S3 store on a real versitygw; alice's home is users/alice/.

@@ -21,11 +21,11 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/ferrygw/ferry/gateway/internal/access"
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 )
 
 const (

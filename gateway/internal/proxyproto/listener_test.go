@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 )
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // server is an S3-compatible server a test runs against.

@@ -9,8 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // faultEnv is a store whose S3 client goes through a fault-injecting proxy to versitygw; raw

@@ -13,7 +13,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/sftpd/sftptest"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // TestOpenSSHDf: OpenSSH's `df` (statvfs@openssh.com) over S3 shows an object store's room:

@@ -13,8 +13,8 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/sftpd/sftptest"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // TestSFTPEndToEnd uploads through the real SFTP server (pkg/sftp client over SSH) into a real

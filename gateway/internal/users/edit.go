@@ -16,7 +16,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 
-	"github.com/ferrygw/ferry/gateway/strictyaml"
+	"github.com/ferrygw/ferry/pipeline/strictyaml"
 )
 
 // The admin edits below (used by `ferry user`) change the users file in place: the text is

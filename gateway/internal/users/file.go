@@ -12,7 +12,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/s3keys"
-	"github.com/ferrygw/ferry/gateway/strictyaml"
+	"github.com/ferrygw/ferry/pipeline/strictyaml"
 )
 
 // File is the users file as written:

@@ -20,8 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
-	"github.com/ferrygw/ferry/gateway/s3test"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // s3Target is a real S3-compatible server with a bucket for the users file.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 )
 
 func userFile(t *testing.T, names ...string) string {

@@ -14,12 +14,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/inspect"
 	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
 	"github.com/ferrygw/ferry/pipeline/internal/lambdaemu"
 	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // buildBootstrap builds a Lambda main for the test host, as `make lambdas` does for arm64.

@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
-	"github.com/ferrygw/ferry/gateway/s3test"
 	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
+	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
 // upstream is a tiny server: PUT stores the body it received whole (counting truncated ones),

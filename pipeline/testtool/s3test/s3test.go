@@ -28,8 +28,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/ferrygw/ferry/gateway/internal/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 )
 
 // Server is a running versitygw.
