@@ -31,6 +31,7 @@ require (
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.48.0
 	golang.org/x/text v0.44.0
+	quamina.net/go/quamina v1.4.0
 )
 
 require (
@@ -59,7 +60,8 @@ require (
 	go.shabbyrobe.org/gocovmerge v0.0.0-20230507111327-fa4f82cfbf4d // indirect
 	golang.org/x/tools v0.52.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-	quamina.net/go/quamina v1.4.0
 )
 
+// quamina (the bus's EventBridge pattern matcher) is served by the module proxy we build with
+// only under its old repository path; this takes the same v1.4.0 from there, pinned by go.sum.
 replace quamina.net/go/quamina v1.4.0 => github.com/timbray/quamina v1.4.0

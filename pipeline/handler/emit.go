@@ -11,21 +11,21 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/ferrygw/ferry/pipeline/event"
-	"github.com/ferrygw/ferry/pipeline/eventbridge"
+	"github.com/ferrygw/ferry/pipeline/putevents"
 )
 
 // EventBridgeEmitter publishes pipeline events with a synchronous PutEvents call, so the
 // handler knows the event is on the bus before it marks the fact done (the batching
-// eventbridge.Publisher is fire-and-forget, right for the gateway, wrong here).
+// putevents.Publisher is fire-and-forget, right for the gateway, wrong here).
 type EventBridgeEmitter struct {
-	API     eventbridge.API
+	API     putevents.API
 	BusName string // "" = default
 }
 
 // Put sends events (at most 10) and fails unless every entry was accepted.
 func (e EventBridgeEmitter) Put(ctx context.Context, events ...event.Envelope) error {
-	if len(events) > eventbridge.MaxBatchEntries {
-		return fmt.Errorf("put events: %d entries, at most %d", len(events), eventbridge.MaxBatchEntries)
+	if len(events) > putevents.MaxBatchEntries {
+		return fmt.Errorf("put events: %d entries, at most %d", len(events), putevents.MaxBatchEntries)
 	}
 	bus := e.BusName
 	if bus == "" {

@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		Concurrency:   s3cfg.Concurrency,
 		MaxRenameKeys: s3cfg.MaxRenameKeys,
 		Memory:        mem,
-		Logger:        logger.With("component", "s3store"),
+		Logger:        logger,
 	}
 	if journal != nil {
 		scfg.Journal = journal

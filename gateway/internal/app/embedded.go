@@ -46,7 +46,7 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 	e := &embedded{metrics: newPipelineMetrics()}
 	ec := cfg.Embedded
 	if ec.Events.Dir != "" {
-		b, err := bus.Open(ec.Events.Dir, bus.Config{}, logger.With("component", "bus"))
+		b, err := bus.Open(ec.Events.Dir, bus.Config{}, logger)
 		if err != nil {
 			return nil, fmt.Errorf("event bus: %w", err)
 		}
@@ -98,7 +98,7 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 
 func (e *embedded) addRules(cfg *config.Config, logger *slog.Logger) error {
 	if err := e.bus.AddRule(bus.Rule{Name: "log", Pattern: patternAll,
-		Target: bus.LogTarget{Logger: logger.With("component", "bus"), Rule: "log"}}); err != nil {
+		Target: bus.LogTarget{Logger: logger, Rule: "log"}}); err != nil {
 		return err
 	}
 	n := cfg.Embedded.Notifications

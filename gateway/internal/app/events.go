@@ -12,7 +12,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3events"
 	"github.com/ferrygw/ferry/gateway/internal/transferevents"
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/pipeline/eventbridge"
+	"github.com/ferrygw/ferry/pipeline/putevents"
 )
 
 // authenticator is what both front ends need from the user store (sftpd also checks keys).
@@ -42,11 +42,11 @@ func newGatewayEvents(ctx context.Context, cfg *config.Config, local *embedded, 
 		if eb.Region != "" {
 			region = eb.Region
 		}
-		client, err := eventbridge.NewClient(ctx, region, eb.Endpoint)
+		client, err := putevents.NewClient(ctx, region, eb.Endpoint)
 		if err != nil {
 			return nil, nil, err
 		}
-		pub, err := eventbridge.New(client, eventbridge.Config{BusName: eb.Bus, QueueSize: eb.QueueSize}, logger)
+		pub, err := putevents.New(client, putevents.Config{BusName: eb.Bus, QueueSize: eb.QueueSize}, logger)
 		if err != nil {
 			return nil, nil, err
 		}

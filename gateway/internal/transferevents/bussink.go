@@ -136,7 +136,7 @@ func (s *BusSink) run(ctx context.Context) {
 	}
 }
 
-// BusSink is a prometheus.Collector, as eventbridge.Publisher is: reg.MustRegister(sink).
+// BusSink is a prometheus.Collector, as putevents.Publisher is: reg.MustRegister(sink).
 var _ prometheus.Collector = (*BusSink)(nil)
 
 var (

@@ -21,7 +21,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
 	"github.com/ferrygw/ferry/pipeline/event"
-	"github.com/ferrygw/ferry/pipeline/eventbridge"
+	"github.com/ferrygw/ferry/pipeline/putevents"
 )
 
 // putEventsEntry is a PutEvents request entry as AWS JSON 1.1 carries it.
@@ -114,7 +114,7 @@ func TestEventBridgeWire(t *testing.T) {
 		Region: "us-east-1", BaseEndpoint: aws.String(f.srv.URL), HTTPClient: f.srv.Client(),
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), RetryMaxAttempts: 1,
 	})
-	pub, err := eventbridge.New(client, eventbridge.Config{BusName: "ferry-events", FlushInterval: 10 * time.Millisecond}, nil)
+	pub, err := putevents.New(client, putevents.Config{BusName: "ferry-events", FlushInterval: 10 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

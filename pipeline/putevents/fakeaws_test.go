@@ -1,4 +1,4 @@
-package eventbridge
+package putevents
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-// Package eventbridge publishes Ferry's events to Amazon EventBridge with PutEvents, in the
+// Package putevents publishes Ferry's events to Amazon EventBridge with PutEvents, in the
 // background: callers (the gateway at the end of a transfer, the Lambdas) hand over an entry
 // and move on. Publishing never blocks and never fails the caller's work; when EventBridge is
 // slow or down the bounded queue fills and further entries are dropped and counted.
@@ -7,7 +7,7 @@
 // per entry; only the entries that failed are sent again, with exponential backoff, up to
 // MaxAttempts, after which they are logged and counted as failed. Delivery is at least once:
 // a retry after a lost response can duplicate an event, which consumers must tolerate anyway.
-package eventbridge
+package putevents
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 )
 
-// API is the one SDK call the publisher makes; *eventbridge.Client satisfies it.
+// API is the one SDK call the publisher makes; *putevents.Client satisfies it.
 type API interface {
 	PutEvents(ctx context.Context, in *awseventbridge.PutEventsInput, optFns ...func(*awseventbridge.Options)) (*awseventbridge.PutEventsOutput, error)
 }
