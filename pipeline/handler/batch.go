@@ -22,7 +22,7 @@ import (
 // folder holds now: S3 does not order events, so a file's event may arrive after its marker's,
 // and listing makes the marker see it anyway. Files a previous marker took are left out (their
 // fact is done in the ledger), and so is a file's late event afterwards.
-func (h *TransformHandler) completeBatch(ctx context.Context, log *slog.Logger, r *route.Route, marker input) error {
+func (h *Transform) completeBatch(ctx context.Context, log *slog.Logger, r *route.Route, marker input) error {
 	log = log.With("route", r.Name, "marker", marker.Key)
 	var held []string
 	var members []input
@@ -70,7 +70,7 @@ func (h *TransformHandler) completeBatch(ctx context.Context, log *slog.Logger, 
 
 // batchMembers returns the files of marker's batch in key order, and the held records to drop
 // once it is done.
-func (h *TransformHandler) batchMembers(ctx context.Context, log *slog.Logger, r *route.Route, marker input) ([]input, []string, error) {
+func (h *Transform) batchMembers(ctx context.Context, log *slog.Logger, r *route.Route, marker input) ([]input, []string, error) {
 	byKey := map[string]input{}
 	names, vals, err := h.cfg.Ledger.List(ctx, batchDir(r, marker.Key))
 	if err != nil {

@@ -31,7 +31,7 @@ func newEnvRoutes(t *testing.T, routes string) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, srv: srv, s3: srv.Client(), bucket: srv.Bucket, events: &recorder{}, metrics: &bytes.Buffer{}}
-	if e.h, err = NewTransformHandler(TransformConfig{
+	if e.h, err = NewTransform(TransformConfig{
 		S3: e.s3, Routes: cfg, Ledger: NewLedger(e.s3, srv.Bucket, ""), Events: e.events,
 		Metrics: NewMetrics(e.metrics, "", "transform"), Log: testLogger(t), Account: "111122223333", Region: "us-east-1",
 	}); err != nil {
@@ -98,7 +98,7 @@ func (n *notices) Publish(_ context.Context, x notify.Notification) error {
 func TestHostileFilesAreRejectedWithinBounds(t *testing.T) {
 	e := newEnvRoutes(t, "testdata/bounds.yaml")
 	pub := &notices{}
-	nh, err := NewNotifyHandler(NotifyConfig{Publisher: pub, Log: testLogger(t), Datasets: e.h.cfg.Routes.Datasets})
+	nh, err := NewNotify(NotifyConfig{Publisher: pub, Log: testLogger(t), Datasets: e.h.cfg.Routes.Datasets})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ import (
 // same bytes, and S3's own checksums cannot stand in: their algorithm and type follow the
 // client that wrote each object (a CRC32 composite from the CLI's upload, a CRC64NVME full-object
 // one on its copy), and the embedded endpoint keeps none.
-func (h *TransformHandler) seenContent(ctx context.Context, in input) (bool, string, error) {
+func (h *Transform) seenContent(ctx context.Context, in input) (bool, string, error) {
 	copyLike := in.Reason == event.ReasonCopyObject || in.Reason == event.ReasonCompleteMultipartUpload
 	if !copyLike && in.TransferID == "" {
 		return false, "", nil
@@ -69,7 +69,7 @@ func (h *TransformHandler) seenContent(ctx context.Context, in input) (bool, str
 
 // rememberContent records the identities of a handled input, so seenContent recognises later
 // copies of it. A failure costs a reprocessing of a copy, never a lost file: logged, not returned.
-func (h *TransformHandler) rememberContent(ctx context.Context, log *slog.Logger, bucket string, f event.FileResult) {
+func (h *Transform) rememberContent(ctx context.Context, log *slog.Logger, bucket string, f event.FileResult) {
 	rec := map[string]string{"key": f.Key}
 	names := []string{contentName(input{Bucket: bucket, Key: f.Key, ETag: f.ETag, Size: f.Size, TransferID: f.TransferID})}
 	if f.SHA256 != "" {

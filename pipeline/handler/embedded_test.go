@@ -14,8 +14,8 @@ import (
 )
 
 var (
-	_ bus.Target = (*TransformHandler)(nil)
-	_ bus.Target = (*NotifyHandler)(nil)
+	_ bus.Target = (*Transform)(nil)
+	_ bus.Target = (*Notify)(nil)
 	_ Emitter    = (*bus.Bus)(nil)
 )
 
@@ -35,7 +35,7 @@ func TestHandlersOnEmbeddedBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh, err := NewNotifyHandler(NotifyConfig{Publisher: sink, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t)})
+	nh, err := NewNotify(NotifyConfig{Publisher: sink, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,8 +35,8 @@ type faultPipeline struct {
 	raw       *s3.Client // versitygw directly, to judge
 	s3p, awsp *faultproxy.Proxy
 	fake      *fakeaws.Server
-	th        *TransformHandler
-	nh        *NotifyHandler
+	th        *Transform
+	nh        *Notify
 	log       *bytes.Buffer
 
 	mu         sync.Mutex
@@ -61,7 +61,7 @@ func newFaultPipeline(t *testing.T) *faultPipeline {
 	ledger := NewLedger(s3c, p.srv.Bucket, "")
 	ledger.skew = 0 // a dead delivery's claim is taken over as soon as its deadline passes
 	logger := slogJSON(&syncWriter{w: p.log})
-	if p.th, err = NewTransformHandler(TransformConfig{S3: s3c, Routes: routes, Ledger: ledger,
+	if p.th, err = NewTransform(TransformConfig{S3: s3c, Routes: routes, Ledger: ledger,
 		Events: EventBridgeEmitter{API: eb}, Metrics: NewMetrics(&syncWriter{w: p.log}, "", "transform"), Log: logger,
 		Account: "111122223333", Region: "us-east-1"}); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func newFaultPipeline(t *testing.T) *faultPipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.nh, err = NewNotifyHandler(NotifyConfig{Publisher: pub, Ledger: ledger, Log: logger, Datasets: routes.Datasets}); err != nil {
+	if p.nh, err = NewNotify(NotifyConfig{Publisher: pub, Ledger: ledger, Log: logger, Datasets: routes.Datasets}); err != nil {
 		t.Fatal(err)
 	}
 	return p

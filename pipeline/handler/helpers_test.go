@@ -46,7 +46,7 @@ type env struct {
 	s3      *s3.Client
 	bucket  string
 	events  *recorder
-	h       *TransformHandler
+	h       *Transform
 	metrics *bytes.Buffer
 	seq     int
 }
@@ -59,7 +59,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, srv: srv, s3: srv.Client(), bucket: srv.Bucket, events: &recorder{}, metrics: &bytes.Buffer{}}
-	h, err := NewTransformHandler(TransformConfig{
+	h, err := NewTransform(TransformConfig{
 		S3: e.s3, Routes: cfg, Ledger: NewLedger(e.s3, srv.Bucket, ""), Events: e.events,
 		Metrics: NewMetrics(e.metrics, "", "transform"), Log: testLogger(t),
 		Account: "111122223333", Region: "us-east-1",

@@ -19,16 +19,16 @@ import (
 	"github.com/ferrygw/ferry/pipeline/tracking"
 )
 
-// NotifyHandler turns File Processed / File Rejected events into notifications written by the
+// Notify turns File Processed / File Rejected events into notifications written by the
 // dataset's templates. With a Ledger, a redelivered event (same detail id) yields one
 // notification only.
-type NotifyHandler struct {
+type Notify struct {
 	cfg      NotifyConfig
 	fallback *notify.Templates
 	log      *slog.Logger
 }
 
-// NotifyConfig wires a NotifyHandler.
+// NotifyConfig wires a Notify.
 type NotifyConfig struct {
 	Publisher notify.Publisher
 	Ledger    *Ledger // nil: no dedup
@@ -50,24 +50,24 @@ type Presigner interface {
 
 var _ Presigner = (*s3.PresignClient)(nil)
 
-// NewNotifyHandler returns a handler.
-func NewNotifyHandler(cfg NotifyConfig) (*NotifyHandler, error) {
+// NewNotify returns a handler.
+func NewNotify(cfg NotifyConfig) (*Notify, error) {
 	if cfg.Publisher == nil {
 		return nil, errors.New("notify handler: publisher required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &NotifyHandler{cfg: cfg, fallback: notify.MustBuiltin(notify.DefaultLanguage), log: cfg.Log}, nil
+	return &Notify{cfg: cfg, fallback: notify.MustBuiltin(notify.DefaultLanguage), log: cfg.Log}, nil
 }
 
 // Deliver makes the handler a bus target.
-func (h *NotifyHandler) Deliver(ctx context.Context, ev []byte) error { return h.Handle(ctx, ev) }
+func (h *Notify) Deliver(ctx context.Context, ev []byte) error { return h.Handle(ctx, ev) }
 
 // Handle publishes the notification for one pipeline event. An event that is not a valid
 // pipeline event is logged and dropped (retrying cannot fix it); a failed publish is returned
 // so the event is retried.
-func (h *NotifyHandler) Handle(ctx context.Context, raw json.RawMessage) error {
+func (h *Notify) Handle(ctx context.Context, raw json.RawMessage) error {
 	e, err := event.DecodeFile(raw)
 	if err != nil {
 		h.log.ErrorContext(ctx, "notify: dropping an event that is not a pipeline event", "err", err)
@@ -125,7 +125,7 @@ type SentRecord struct {
 
 // track records, for `ferry status`, that every file of the notice (and a batch's marker) was
 // notified. Best effort: the notice is out whatever happens here.
-func (h *NotifyHandler) track(ctx context.Context, log *slog.Logger, l *Ledger, e event.FileEvent, mid string, sent time.Time) {
+func (h *Notify) track(ctx context.Context, log *slog.Logger, l *Ledger, e event.FileEvent, mid string, sent time.Time) {
 	d := e.Detail
 	w := l.tracker()
 	put := func(r tracking.Record) {
@@ -157,7 +157,7 @@ func (h *NotifyHandler) track(ctx context.Context, log *slog.Logger, l *Ledger, 
 // links when the dataset asks for them. Problems that should not stop a notice (a link that
 // could not be signed, a template failing on unforeseen data, which falls back to the built-in
 // text) are logged.
-func (h *NotifyHandler) Build(ctx context.Context, log *slog.Logger, e event.FileEvent) notify.Notification {
+func (h *Notify) Build(ctx context.Context, log *slog.Logger, e event.FileEvent) notify.Notification {
 	n := notify.NewNotice(e)
 	tpl := h.fallback
 	if ds, ok := h.cfg.Datasets[n.Dataset]; ok {
@@ -178,7 +178,7 @@ func (h *NotifyHandler) Build(ctx context.Context, log *slog.Logger, e event.Fil
 
 // addLinks signs a GET of every output, valid for the dataset's expiry or until the signing
 // credentials expire, whichever is first, and says so in the notice.
-func (h *NotifyHandler) addLinks(ctx context.Context, log *slog.Logger, n *notify.Notice) {
+func (h *Notify) addLinks(ctx context.Context, log *slog.Logger, n *notify.Notice) {
 	if h.cfg.Presigner == nil {
 		log.WarnContext(ctx, "notify: the dataset wants download links but no presigner is configured")
 		return

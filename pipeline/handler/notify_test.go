@@ -17,7 +17,7 @@ import (
 
 const defaultTopic = "arn:aws:sns:us-east-1:111122223333:ferry"
 
-func newNotify(t *testing.T, e *env) (*NotifyHandler, *fakeaws.Server) {
+func newNotify(t *testing.T, e *env) (*Notify, *fakeaws.Server) {
 	t.Helper()
 	fake := fakeaws.Start(t)
 	client := sns.New(sns.Options{Region: "us-east-1", BaseEndpoint: aws.String(fake.URL),
@@ -26,7 +26,7 @@ func newNotify(t *testing.T, e *env) (*NotifyHandler, *fakeaws.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh, err := NewNotifyHandler(NotifyConfig{Publisher: pub, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t), Datasets: e.h.cfg.Routes.Datasets})
+	nh, err := NewNotify(NotifyConfig{Publisher: pub, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t), Datasets: e.h.cfg.Routes.Datasets})
 	if err != nil {
 		t.Fatal(err)
 	}

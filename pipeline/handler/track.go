@@ -17,7 +17,7 @@ import (
 
 // received is the first record of a file: who sent it, over which protocol, and which route
 // (if any) takes it; role marks a batch marker or a sidecar (what: the sidecar's input).
-func (h *TransformHandler) received(in input, r *route.Route, role, what string) tracking.Record {
+func (h *Transform) received(in input, r *route.Route, role, what string) tracking.Record {
 	rec := h.step(in, tracking.Record{Kind: tracking.KindReceived, Role: role, What: what})
 	rec.Time = in.receivedAt()
 	rec.Bucket, rec.Key, rec.ETag, rec.Size = in.Bucket, in.Key, in.ETag, in.Size
@@ -34,7 +34,7 @@ func (h *TransformHandler) received(in input, r *route.Route, role, what string)
 // step fills in the record of a step of in: its file id, day and the time now. A waiting
 // record takes the time of arrival instead (waiting since then), so the redeliveries of a
 // waiting file's event rewrite the same record.
-func (h *TransformHandler) step(in input, rec tracking.Record) tracking.Record {
+func (h *Transform) step(in input, rec tracking.Record) tracking.Record {
 	rec.FileID, rec.Day, rec.Time = factID(in), tracking.Day(in.receivedAt()), time.Now().UTC()
 	if rec.Kind == tracking.KindWaiting {
 		rec.Time = in.receivedAt().UTC()
@@ -51,7 +51,7 @@ func (in input) receivedAt() time.Time {
 
 // trackDetail records the outcome of each file of a published detail and, for a batch, of
 // its marker (subject), as reached at finished.
-func (h *TransformHandler) trackDetail(ctx context.Context, log *slog.Logger, subject input, det *event.FileDetail, finished time.Time) {
+func (h *Transform) trackDetail(ctx context.Context, log *slog.Logger, subject input, det *event.FileDetail, finished time.Time) {
 	now := finished
 	batch := ""
 	if det.Marker != "" {
@@ -79,7 +79,7 @@ func (h *TransformHandler) trackDetail(ctx context.Context, log *slog.Logger, su
 	}
 }
 
-func (h *TransformHandler) track(ctx context.Context, log *slog.Logger, rec tracking.Record) {
+func (h *Transform) track(ctx context.Context, log *slog.Logger, rec tracking.Record) {
 	if err := h.cfg.Ledger.tracker().Put(ctx, rec); err != nil {
 		log.WarnContext(ctx, "transform: status record", "kind", rec.Kind, "err", err)
 	}

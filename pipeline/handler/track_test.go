@@ -21,7 +21,7 @@ func TestStatusRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh, err := NewNotifyHandler(NotifyConfig{Publisher: sink, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t)})
+	nh, err := NewNotify(NotifyConfig{Publisher: sink, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

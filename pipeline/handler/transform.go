@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -54,7 +55,7 @@ type Emitter interface {
 	Put(ctx context.Context, events ...event.Envelope) error
 }
 
-// TransformConfig wires a TransformHandler.
+// TransformConfig wires a Transform.
 type TransformConfig struct {
 	S3       S3API
 	Routes   *route.Config
@@ -68,15 +69,15 @@ type TransformConfig struct {
 	PartSize int64 // multipart part size for outputs; default 8 MiB (min 5 MiB)
 }
 
-// TransformHandler routes each new object through its route's transform chain into the output
+// Transform routes each new object through its route's transform chain into the output
 // key(s) and publishes File Processed or File Rejected.
-type TransformHandler struct {
+type Transform struct {
 	cfg TransformConfig
 	log *slog.Logger
 }
 
-// NewTransformHandler checks cfg and returns the handler.
-func NewTransformHandler(cfg TransformConfig) (*TransformHandler, error) {
+// NewTransform checks cfg and returns the handler.
+func NewTransform(cfg TransformConfig) (*Transform, error) {
 	var errs []error
 	if cfg.S3 == nil {
 		errs = append(errs, errors.New("transform handler: S3 client required"))
@@ -105,11 +106,11 @@ func NewTransformHandler(cfg TransformConfig) (*TransformHandler, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &TransformHandler{cfg: cfg, log: cfg.Log}, nil
+	return &Transform{cfg: cfg, log: cfg.Log}, nil
 }
 
 // Deliver makes the handler a bus target.
-func (h *TransformHandler) Deliver(ctx context.Context, ev []byte) error { return h.Handle(ctx, ev) }
+func (h *Transform) Deliver(ctx context.Context, ev []byte) error { return h.Handle(ctx, ev) }
 
 // input is one file to process, as held in the ledger for batches.
 type input struct {
@@ -134,7 +135,7 @@ func (in input) object() route.Object {
 // Handle processes one S3 Object Created event. Events it does not act on (other types,
 // directory markers, ignored or unrouted keys, superseded objects, duplicates) return nil;
 // transient failures return an error so the event is retried.
-func (h *TransformHandler) Handle(ctx context.Context, raw json.RawMessage) error {
+func (h *Transform) Handle(ctx context.Context, raw json.RawMessage) error {
 	e, err := event.DecodeS3(raw)
 	if err != nil {
 		h.log.ErrorContext(ctx, "transform: dropping an event that is not an S3 object event", "err", err)
@@ -229,7 +230,7 @@ func withTransfer(id string, err error) error {
 // sidecarArrived handles the event of a digest file ("a.csv.sha256"): when its input is
 // already there and routed to a route that reads such sidecars, the input is processed now
 // (its own event found no sidecar and waited). Both events may race: the ledger lets one run.
-func (h *TransformHandler) sidecarArrived(ctx context.Context, log *slog.Logger, bucket, data, alg string) error {
+func (h *Transform) sidecarArrived(ctx context.Context, log *slog.Logger, bucket, data, alg string) error {
 	head, err := h.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(data)})
 	switch {
 	case isStatus(err, http.StatusNotFound):
@@ -257,7 +258,7 @@ func (h *TransformHandler) sidecarArrived(ctx context.Context, log *slog.Logger,
 
 // processOnce processes one input of a route without batch completion, at most once per
 // version of the object.
-func (h *TransformHandler) processOnce(ctx context.Context, log *slog.Logger, r *route.Route, in input) error {
+func (h *Transform) processOnce(ctx context.Context, log *slog.Logger, r *route.Route, in input) error {
 	return h.once(ctx, log, in, func() (*event.FileDetail, error) {
 		if seen, how, err := h.seenContent(ctx, in); err != nil {
 			return nil, err
@@ -278,7 +279,7 @@ func (h *TransformHandler) processOnce(ctx context.Context, log *slog.Logger, r 
 
 // readSidecar fetches and parses the digest file of an input. A missing or malformed sidecar
 // is a Rejection: by then the input is due (its batch marker, or the sidecar's own event).
-func (h *TransformHandler) readSidecar(ctx context.Context, bucket, key, alg string) (transform.Checksum, error) {
+func (h *Transform) readSidecar(ctx context.Context, bucket, key, alg string) (transform.Checksum, error) {
 	get, err := h.cfg.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	switch {
 	case isStatus(err, http.StatusNotFound):
@@ -294,7 +295,7 @@ func (h *TransformHandler) readSidecar(ctx context.Context, bucket, key, alg str
 // the ledger, work, publish, mark done. work returning a nil detail means "nothing to
 // publish". The inputs of the detail are remembered by content so a later copy of them is not
 // processed again, and each gets its status record.
-func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, subject input, work func() (*event.FileDetail, error)) error {
+func (h *Transform) once(ctx context.Context, log *slog.Logger, subject input, work func() (*event.FileDetail, error)) error {
 	name := ObjectFact(factID(subject))
 	state, _, err := h.cfg.Ledger.ClaimWait(ctx, name, busyWait)
 	if err != nil {
@@ -346,7 +347,7 @@ func (h *TransformHandler) once(ctx context.Context, log *slog.Logger, subject i
 	return nil
 }
 
-func (h *TransformHandler) detail(r *route.Route, id string, in input, marker string, files []event.FileResult) *event.FileDetail {
+func (h *Transform) detail(r *route.Route, id string, in input, marker string, files []event.FileResult) *event.FileDetail {
 	d := &event.FileDetail{
 		ID: id, Route: r.Name, Dataset: r.Dataset, Topic: r.Topic,
 		User: r.UserOf(in.object()), TransferID: in.TransferID, Bucket: in.Bucket,
@@ -358,7 +359,7 @@ func (h *TransformHandler) detail(r *route.Route, id string, in input, marker st
 	return d
 }
 
-func (h *TransformHandler) record(r *route.Route, files []event.FileResult, d time.Duration) {
+func (h *Transform) record(r *route.Route, files []event.FileResult, d time.Duration) {
 	if h.cfg.Metrics == nil {
 		return
 	}
@@ -386,7 +387,7 @@ var errSuperseded = errors.New("object replaced since the event")
 // process streams one input through r's chain into its output keys. A Rejection (or an output
 // name that renders to no clean key) quarantines the input instead. A nil result means the
 // object is gone or was replaced (its own event handles the new one).
-func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *route.Route, in input) (*event.FileResult, error) {
+func (h *Transform) process(ctx context.Context, log *slog.Logger, r *route.Route, in input) (*event.FileResult, error) {
 	ts := make([]transform.Transform, 0, len(r.Steps))
 	for _, st := range r.Steps {
 		t, err := h.cfg.Registry.New(transform.Step{Name: st.Name, Options: st.Options})
@@ -481,7 +482,7 @@ func (h *TransformHandler) process(ctx context.Context, log *slog.Logger, r *rou
 	return res, nil
 }
 
-func (h *TransformHandler) isLedgerKey(bucket, key string) bool {
+func (h *Transform) isLedgerKey(bucket, key string) bool {
 	l := h.cfg.Ledger
 	return bucket == l.Bucket() && len(key) >= len(l.Prefix()) && key[:len(l.Prefix())] == l.Prefix()
 }
@@ -528,12 +529,12 @@ func asciiOnly(s string) string {
 
 // upload streams body to bucket/key: one PutObject when it fits in a part, else a multipart
 // upload (one part buffer in memory). It returns the bytes written.
-func (h *TransformHandler) upload(ctx context.Context, bucket, key string, body io.Reader, meta map[string]string) (int64, error) {
+func (h *Transform) upload(ctx context.Context, bucket, key string, body io.Reader, meta map[string]string) (int64, error) {
 	var buf []byte
 	n, err := readPart(body, &buf, int(h.cfg.PartSize))
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		if _, err := h.cfg.S3.PutObject(ctx, &s3.PutObjectInput{
-			Bucket: aws.String(bucket), Key: aws.String(key), Body: bytesReader(buf[:n]),
+			Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(buf[:n]),
 			ContentLength: aws.Int64(int64(n)), Metadata: meta,
 		}); err != nil {
 			return 0, fmt.Errorf("put s3://%s/%s: %w", bucket, key, err)
@@ -563,7 +564,7 @@ func (h *TransformHandler) upload(ctx context.Context, bucket, key string, body 
 		}
 		up, err := h.cfg.S3.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: aws.String(bucket), Key: aws.String(key), UploadId: mpu.UploadId,
-			PartNumber: aws.Int32(num), Body: bytesReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
+			PartNumber: aws.Int32(num), Body: bytes.NewReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
 		})
 		if err != nil {
 			return abort(fmt.Errorf("upload part %d of s3://%s/%s: %w", num, bucket, key, err))
@@ -580,7 +581,7 @@ func (h *TransformHandler) upload(ctx context.Context, bucket, key string, body 
 		if err == io.ErrUnexpectedEOF {
 			up, err := h.cfg.S3.UploadPart(ctx, &s3.UploadPartInput{
 				Bucket: aws.String(bucket), Key: aws.String(key), UploadId: mpu.UploadId,
-				PartNumber: aws.Int32(num + 1), Body: bytesReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
+				PartNumber: aws.Int32(num + 1), Body: bytes.NewReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
 			})
 			if err != nil {
 				return abort(fmt.Errorf("upload part %d of s3://%s/%s: %w", num+1, bucket, key, err))
@@ -638,7 +639,7 @@ func readPart(r io.Reader, buf *[]byte, size int) (int, error) {
 const minPartBuffer = 32 << 10
 
 // chain streams body through ts, uploading each output to its key and listing it in res.
-func (h *TransformHandler) chain(ctx context.Context, r *route.Route, in input, ts []transform.Transform, body io.Reader, meta map[string]string, res *event.FileResult) error {
+func (h *Transform) chain(ctx context.Context, r *route.Route, in input, ts []transform.Transform, body io.Reader, meta map[string]string, res *event.FileResult) error {
 	return transform.Chain(ctx, ts, transform.File{Name: path.Base(in.Key), Body: body}, func(f transform.File) error {
 		key, err := r.OutputKey(in.object(), f.Name, in.At)
 		if err != nil {

@@ -40,10 +40,10 @@ type deployment struct {
 	srv    *s3test.Server
 	s3     *s3.Client
 	sns    *fakeaws.Server
-	th     *handler.TransformHandler
+	th     *handler.Transform
 	seq    int
 	mu     sync.Mutex
-	notify *handler.NotifyHandler
+	notify *handler.Notify
 }
 
 // Put makes the deployment's "EventBridge": each pipeline event goes to the notify handler.
@@ -76,10 +76,10 @@ func newDeployment(t *testing.T) *deployment {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if d.notify, err = handler.NewNotifyHandler(handler.NotifyConfig{Publisher: pub, Ledger: handler.NewLedger(d.s3, srv.Bucket, ""), Log: log}); err != nil {
+	if d.notify, err = handler.NewNotify(handler.NotifyConfig{Publisher: pub, Ledger: handler.NewLedger(d.s3, srv.Bucket, ""), Log: log}); err != nil {
 		t.Fatal(err)
 	}
-	if d.th, err = handler.NewTransformHandler(handler.TransformConfig{S3: d.s3, Routes: routes, Ledger: handler.NewLedger(d.s3, srv.Bucket, ""),
+	if d.th, err = handler.NewTransform(handler.TransformConfig{S3: d.s3, Routes: routes, Ledger: handler.NewLedger(d.s3, srv.Bucket, ""),
 		Events: d, Log: log, Account: "111122223333", Region: "us-east-1"}); err != nil {
 		t.Fatal(err)
 	}

@@ -41,8 +41,8 @@ func logger() *slog.Logger {
 type pipeline struct {
 	srv       *s3test.Server
 	s3        *s3.Client
-	transform *handler.TransformHandler
-	notify    *handler.NotifyHandler
+	transform *handler.Transform
+	notify    *handler.Notify
 	sent      *published
 	emitted   *emitted
 }
@@ -107,12 +107,12 @@ func newPipeline(t *testing.T) *pipeline {
 	}
 	p := &pipeline{srv: srv, s3: srv.Client(), sent: &published{}, emitted: &emitted{}}
 	ledger := handler.NewLedger(p.s3, srv.Bucket, "")
-	p.transform, err = handler.NewTransformHandler(handler.TransformConfig{S3: p.s3, Routes: routes, Ledger: ledger,
+	p.transform, err = handler.NewTransform(handler.TransformConfig{S3: p.s3, Routes: routes, Ledger: ledger,
 		Events: p.emitted, Log: logger(), Account: "111122223333", Region: "us-east-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.notify, err = handler.NewNotifyHandler(handler.NotifyConfig{Publisher: p.sent, Ledger: ledger, Log: logger(), Datasets: routes.Datasets})
+	p.notify, err = handler.NewNotify(handler.NotifyConfig{Publisher: p.sent, Ledger: ledger, Log: logger(), Datasets: routes.Datasets})
 	if err != nil {
 		t.Fatal(err)
 	}

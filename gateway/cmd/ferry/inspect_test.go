@@ -320,11 +320,11 @@ func TestTraceAndStatusOnAWS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh, err := handler.NewNotifyHandler(handler.NotifyConfig{Publisher: sink, Ledger: handler.NewLedger(client, srv.Bucket, "")})
+	nh, err := handler.NewNotify(handler.NotifyConfig{Publisher: sink, Ledger: handler.NewLedger(client, srv.Bucket, "")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	th, err := handler.NewTransformHandler(handler.TransformConfig{S3: client, Routes: routes, Ledger: handler.NewLedger(client, srv.Bucket, ""),
+	th, err := handler.NewTransform(handler.TransformConfig{S3: client, Routes: routes, Ledger: handler.NewLedger(client, srv.Bucket, ""),
 		Events: emitterFunc(func(ctx context.Context, evs ...event.Envelope) error {
 			for _, ev := range evs {
 				raw, _ := json.Marshal(ev)

@@ -137,14 +137,14 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 	ledger := handler.NewLedger(client, cfg.Storage.S3.Bucket, "")
 	e.ledger = ledger
 	log := logger.With("component", "pipeline")
-	th, err := handler.NewTransformHandler(handler.TransformConfig{
+	th, err := handler.NewTransform(handler.TransformConfig{
 		S3: client, Routes: routes, Ledger: ledger, Events: e.bus, Log: log, Metrics: e.metrics,
 		Account: s3events.LocalAccount, Region: cfg.Storage.S3.Region,
 	})
 	if err != nil {
 		return err
 	}
-	nh, err := handler.NewNotifyHandler(handler.NotifyConfig{
+	nh, err := handler.NewNotify(handler.NotifyConfig{
 		Publisher: sink, Ledger: ledger, Log: log, Datasets: routes.Datasets,
 		Presigner: s3.NewPresignClient(client), Credentials: credentials.NewStaticCredentialsProvider(s3c.AccessKey, s3c.Secret, ""),
 	})

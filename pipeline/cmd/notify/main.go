@@ -2,9 +2,9 @@
 // message each, written by the dataset's templates (per protocol: e-mail text, SMS line, JSON),
 // with message attributes dataset, user, status, route and kind.
 //
-// Environment: SNS_TOPIC_ARN (default topic), ROUTES (optional routes file: its datasets'
-// topics, languages, templates and download links; without it every dataset gets the English
-// built-ins and the default topic), LEDGER_BUCKET (required: one notification per event even
+// Environment: SNS_TOPIC_ARN (default topic), ROUTES (optional routes file, packaged or
+// s3://bucket/key as for transform: its datasets' topics, languages, templates and download
+// links; without it every dataset gets the English built-ins and the default topic), LEDGER_BUCKET (required: one notification per event even
 // when EventBridge or Lambda redeliver), LEDGER_PREFIX, S3_FORCE_PATH_STYLE=true for
 // S3-compatible endpoints. Endpoints and credentials come from the SDK's usual variables
 // (AWS_ENDPOINT_URL_SNS, AWS_ENDPOINT_URL_S3). A dataset with download_links needs
@@ -13,16 +13,15 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/ferrygw/ferry/pipeline/handler"
+	"github.com/ferrygw/ferry/pipeline/lambdaenv"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 )
@@ -37,34 +36,29 @@ func main() {
 	lambda.Start(h.Handle)
 }
 
-func setup(ctx context.Context) (*handler.NotifyHandler, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
+func setup(ctx context.Context) (*handler.Notify, error) {
+	env, err := lambdaenv.Load(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return nil, err
+	}
+	routes, err := env.Routes(ctx, "")
+	if err != nil {
+		return nil, err
 	}
 	topics := map[string]string{}
 	var datasets map[string]route.Dataset
-	if f := os.Getenv("ROUTES"); f != "" {
-		routes, err := route.Load(f)
-		if err != nil {
-			return nil, err
-		}
+	if routes != nil {
 		datasets = routes.Datasets
 		for name, d := range routes.Datasets {
 			topics[name] = d.Topic
 		}
 	}
-	pub, err := notify.NewSNSPublisher(sns.NewFromConfig(cfg), os.Getenv("SNS_TOPIC_ARN"), topics)
+	pub, err := notify.NewSNSPublisher(sns.NewFromConfig(env.AWS), os.Getenv("SNS_TOPIC_ARN"), topics)
 	if err != nil {
 		return nil, err
 	}
-	bucket := os.Getenv("LEDGER_BUCKET")
-	if bucket == "" {
-		return nil, fmt.Errorf("LEDGER_BUCKET is required")
-	}
-	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = os.Getenv("S3_FORCE_PATH_STYLE") == "true" })
-	return handler.NewNotifyHandler(handler.NotifyConfig{
-		Publisher: pub, Ledger: handler.NewLedger(s3c, bucket, os.Getenv("LEDGER_PREFIX")), Log: lambdacontext.NewLogger(),
-		Datasets: datasets, Presigner: s3.NewPresignClient(s3c), Credentials: cfg.Credentials,
+	return handler.NewNotify(handler.NotifyConfig{
+		Publisher: pub, Ledger: env.Ledger, Log: lambdacontext.NewLogger(),
+		Datasets: datasets, Presigner: s3.NewPresignClient(env.S3), Credentials: env.AWS.Credentials,
 	})
 }

@@ -9,15 +9,14 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/pipeline/handler"
+	"github.com/ferrygw/ferry/pipeline/lambdaenv"
 )
 
 func main() {
@@ -31,25 +30,20 @@ func main() {
 	lambda.Start(h.Handle)
 }
 
-func setup(ctx context.Context, log interface{ Info(string, ...any) }) (*handler.TransformHandler, error) {
-	cfg, err := awsConfig(ctx)
+func setup(ctx context.Context, log interface{ Info(string, ...any) }) (*handler.Transform, error) {
+	env, err := lambdaenv.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = os.Getenv("S3_FORCE_PATH_STYLE") == "true" })
-	routes, err := loadRoutes(ctx, s3c, env("ROUTES", os.Getenv("LAMBDA_TASK_ROOT")+"/pipeline.yaml"))
+	routes, err := env.Routes(ctx, os.Getenv("LAMBDA_TASK_ROOT")+"/pipeline.yaml")
 	if err != nil {
 		return nil, err
 	}
-	bucket := os.Getenv("LEDGER_BUCKET")
-	if bucket == "" {
-		return nil, fmt.Errorf("LEDGER_BUCKET is required")
-	}
-	log.Info("transform: ready", "routes", len(routes.Routes), "ledger", bucket)
-	return handler.NewTransformHandler(handler.TransformConfig{
-		S3: s3c, Routes: routes, Ledger: handler.NewLedger(s3c, bucket, os.Getenv("LEDGER_PREFIX")),
-		Events:  handler.EventBridgeEmitter{API: awseventbridge.NewFromConfig(cfg), BusName: os.Getenv("EVENT_BUS_NAME")},
+	log.Info("transform: ready", "routes", len(routes.Routes), "ledger", env.Ledger.Bucket())
+	return handler.NewTransform(handler.TransformConfig{
+		S3: env.S3, Routes: routes, Ledger: env.Ledger,
+		Events:  handler.EventBridgeEmitter{API: awseventbridge.NewFromConfig(env.AWS), BusName: os.Getenv("EVENT_BUS_NAME")},
 		Metrics: handler.NewMetrics(os.Stdout, os.Getenv("METRICS_NAMESPACE"), "transform"),
-		Log:     lambdacontext.NewLogger(), Region: cfg.Region,
+		Log:     lambdacontext.NewLogger(), Region: env.AWS.Region,
 	})
 }
