@@ -220,6 +220,11 @@ host_keys:
   paths: [keys/ssh_host_ed25519_key]
   generate: true
 users_file: users.yaml
+# Every client of the benchmark dials from 127.0.0.1: the per-address limits (50 concurrent
+# uploads are one address's 50 connections) would measure the defender, not the transfers.
+connections:
+  max_per_ip: 0
+  max_unauthenticated_per_ip: 0
 %s%slog:
   level: warn
 `, g.sftp, ftpLine, srv.Bucket, endpoint, srv.Region, ftpSection, memLine)

@@ -46,11 +46,15 @@ type restricted struct {
 	user string
 }
 
+// The view implements every optional interface itself and has no Unwrap (storage.As stops here):
+// nothing may reach the store past the permission checks.
 var (
-	_ storage.FS            = (*restricted)(nil)
-	_ storage.Setstater     = (*restricted)(nil)
-	_ storage.Hasher        = (*restricted)(nil)
-	_ storage.SpaceReporter = (*restricted)(nil)
+	_ storage.FS               = (*restricted)(nil)
+	_ storage.Setstater        = (*restricted)(nil)
+	_ storage.Hasher           = (*restricted)(nil)
+	_ storage.SpaceReporter    = (*restricted)(nil)
+	_ storage.NoReplaceRenamer = (*restricted)(nil)
+	_ storage.WriterSetstater  = (*restricted)(nil)
 )
 
 func deny(op, name string) error {
@@ -146,7 +150,7 @@ func (r *restricted) Rename(ctx context.Context, from, to string) error {
 		return deny("rename", to)
 	}
 	// A file created at to since the check must survive the move too.
-	if nr, ok := r.fs.(storage.NoReplaceRenamer); ok {
+	if nr, ok := storage.As[storage.NoReplaceRenamer](r.fs); ok {
 		err := nr.RenameNoReplace(ctx, from, to)
 		if errors.Is(err, fs.ErrExist) {
 			return deny("rename", to)
@@ -156,10 +160,35 @@ func (r *restricted) Rename(ctx context.Context, from, to string) error {
 	return r.fs.Rename(ctx, from, to)
 }
 
+// RenameNoReplace needs rename; it never replaces a file whatever the permissions, so overwrite
+// is not needed.
+func (r *restricted) RenameNoReplace(ctx context.Context, from, to string) error {
+	if !r.p.Rename {
+		return deny("rename", from)
+	}
+	nr, ok := storage.As[storage.NoReplaceRenamer](r.fs)
+	if !ok {
+		return &fs.PathError{Op: "rename", Path: from, Err: storage.ErrUnsupported}
+	}
+	return nr.RenameNoReplace(ctx, from, to)
+}
+
+// SetStatIfWriter needs overwrite or upload: it only ever dates a file user uploaded.
+func (r *restricted) SetStatIfWriter(ctx context.Context, name string, attrs storage.Attrs, user string) error {
+	if !r.p.Overwrite && !r.p.Upload {
+		return deny("setstat", name)
+	}
+	ws, ok := storage.As[storage.WriterSetstater](r.fs)
+	if !ok {
+		return &fs.PathError{Op: "setstat", Path: name, Err: storage.ErrUnsupported}
+	}
+	return ws.SetStatIfWriter(ctx, name, attrs, user)
+}
+
 // SetStat needs overwrite, or upload on the user's own upload (see Restrict).
 func (r *restricted) SetStat(ctx context.Context, name string, attrs storage.Attrs) error {
 	if r.p.Overwrite {
-		s, ok := r.fs.(storage.Setstater)
+		s, ok := storage.As[storage.Setstater](r.fs)
 		if !ok {
 			return &fs.PathError{Op: "setstat", Path: name, Err: storage.ErrUnsupported}
 		}
@@ -168,7 +197,7 @@ func (r *restricted) SetStat(ctx context.Context, name string, attrs storage.Att
 	if !r.p.Upload || r.user == "" {
 		return deny("setstat", name)
 	}
-	ws, ok := r.fs.(storage.WriterSetstater)
+	ws, ok := storage.As[storage.WriterSetstater](r.fs)
 	if !ok {
 		return deny("setstat", name)
 	}
@@ -179,7 +208,7 @@ func (r *restricted) SHA256(ctx context.Context, name string) (string, error) {
 	if !r.p.Download {
 		return "", deny("hash", name)
 	}
-	h, ok := r.fs.(storage.Hasher)
+	h, ok := storage.As[storage.Hasher](r.fs)
 	if !ok {
 		return "", &fs.PathError{Op: "hash", Path: name, Err: storage.ErrUnsupported}
 	}
@@ -188,7 +217,7 @@ func (r *restricted) SHA256(ctx context.Context, name string) (string, error) {
 
 // Space is allowed to anyone, as Stat is; a user who may write nothing sees a read-only view.
 func (r *restricted) Space(ctx context.Context, name string) (storage.Space, error) {
-	s, ok := r.fs.(storage.SpaceReporter)
+	s, ok := storage.As[storage.SpaceReporter](r.fs)
 	if !ok {
 		return storage.Space{}, &fs.PathError{Op: "statvfs", Path: name, Err: storage.ErrUnsupported}
 	}

@@ -24,10 +24,12 @@ type live struct {
 }
 
 var (
-	_ storage.FS            = (*live)(nil)
-	_ storage.Setstater     = (*live)(nil)
-	_ storage.Hasher        = (*live)(nil)
-	_ storage.SpaceReporter = (*live)(nil)
+	_ storage.FS               = (*live)(nil)
+	_ storage.Setstater        = (*live)(nil)
+	_ storage.Hasher           = (*live)(nil)
+	_ storage.SpaceReporter    = (*live)(nil)
+	_ storage.NoReplaceRenamer = (*live)(nil)
+	_ storage.WriterSetstater  = (*live)(nil)
 )
 
 func (l *live) now() *restricted { return Restrict(l.fs, l.perms(), l.opts...).(*restricted) }
@@ -58,6 +60,14 @@ func (l *live) Rename(ctx context.Context, from, to string) error {
 
 func (l *live) SetStat(ctx context.Context, name string, attrs storage.Attrs) error {
 	return l.now().SetStat(ctx, name, attrs)
+}
+
+func (l *live) RenameNoReplace(ctx context.Context, from, to string) error {
+	return l.now().RenameNoReplace(ctx, from, to)
+}
+
+func (l *live) SetStatIfWriter(ctx context.Context, name string, attrs storage.Attrs, user string) error {
+	return l.now().SetStatIfWriter(ctx, name, attrs, user)
 }
 
 func (l *live) SHA256(ctx context.Context, name string) (string, error) {

@@ -163,7 +163,7 @@ func (d *clientDriver) Rename(from, to string) error {
 func (d *clientDriver) setStat(op, name string, attrs storage.Attrs) error {
 	name = d.abs(name)
 	fsys := d.fs()
-	ss, ok := fsys.(storage.Setstater)
+	ss, ok := storage.As[storage.Setstater](fsys)
 	var err error
 	if ok {
 		err = ss.SetStat(d.s.ctx, name, attrs)
@@ -220,7 +220,7 @@ func (d *clientDriver) ComputeHash(name string, algo ftpserver.HASHAlgo, start, 
 	name = d.abs(name)
 	fsys := d.fs()
 	if algo == ftpserver.HASHAlgoSHA256 && start == 0 {
-		if h, ok := fsys.(storage.Hasher); ok {
+		if h, ok := storage.As[storage.Hasher](fsys); ok {
 			if e, err := fsys.Stat(d.s.ctx, name); err == nil && end >= e.Size {
 				sum, err := h.SHA256(d.s.ctx, name)
 				if err == nil {

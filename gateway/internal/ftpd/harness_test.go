@@ -214,24 +214,14 @@ func (c *countingFS) Create(ctx context.Context, name string, opts storage.Creat
 	return &countingUpload{Upload: up, n: &c.written}, nil
 }
 
-func (c *countingFS) SetStat(ctx context.Context, name string, a storage.Attrs) error {
-	if s, ok := c.FS.(storage.Setstater); ok {
-		return s.SetStat(ctx, name, a)
-	}
-	return storage.ErrUnsupported
-}
-
-func (c *countingFS) SHA256(ctx context.Context, name string) (string, error) {
-	if h, ok := c.FS.(storage.Hasher); ok {
-		return h.SHA256(ctx, name)
-	}
-	return "", storage.ErrUnsupported
-}
+func (c *countingFS) Unwrap() storage.FS { return c.FS }
 
 type countingUpload struct {
 	storage.Upload
 	n *atomic.Int64
 }
+
+func (u *countingUpload) Unwrap() storage.Upload { return u.Upload }
 
 func (u *countingUpload) Write(p []byte) (int, error) {
 	n, err := u.Upload.Write(p)

@@ -1,7 +1,6 @@
 package ftpd
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -9,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ferrygw/ferry/pipeline/testtool"
 )
@@ -25,8 +26,8 @@ import (
 // round trip, several times each. Nothing may ever be committed.
 //
 // The issue asked for the latency from tc netem in a network namespace; this machine's kernel has
-// no sch_netem (no modules at all), so the latency comes from delayProxy, a TCP proxy in the test
-// that holds every byte and every FIN for 25 ms each way.
+// no sch_netem (no modules at all), so the latency comes from startDelayProxy, a TCP proxy in the
+// test that holds every byte and every FIN for 25 ms each way.
 
 const killRounds = 5
 
@@ -158,17 +159,17 @@ func freePortRange(t *testing.T, n int) PortRange {
 
 // startDelayProxy forwards listenHost:port to targetHost's control port, and each passive port
 // the same way, delaying every byte and every end of stream by delay in each direction. Like
-// netem on an interface, everything goes through one first-in first-out queue, so what a client
-// sends on two connections arrives in the order it was sent. It returns the control port it
-// listens on.
+// netem on an interface it is one first-in first-out queue, and one thread reads every
+// connection (poll(2)): what a client's kernel sends on two connections at once is read in the
+// same wake-up, stamped with the same time and delivered together, however loaded the machine
+// (goroutines reading each connection drifted apart by milliseconds under load, which no
+// network does to two packets sent together). It returns the control port it listens on.
 func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Duration, ctlPort string, passive PortRange) string {
 	t.Helper()
-	link := &delayLink{delay: delay, q: make(chan delayed, 4096), stop: make(chan struct{})}
+	link := &delayLink{delay: delay, add: make(chan [2]int, 64), stop: make(chan struct{}), done: make(chan struct{})}
 	go link.run()
-	var wg sync.WaitGroup
 	var listeners []net.Listener
 	forward := func(l net.Listener, target string) {
-		defer wg.Done()
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -179,9 +180,29 @@ func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Dur
 				c.Close()
 				continue
 			}
-			wg.Add(2)
-			go func() { defer wg.Done(); link.carry(s.(*net.TCPConn), c.(*net.TCPConn)) }()
-			go func() { defer wg.Done(); link.carry(c.(*net.TCPConn), s.(*net.TCPConn)) }()
+			cf, err1 := c.(*net.TCPConn).File() // a duplicate descriptor; the Conn is closed
+			sf, err2 := s.(*net.TCPConn).File()
+			c.Close()
+			s.Close()
+			if err1 != nil || err2 != nil {
+				t.Errorf("proxy: descriptors: %v %v", err1, err2)
+				return
+			}
+			cfd, sfd := int(cf.Fd()), int(sf.Fd())
+			// The Files must not close the descriptors when collected: the loop owns them.
+			cfd, _ = unix.Dup(cfd)
+			sfd, _ = unix.Dup(sfd)
+			cf.Close()
+			sf.Close()
+			unix.SetNonblock(cfd, true)
+			unix.SetNonblock(sfd, true)
+			select {
+			case link.add <- [2]int{cfd, sfd}:
+			case <-link.stop:
+				unix.Close(cfd)
+				unix.Close(sfd)
+				return
+			}
 		}
 	}
 	listen := func(port string, target string) string {
@@ -190,7 +211,6 @@ func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Dur
 			t.Fatal(err)
 		}
 		listeners = append(listeners, l)
-		wg.Add(1)
 		go forward(l, target)
 		_, p, _ := net.SplitHostPort(l.Addr().String())
 		return p
@@ -204,60 +224,104 @@ func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Dur
 			l.Close()
 		}
 		close(link.stop)
+		<-link.done
 	})
 	return ctl
 }
 
-// delayLink is the proxy's one queue: each chunk read, or end of stream, is delivered delay after
-// it was read, in the order read.
+// delayLink is the proxy's one queue and its one thread.
 type delayLink struct {
-	delay time.Duration
-	q     chan delayed
-	stop  chan struct{}
+	delay      time.Duration
+	add        chan [2]int // a new connection: client side, server side
+	stop, done chan struct{}
 }
 
 type delayed struct {
 	at   time.Time
-	dst  *net.TCPConn
-	src  *net.TCPConn
+	dst  int
 	data []byte // nil: the end of the stream, delivered as a half-close (FIN)
 }
 
-// carry reads src into the queue for dst until src ends.
-func (l *delayLink) carry(dst, src *net.TCPConn) {
-	for {
-		buf := make([]byte, 32<<10)
-		n, err := src.Read(buf)
-		if n > 0 {
-			l.q <- delayed{at: time.Now(), dst: dst, src: src, data: buf[:n]}
-		}
-		if err != nil {
-			l.q <- delayed{at: time.Now(), dst: dst, src: src}
-			return
-		}
-	}
-}
-
 func (l *delayLink) run() {
-	closed := map[*net.TCPConn]int{} // connections whose two directions ended
+	runtime.LockOSThread()
+	defer close(l.done)
+	peer := map[int]int{}     // descriptor -> the other side
+	reading := map[int]bool{} // descriptors not yet at their end
+	ended := map[int]int{}    // directions ended per descriptor (2: close it)
+	var q []delayed
+	buf := make([]byte, 64<<10)
 	for {
 		select {
 		case <-l.stop:
+			for fd := range peer {
+				unix.Close(fd)
+			}
 			return
-		case d := <-l.q:
-			time.Sleep(time.Until(d.at.Add(l.delay)))
-			if d.data != nil {
-				if _, err := d.dst.Write(d.data); err != nil && !errors.Is(err, net.ErrClosed) {
-					d.src.Close() // the other side is gone: stop reading
+		default:
+		}
+	adding:
+		for {
+			select {
+			case p := <-l.add:
+				peer[p[0]], peer[p[1]] = p[1], p[0]
+				reading[p[0]], reading[p[1]] = true, true
+			default:
+				break adding
+			}
+		}
+		var fds []unix.PollFd
+		for fd := range reading {
+			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		}
+		unix.Poll(fds, 1) // ms: delivery is at most this late
+		now := time.Now()
+		for _, p := range fds {
+			if p.Revents == 0 {
+				continue
+			}
+			fd := int(p.Fd)
+			for {
+				n, err := unix.Read(fd, buf)
+				if n > 0 {
+					q = append(q, delayed{at: now, dst: peer[fd], data: append([]byte(nil), buf[:n]...)})
+					continue
+				}
+				if err == unix.EAGAIN || err == unix.EINTR {
+					break
+				}
+				q = append(q, delayed{at: now, dst: peer[fd]}) // EOF or reset: the end
+				delete(reading, fd)
+				break
+			}
+		}
+		for len(q) > 0 && !now.Before(q[0].at.Add(l.delay)) {
+			d := q[0]
+			q = q[1:]
+			if d.data == nil {
+				unix.Shutdown(d.dst, unix.SHUT_WR)
+				src := peer[d.dst]
+				ended[d.dst]++
+				ended[src]++
+				if ended[d.dst] == 2 {
+					unix.Close(d.dst)
+					unix.Close(src)
+					delete(peer, d.dst)
+					delete(peer, src)
+					delete(reading, d.dst)
+					delete(reading, src)
 				}
 				continue
 			}
-			d.dst.CloseWrite()
-			closed[d.dst]++
-			closed[d.src]++
-			if closed[d.dst] == 2 {
-				d.dst.Close()
-				d.src.Close()
+			for len(d.data) > 0 {
+				n, err := unix.Write(d.dst, d.data)
+				if err == unix.EAGAIN || err == unix.EINTR {
+					time.Sleep(100 * time.Microsecond)
+					continue
+				}
+				if err != nil {
+					break // the other side is gone; its end comes through the queue
+				}
+				d.data = d.data[n:]
 			}
 		}
 	}

@@ -186,7 +186,7 @@ func (s *session) setstat(ctx context.Context, r *sftp.Request) error {
 		u.setAttrs(attrs)
 		return nil
 	}
-	st, ok := s.fs.(storage.Setstater)
+	st, ok := storage.As[storage.Setstater](s.fs)
 	if !ok {
 		s.log.Debug("setstat ignored: storage cannot record attributes", "path", r.Filepath)
 		return nil
@@ -350,7 +350,7 @@ func (s *session) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
 	defer s.busy()()
 	ctx, cancel := s.opCtx(r)
 	defer cancel()
-	sr, ok := s.fs.(storage.SpaceReporter)
+	sr, ok := storage.As[storage.SpaceReporter](s.fs)
 	if !ok {
 		return nil, s.fail("statvfs", r.Filepath, storage.ErrUnsupported)
 	}

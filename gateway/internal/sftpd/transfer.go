@@ -184,7 +184,7 @@ func (u *upload) ReadAt([]byte, int64) (int, error) {
 }
 
 func (u *upload) setAttrs(a storage.Attrs) {
-	if rec, ok := u.up.(storage.AttrRecorder); ok {
+	if rec, ok := storage.UploadAs[storage.AttrRecorder](u.up); ok {
 		rec.SetAttrs(a)
 		return
 	}
@@ -226,7 +226,7 @@ func (u *upload) Close() error {
 	}
 	u.s.log.Info("upload", u.logAttrs(size)...)
 	if u.hasAttrs {
-		if st, ok := u.s.fs.(storage.Setstater); ok {
+		if st, ok := storage.As[storage.Setstater](u.s.fs); ok {
 			if err := st.SetStat(u.s.ctx, u.name, u.attrs); err != nil {
 				u.s.log.Info("setstat after upload failed, reported as success", "path", u.name, "transfer_id", u.tid, "error", err.Error())
 			}

@@ -124,11 +124,8 @@ type eventsFS struct {
 	protocol string
 }
 
-var (
-	_ storage.Setstater     = (*eventsFS)(nil)
-	_ storage.Hasher        = (*eventsFS)(nil)
-	_ storage.SpaceReporter = (*eventsFS)(nil)
-)
+// Unwrap lets callers reach the optional interfaces of the store inside (storage.As).
+func (f *eventsFS) Unwrap() storage.FS { return f.FS }
 
 func (f *eventsFS) Create(ctx context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
 	up, err := f.FS.Create(ctx, name, opts)
@@ -148,27 +145,6 @@ func (f *eventsFS) Create(ctx context.Context, name string, opts storage.CreateO
 	return u, nil
 }
 
-func (f *eventsFS) SetStat(ctx context.Context, name string, attrs storage.Attrs) error {
-	if s, ok := f.FS.(storage.Setstater); ok {
-		return s.SetStat(ctx, name, attrs)
-	}
-	return storage.ErrUnsupported
-}
-
-func (f *eventsFS) Space(ctx context.Context, name string) (storage.Space, error) {
-	if sr, ok := f.FS.(storage.SpaceReporter); ok {
-		return sr.Space(ctx, name)
-	}
-	return storage.Space{}, storage.ErrUnsupported
-}
-
-func (f *eventsFS) SHA256(ctx context.Context, name string) (string, error) {
-	if h, ok := f.FS.(storage.Hasher); ok {
-		return h.SHA256(ctx, name)
-	}
-	return "", storage.ErrUnsupported
-}
-
 type upload struct {
 	storage.Upload
 	e         *Events
@@ -184,10 +160,12 @@ type upload struct {
 }
 
 var (
-	_ storage.Upload       = (*upload)(nil)
-	_ storage.AttrRecorder = (*upload)(nil)
-	_ storage.Committer    = (*upload)(nil)
+	_ storage.Upload        = (*upload)(nil)
+	_ storage.UploadWrapper = (*upload)(nil)
 )
+
+// Unwrap lets callers reach the optional interfaces of the upload inside (storage.UploadAs).
+func (u *upload) Unwrap() storage.Upload { return u.Upload }
 
 func (u *upload) Write(p []byte) (int, error) {
 	n, err := u.Upload.Write(p)
@@ -227,16 +205,9 @@ func (u *upload) Abort(cause error) error {
 	return err
 }
 
-// SetAttrs keeps fsetstat working through the wrapper.
-func (u *upload) SetAttrs(a storage.Attrs) {
-	if r, ok := u.Upload.(storage.AttrRecorder); ok {
-		r.SetAttrs(a)
-	}
-}
-
-// Committed passes the store's answer through, so outer decorators can see it too.
-func (u *upload) Committed() (storage.Object, bool) {
-	if c, ok := u.Upload.(storage.Committer); ok {
+// committed asks the store what it committed, through any decorator inside this one.
+func (u *upload) committed() (storage.Object, bool) {
+	if c, ok := storage.UploadAs[storage.Committer](u.Upload); ok {
 		return c.Committed()
 	}
 	return storage.Object{}, false
@@ -263,10 +234,8 @@ func (u *upload) fail(why string, unlessClosing bool) {
 	u.sent = true
 	d := u.detail()
 	u.mu.Unlock()
-	if c, ok := u.Upload.(storage.Committer); ok {
-		obj, _ := c.Committed() // not committed: bucket and key only
-		d.Bucket, d.Key = obj.Bucket, obj.Key
-	}
+	obj, _ := u.committed() // not committed: bucket and key only
+	d.Bucket, d.Key = obj.Bucket, obj.Key
 	d.FailureReason = why
 	u.e.emit(event.DetailTypeTransferFailed, d)
 }
@@ -280,7 +249,7 @@ func (u *upload) complete() {
 	u.sent = true
 	d := u.detail()
 	u.mu.Unlock()
-	obj, ok := u.Committed()
+	obj, ok := u.committed()
 	if !ok {
 		// A store without Committer (or a decorator hiding it): no SHA-256 to report, and
 		// a Completed event without one would be invalid.

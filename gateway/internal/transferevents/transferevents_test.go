@@ -127,7 +127,7 @@ func TestUploadEvents(t *testing.T) {
 					if got := rec.events(); len(got) != 0 {
 						t.Fatalf("event before Close: %+v", got)
 					}
-					c, ok := up.(storage.Committer) // visible through the decorator
+					c, ok := storage.UploadAs[storage.Committer](up) // reachable through the decorator
 					if !ok {
 						t.Fatal("decorated upload hides Committer")
 					}

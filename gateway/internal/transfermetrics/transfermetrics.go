@@ -63,8 +63,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// Wrap returns fsys with its transfers counted under protocol. Optional abilities of fsys
-// (Setstater, Hasher, SpaceReporter) stay visible.
+// Wrap returns fsys with its transfers counted under protocol. The optional interfaces of fsys
+// stay reachable through Unwrap (storage.As, storage.UploadAs).
 func (m *Metrics) Wrap(fsys storage.FS, protocol string) storage.FS {
 	return &counted{FS: fsys, m: m, protocol: protocol}
 }
@@ -76,10 +76,11 @@ type counted struct {
 }
 
 var (
-	_ storage.Setstater     = (*counted)(nil)
-	_ storage.Hasher        = (*counted)(nil)
-	_ storage.SpaceReporter = (*counted)(nil)
+	_ storage.FSWrapper     = (*counted)(nil)
+	_ storage.UploadWrapper = (*upload)(nil)
 )
+
+func (c *counted) Unwrap() storage.FS { return c.FS }
 
 func (c *counted) Create(ctx context.Context, name string, opts storage.CreateOptions) (storage.Upload, error) {
 	up, err := c.FS.Create(ctx, name, opts)
@@ -100,27 +101,6 @@ func (c *counted) Open(ctx context.Context, name string) (storage.Reader, error)
 		return nil, err
 	}
 	return &reader{Reader: r, m: c.m, protocol: c.protocol, bytes: c.m.downloadBytes.WithLabelValues(c.protocol), start: time.Now()}, nil
-}
-
-func (c *counted) SetStat(ctx context.Context, name string, attrs storage.Attrs) error {
-	if s, ok := c.FS.(storage.Setstater); ok {
-		return s.SetStat(ctx, name, attrs)
-	}
-	return storage.ErrUnsupported
-}
-
-func (c *counted) Space(ctx context.Context, name string) (storage.Space, error) {
-	if sr, ok := c.FS.(storage.SpaceReporter); ok {
-		return sr.Space(ctx, name)
-	}
-	return storage.Space{}, storage.ErrUnsupported
-}
-
-func (c *counted) SHA256(ctx context.Context, name string) (string, error) {
-	if h, ok := c.FS.(storage.Hasher); ok {
-		return h.SHA256(ctx, name)
-	}
-	return "", storage.ErrUnsupported
 }
 
 type upload struct {
@@ -157,12 +137,7 @@ func (u *upload) Abort(cause error) error {
 	return err
 }
 
-// SetAttrs keeps fsetstat working through the wrapper.
-func (u *upload) SetAttrs(a storage.Attrs) {
-	if r, ok := u.Upload.(storage.AttrRecorder); ok {
-		r.SetAttrs(a)
-	}
-}
+func (u *upload) Unwrap() storage.Upload { return u.Upload }
 
 // finish counts the first outcome only: Close after Abort (or the reverse) is one upload.
 func (u *upload) finish(result string) {

@@ -50,7 +50,7 @@ func testNoReplace(t *testing.T, newFS func(t *testing.T) storage.FS) {
 // with fs.ErrExist, moving nothing, when a file is at the destination.
 func testRenameNoReplace(t *testing.T, newFS func(t *testing.T) storage.FS) {
 	fsys := newFS(t)
-	nr, ok := fsys.(storage.NoReplaceRenamer)
+	nr, ok := storage.As[storage.NoReplaceRenamer](fsys)
 	if !ok {
 		t.Skip("the store has no RenameNoReplace")
 	}
@@ -85,7 +85,7 @@ func testRenameNoReplace(t *testing.T, newFS func(t *testing.T) storage.FS) {
 // refuses with fs.ErrPermission, recording nothing, on another user's.
 func testSetStatIfWriter(t *testing.T, newFS func(t *testing.T) storage.FS) {
 	fsys := newFS(t)
-	ws, ok := fsys.(storage.WriterSetstater)
+	ws, ok := storage.As[storage.WriterSetstater](fsys)
 	if !ok {
 		t.Skip("the store has no SetStatIfWriter")
 	}

@@ -39,7 +39,7 @@ func testSizes(t *testing.T, newFS func(t *testing.T) storage.FS) {
 			if meta != nil && e.SHA256 == "" {
 				t.Errorf("stat: no sha256 recorded")
 			}
-			if h, ok := fsys.(storage.Hasher); ok {
+			if h, ok := storage.As[storage.Hasher](fsys); ok {
 				if got, err := h.SHA256(t.Context(), name); err != nil || got != sum(data) {
 					t.Errorf("SHA256() = %s, %v; want %s", got, err, sum(data))
 				}
@@ -132,7 +132,7 @@ func testRecordedAttrs(t *testing.T, newFS func(t *testing.T) storage.FS) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, ok := u.(storage.AttrRecorder)
+		rec, ok := storage.UploadAs[storage.AttrRecorder](u)
 		if !ok {
 			_ = u.Abort(nil)
 			t.Skip("uploads do not implement storage.AttrRecorder")
@@ -159,7 +159,7 @@ func testRecordedAttrs(t *testing.T, newFS func(t *testing.T) storage.FS) {
 
 func testSetStat(t *testing.T, newFS func(t *testing.T) storage.FS) {
 	fsys := newFS(t)
-	ss, ok := fsys.(storage.Setstater)
+	ss, ok := storage.As[storage.Setstater](fsys)
 	if !ok {
 		t.Skip("store does not implement storage.Setstater")
 	}
@@ -199,7 +199,7 @@ func testSetStat(t *testing.T, newFS func(t *testing.T) storage.FS) {
 
 func testHasher(t *testing.T, newFS func(t *testing.T) storage.FS) {
 	fsys := newFS(t)
-	h, ok := fsys.(storage.Hasher)
+	h, ok := storage.As[storage.Hasher](fsys)
 	if !ok {
 		t.Skip("store does not implement storage.Hasher")
 	}

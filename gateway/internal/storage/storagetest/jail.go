@@ -57,11 +57,11 @@ func testJail(t *testing.T, newFS func(t *testing.T) storage.FS) {
 		_ = attacker.Mkdir(ctx, p)
 		_ = attacker.Rename(ctx, "/mine/f", p)
 		_ = attacker.Rename(ctx, p, "/mine/stolen")
-		if ss, ok := attacker.(storage.Setstater); ok {
+		if ss, ok := storage.As[storage.Setstater](attacker); ok {
 			mode := fs.FileMode(0o777)
 			_ = ss.SetStat(ctx, p, storage.Attrs{Mode: &mode})
 		}
-		if h, ok := attacker.(storage.Hasher); ok {
+		if h, ok := storage.As[storage.Hasher](attacker); ok {
 			_, _ = h.SHA256(ctx, p)
 		}
 		if !errors.Is(checkClean(p), storage.ErrInvalidPath) {

@@ -19,7 +19,7 @@ import (
 func testViewsAgree(t *testing.T, newFS func(t *testing.T) storage.FS) {
 	fsys := newFS(t)
 	ctx := t.Context()
-	ss, canSet := fsys.(storage.Setstater)
+	ss, canSet := storage.As[storage.Setstater](fsys)
 	ps := partSize(fsys)
 	set := time.Date(2019, 8, 7, 6, 5, 4, 0, time.UTC)
 	later := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -58,7 +58,7 @@ func testViewsAgree(t *testing.T, newFS func(t *testing.T) storage.FS) {
 			t.Fatal(err)
 		}
 		if f.setOnOpen {
-			rec, ok := u.(storage.AttrRecorder)
+			rec, ok := storage.UploadAs[storage.AttrRecorder](u)
 			if !ok {
 				f.setOnOpen, f.wantTime, f.wantMode = false, nil, 0
 			} else {
@@ -202,7 +202,7 @@ func wantSameViews(t *testing.T, fsys storage.FS, step, name string) *storage.En
 // free within total, a name limit, and statvfs(2)'s errors for a missing or invalid path.
 func testSpace(t *testing.T, newFS func(t *testing.T) storage.FS) {
 	fsys := newFS(t)
-	sr, ok := fsys.(storage.SpaceReporter)
+	sr, ok := storage.As[storage.SpaceReporter](fsys)
 	if !ok {
 		t.Skip("store does not implement storage.SpaceReporter")
 	}
