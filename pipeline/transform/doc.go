@@ -25,7 +25,7 @@
 //	unzip            one output per entry (spooled to a bounded temp file; zip bombs and
 //	                 path-traversal names rejected); options max_bytes, max_entries,
 //	                 max_entry_bytes, max_total_bytes, max_ratio, temp_dir
-//	charset          single-byte text -> UTF-8; option from: windows-1252 (default) | latin1
+//	charset          single-byte text -> UTF-8; option from: a code page by name (windows-1252, the default; latin1, iso-8859-15, ibm437, koi8-r, cp850…)
 //	newlines         CRLF -> LF
 //	csv-to-jsonl     header row -> keys, one JSON object (string values) per line; "x.csv" ->
 //	                 "x.jsonl"; options delimiter, quote ("" for none), header (true | [names]),

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/ianaindex"
+
 	"github.com/ferrygw/ferry/pipeline/datasize"
 )
 
@@ -134,37 +137,45 @@ func gzipErr(err error) error {
 	return err
 }
 
-// charset converts single-byte text to UTF-8. Option from: "windows-1252" (the default;
-// aliases cp1252) or "latin1" (aliases iso-8859-1). Windows-1252's five unassigned bytes map
-// to the C1 controls of the same value, as WHATWG's decoder does.
+// charset converts text in a single-byte code page to UTF-8. Option from: any code page of
+// golang.org/x/text/encoding/charmap by its IANA name or alias ("windows-1252", the default;
+// "latin1", "iso-8859-15", "ibm437", "koi8-r"…), or "cpNNN" for windows-NNN or IBM NNN. A byte the
+// code page leaves unassigned maps to the control character of the same value, as WHATWG's
+// decoder does for windows-1252, so nothing is lost.
 type charset struct{ table *[256]string }
 
 func newCharset(o *Options) (Transform, error) {
-	switch from := strings.ToLower(o.String("from", "windows-1252")); from {
-	case "windows-1252", "cp1252":
-		return charset{table: charsetTable(true)}, nil
-	case "latin1", "latin-1", "iso-8859-1", "iso8859-1":
-		return charset{table: charsetTable(false)}, nil
-	default:
-		return nil, fmt.Errorf("option from: unsupported charset %q (want windows-1252 or latin1)", from)
+	from := o.String("from", "windows-1252")
+	cm, err := codePage(from)
+	if err != nil {
+		return nil, fmt.Errorf("option from: %w", err)
 	}
-}
-
-var cp1252High = [32]rune{ // 0x80..0x9F
-	0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D, 0x017D, 0x8F,
-	0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
-}
-
-func charsetTable(cp1252 bool) *[256]string {
 	var t [256]string
-	for b := 0; b < 256; b++ {
-		r := rune(b)
-		if cp1252 && b >= 0x80 && b < 0xA0 {
-			r = cp1252High[b-0x80]
+	for b := range 256 {
+		r := cm.DecodeByte(byte(b))
+		if r == utf8.RuneError {
+			r = rune(b)
 		}
 		t[b] = string(r)
 	}
-	return &t
+	return charset{table: &t}, nil
+}
+
+// codePage finds a single-byte code page by name.
+func codePage(name string) (*charmap.Charmap, error) {
+	names := []string{name}
+	if n, ok := strings.CutPrefix(strings.ToLower(name), "cp"); ok {
+		names = append(names, "windows-"+n, "ibm"+n)
+	}
+	for _, n := range names {
+		if enc, err := ianaindex.IANA.Encoding(n); err == nil {
+			if cm, ok := enc.(*charmap.Charmap); ok {
+				return cm, nil
+			}
+			return nil, fmt.Errorf("unsupported charset %q: not a single-byte code page", name)
+		}
+	}
+	return nil, fmt.Errorf("unsupported charset %q (a single-byte code page: windows-1252, latin1, iso-8859-15, ibm437…)", name)
 }
 
 func (c charset) Apply(ctx context.Context, in File, emit func(File) error) error {

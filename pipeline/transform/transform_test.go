@@ -113,6 +113,7 @@ func TestRegistryErrors(t *testing.T) {
 		{step("csv-to-jsonl", "header", []any{"a", "a"}), `duplicate column name`},
 		{step("csv-to-jsonl", "header", []any{"a", 1}), `list of strings`},
 		{step("charset", "from", "ebcdic"), `unsupported charset`},
+		{step("charset", "from", "utf-16"), `not a single-byte code page`},
 		{step("validate-csv", "columns", "3"), `want an integer`},
 		{step("validate-csv", "header", false, "required_columns", []any{"a"}), `needs header`},
 		{step("verify-checksum", "algorithm", "crc32"), `unsupported checksum algorithm`},
@@ -269,4 +270,32 @@ func FuzzCSVToJSONL(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCharsetCodePages: every single-byte code page of x/text by name, and the aliases clients
+// write.
+func TestCharsetCodePages(t *testing.T) {
+	for _, c := range []struct {
+		from string
+		in   []byte
+		want string
+	}{
+		{"windows-1252", []byte{0x80, 0x81, 'a'}, "€\u0081a"}, // unassigned 0x81: its C1 control
+		{"cp1252", []byte{0x9c}, "œ"},
+		{"latin1", []byte{0x80, 0xe9}, "\u0080é"},
+		{"ISO-8859-15", []byte{0xa4}, "€"},
+		{"ibm437", []byte{0x82, 0xdb}, "é█"},
+		{"cp850", []byte{0x9d}, "Ø"},
+		{"koi8-r", []byte{0xc1}, "а"},
+	} {
+		t.Run(c.from, func(t *testing.T) {
+			_, outs, err := run(t, t.Context(), File{Name: "x.txt", Body: bytes.NewReader(c.in)}, step("charset", "from", c.from))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(outs) != 1 || string(outs[0]) != c.want {
+				t.Fatalf("got %q, want %q", outs, c.want)
+			}
+		})
+	}
 }
