@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ferrygw/ferry/pipeline/backoff"
 	"github.com/ferrygw/ferry/pipeline/event"
 )
 
@@ -195,7 +195,7 @@ func (b *Bus) deliver(j *job) {
 		b.inflight.Done()
 		return
 	}
-	d := backoff(r.Retry, j.attempts)
+	d := backoffDelay(r.Retry, j.attempts)
 	b.log.Debug("delivery failed; retrying", "rule", r.Name, "seq", j.seq, "attempt", j.attempts, "in", d, "err", err)
 	time.AfterFunc(d, func() {
 		select {
@@ -215,16 +215,8 @@ func safeDeliver(ctx context.Context, t Target, ev []byte) (err error) {
 	return t.Deliver(ctx, ev)
 }
 
-// backoff is exponential from MinBackoff, capped at MaxBackoff, with "equal jitter": a random
-// delay between half and all of the exponential value.
-func backoff(p RetryPolicy, attempt int) time.Duration {
-	d := p.MinBackoff
-	for i := 1; i < attempt && d < p.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, p.MaxBackoff)
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(d-half)+1))
+func backoffDelay(p RetryPolicy, attempt int) time.Duration {
+	return backoff.Delay(p.MinBackoff, p.MaxBackoff, attempt)
 }
 
 // DeadLetter is the content of a dead-letter file.

@@ -66,7 +66,7 @@ func TestBackoff(t *testing.T) {
 	for _, tc := range tests {
 		seen := map[time.Duration]bool{}
 		for range 200 {
-			d := backoff(p, tc.attempt)
+			d := backoffDelay(p, tc.attempt)
 			if d < tc.lo || d > tc.hi {
 				t.Fatalf("backoff(attempt %d) = %v, want within [%v, %v]", tc.attempt, d, tc.lo, tc.hi)
 			}

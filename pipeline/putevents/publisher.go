@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+
+	"github.com/ferrygw/ferry/pipeline/backoff"
 )
 
 // API is the one SDK call the publisher makes; *putevents.Client satisfies it.
@@ -423,18 +424,9 @@ func isPermanent(code string) bool {
 	return false
 }
 
-// backoff is the wait after the attempt-th failure: Backoff doubled per attempt, capped at
-// MaxBackoff, with the upper half jittered so retrying publishers do not march in step.
+// backoff is the wait after the attempt-th failure (package backoff).
 func (p *Publisher) backoff(attempt int) time.Duration {
-	d := p.cfg.Backoff
-	for i := 1; i < attempt && d < p.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, p.cfg.MaxBackoff)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(p.cfg.Backoff, p.cfg.MaxBackoff, attempt)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

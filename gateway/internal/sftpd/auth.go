@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"sync"
 
 	"golang.org/x/crypto/ssh"
 
@@ -26,39 +25,32 @@ var errDenied = errors.New("ssh: access denied")
 // serverVersion is the SSH identification string the server sends.
 const serverVersion = "SSH-2.0-Ferry"
 
-const (
-	userExtension   = "ferry-user"
-	methodExtension = "ferry-method"
-)
+const methodExtension = "ferry-method"
 
-// logins remembers, per connection, the account each accepted credential belongs to. The SSH
-// library decides which attempt finally succeeded; the connection then looks its user up here.
-type logins struct {
-	mu    sync.Mutex
-	users map[string]*users.User
-}
+// userKey is the ssh.Permissions.ExtraData key under which an accepting callback leaves the
+// account the credential belongs to: the SSH library hands the connection the Permissions of
+// the attempt that finally succeeded, and with them its user.
+type userKey struct{}
 
-func (l *logins) accept(u *users.User, method string) *ssh.Permissions {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.users == nil {
-		l.users = map[string]*users.User{}
+// accept is what an accepting callback returns for u, logged in by method.
+func accept(u *users.User, method string) *ssh.Permissions {
+	return &ssh.Permissions{
+		Extensions: map[string]string{methodExtension: method},
+		ExtraData:  map[any]any{userKey{}: u},
 	}
-	l.users[u.Name] = u
-	return &ssh.Permissions{Extensions: map[string]string{userExtension: u.Name, methodExtension: method}}
 }
 
-func (l *logins) get(perms *ssh.Permissions) *users.User {
+// loggedIn is the user of a connection's successful login.
+func loggedIn(perms *ssh.Permissions) *users.User {
 	if perms == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.users[perms.Extensions[userExtension]]
+	u, _ := perms.ExtraData[userKey{}].(*users.User)
+	return u
 }
 
 // sshConfig builds the per-connection SSH server configuration; ctx bounds the login.
-func (s *Server) sshConfig(ctx context.Context, remote netip.Addr, log *slog.Logger, accepted *logins) *ssh.ServerConfig {
+func (s *Server) sshConfig(ctx context.Context, remote netip.Addr, log *slog.Logger) *ssh.ServerConfig {
 	// admit applies the account checks this server owns, whatever the authenticator did.
 	admit := func(method, name string, u *users.User, err error) error {
 		reason := ""
@@ -105,7 +97,7 @@ func (s *Server) sshConfig(ctx context.Context, remote netip.Addr, log *slog.Log
 				log.Info("login refused", "user", u.Name, "method", "password", "reason", "key required before password")
 				return nil, errDenied
 			}
-			return accepted.accept(u, "password"), nil
+			return accept(u, "password"), nil
 		},
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			u, err := s.deps.Auth.CheckPublicKey(ctx, meta.User(), key, remote)
@@ -113,7 +105,7 @@ func (s *Server) sshConfig(ctx context.Context, remote netip.Addr, log *slog.Log
 				return nil, err
 			}
 			if u.Auth != users.AuthBoth {
-				return accepted.accept(u, "publickey"), nil
+				return accept(u, "publickey"), nil
 			}
 			// The SSH library calls this for an offered key before the client proves it holds
 			// it; the partial success only counts once the signature verified.
@@ -123,7 +115,7 @@ func (s *Server) sshConfig(ctx context.Context, remote netip.Addr, log *slog.Log
 					if err != nil {
 						return nil, err
 					}
-					return accepted.accept(u2, "publickey+password"), nil
+					return accept(u2, "publickey+password"), nil
 				},
 			}}
 		},

@@ -407,8 +407,7 @@ func (s *Server) serveConn(c *connState) {
 	// deadline is absolute, so a silent client or one that trickles bytes is closed at it.
 	loginCtx, loginCancel := context.WithTimeout(defender.WithTicket(ctx, c.ticket), s.cfg.LoginTimeout)
 	c.nc.SetDeadline(time.Now().Add(s.cfg.LoginTimeout))
-	var accepted logins
-	sconn, chans, reqs, err := ssh.NewServerConn(activityConn{c.nc, c}, s.sshConfig(loginCtx, remote, log, &accepted))
+	sconn, chans, reqs, err := ssh.NewServerConn(activityConn{c.nc, c}, s.sshConfig(loginCtx, remote, log))
 	loginCancel()
 	if err != nil {
 		if loginAttempted(err) {
@@ -420,7 +419,7 @@ func (s *Server) serveConn(c *connState) {
 	s.deps.Observer.Login("sftp", true)
 	defer sconn.Close()
 	c.nc.SetDeadline(time.Time{})
-	u := accepted.get(sconn.Permissions)
+	u := loggedIn(sconn.Permissions)
 	if u == nil { // cannot happen: every accepting callback records its user
 		log.Error("login accepted without a user")
 		return
