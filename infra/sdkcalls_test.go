@@ -21,7 +21,7 @@ import (
 // The AWS operations a binary calls are read from its code, not listed by hand: every SDK
 // client (*<service>.Client of aws-sdk-go-v2) the module's code creates reaches the rest of the
 // code only through the narrow interfaces declared next to the code that calls them (s3store.API,
-// handler.S3API, handler.LedgerAPI, notify.SNSAPI, putevents.API, ...). So the operations a
+// handler.S3API, ledger.API, notify.SNSAPI, putevents.API, ...). So the operations a
 // binary can call are: the operation methods of every interface a client flows into (a call
 // argument, a struct field, an assignment, a return), plus every operation called on a client
 // directly. A type assertion back to a client, or a client embedded in a struct, would escape

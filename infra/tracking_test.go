@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ferrygw/ferry/pipeline/handler"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/tracking"
 )
 
@@ -20,7 +20,7 @@ func TestStatusRecordsExpireWithTheLedger(t *testing.T) {
 	if expired == "" || at(rule, "Status") != "Enabled" {
 		t.Fatalf("expire-ledger rule: %v", rule)
 	}
-	for _, p := range tracking.New("ferry-infra-test", handler.DefaultLedgerPrefix).Prefixes() {
+	for _, p := range tracking.New("ferry-infra-test", ledger.DefaultPrefix).Prefixes() {
 		if !strings.HasPrefix(p, expired) {
 			t.Errorf("status records under %q are not expired by the rule on %q", p, expired)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/s3status"
 )
 
 // completeBatch processes the batch a marker completes and publishes one event listing it.
@@ -107,7 +108,7 @@ func (h *Transform) batchMembers(ctx context.Context, log *slog.Logger, r *route
 				continue
 			}
 			head, err := h.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(key), IfMatch: aws.String(quote(etag))})
-			if isStatus(err, 404) || isStatus(err, 412) {
+			if s3status.Is(err, 404) || s3status.Is(err, 412) {
 				continue
 			}
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
@@ -32,7 +33,7 @@ func newEnvRoutes(t *testing.T, routes string) *env {
 	}
 	e := &env{t: t, srv: srv, s3: srv.Client(), bucket: srv.Bucket, events: &recorder{}, metrics: &bytes.Buffer{}}
 	if e.h, err = NewTransform(TransformConfig{
-		S3: e.s3, Routes: cfg, Ledger: NewLedger(e.s3, srv.Bucket, ""), Events: e.events,
+		S3: e.s3, Routes: cfg, Ledger: ledger.New(e.s3, srv.Bucket, ""), Events: e.events,
 		Metrics: NewMetrics(e.metrics, "", "transform"), Log: testLogger(t), Account: "111122223333", Region: "us-east-1",
 	}); err != nil {
 		t.Fatal(err)
@@ -163,7 +164,7 @@ func TestHostileFilesAreRejectedWithinBounds(t *testing.T) {
 		k := aws.ToString(o.Key)
 		switch {
 		case strings.HasPrefix(k, "incoming/alice/"), strings.HasPrefix(k, "trusted/alice/"), strings.HasPrefix(k, "quarantine/alice/"),
-			strings.HasPrefix(k, DefaultLedgerPrefix), k == "processed/alice/sub/ok.csv":
+			strings.HasPrefix(k, ledger.DefaultPrefix), k == "processed/alice/sub/ok.csv":
 		default:
 			t.Errorf("key %q written outside the output and quarantine prefixes", k)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/s3status"
 )
 
 // Content identity: which inputs hold bytes already processed, so a copy of them (a rename, a
@@ -53,7 +54,7 @@ func (h *Transform) seenContent(ctx context.Context, in input) (bool, string, er
 		Bucket: aws.String(in.Bucket), Key: aws.String(in.Key), IfMatch: aws.String(quote(in.ETag)),
 	})
 	switch {
-	case isStatus(err, http.StatusNotFound), isStatus(err, http.StatusPreconditionFailed):
+	case s3status.Is(err, http.StatusNotFound), s3status.Is(err, http.StatusPreconditionFailed):
 		return false, "", nil // gone or replaced: process() finds out and skips it
 	case err != nil:
 		return false, "", fmt.Errorf("transform: read s3://%s/%s for its digest: %w", in.Bucket, in.Key, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrygw/ferry/pipeline/bus"
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 )
 
@@ -35,7 +36,7 @@ func TestHandlersOnEmbeddedBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh, err := NewNotify(NotifyConfig{Publisher: sink, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t)})
+	nh, err := NewNotify(NotifyConfig{Publisher: sink, Ledger: ledger.New(e.s3, e.bucket, ""), Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

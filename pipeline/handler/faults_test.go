@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
@@ -58,10 +59,10 @@ func newFaultPipeline(t *testing.T) *faultPipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger := NewLedger(s3c, p.srv.Bucket, "")
-	ledger.skew = 0 // a dead delivery's claim is taken over as soon as its deadline passes
+	led := ledger.New(s3c, p.srv.Bucket, "")
+	led.Skew = 0 // a dead delivery's claim is taken over as soon as its deadline passes
 	logger := slogJSON(&syncWriter{w: p.log})
-	if p.th, err = NewTransform(TransformConfig{S3: s3c, Routes: routes, Ledger: ledger,
+	if p.th, err = NewTransform(TransformConfig{S3: s3c, Routes: routes, Ledger: led,
 		Events: EventBridgeEmitter{API: eb}, Metrics: NewMetrics(&syncWriter{w: p.log}, "", "transform"), Log: logger,
 		Account: "111122223333", Region: "us-east-1"}); err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func newFaultPipeline(t *testing.T) *faultPipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.nh, err = NewNotify(NotifyConfig{Publisher: pub, Ledger: ledger, Log: logger, Datasets: routes.Datasets}); err != nil {
+	if p.nh, err = NewNotify(NotifyConfig{Publisher: pub, Ledger: led, Log: logger, Datasets: routes.Datasets}); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -127,7 +128,7 @@ func TestPipelineThroughFaults(t *testing.T) {
 	}
 	ledgerDone := func(kind string) func(faultproxy.Request) bool {
 		return func(r faultproxy.Request) bool {
-			return strings.HasPrefix(r.Key, DefaultLedgerPrefix+kind) && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Match") == ""
+			return strings.HasPrefix(r.Key, ledger.DefaultPrefix+kind) && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Match") == ""
 		}
 	}
 	// Targeted faults outlast the SDK's three attempts; the rated ones mostly do not.
@@ -232,14 +233,14 @@ func TestPipelineThroughFaults(t *testing.T) {
 	}
 	for k := range keys {
 		switch {
-		case strings.HasPrefix(k, "incoming/"), strings.HasPrefix(k, DefaultLedgerPrefix):
+		case strings.HasPrefix(k, "incoming/"), strings.HasPrefix(k, ledger.DefaultPrefix):
 		case strings.HasPrefix(k, "processed/alice/sales-") && strings.HasSuffix(k, ".jsonl"):
 		case strings.HasPrefix(k, "quarantine/bob/poison-"):
 		default:
 			t.Errorf("unexpected object %s", k)
 		}
 	}
-	if n := len(keys) - countPrefix(keys, DefaultLedgerPrefix); n != 2*len(good)+2*len(bad) {
+	if n := len(keys) - countPrefix(keys, ledger.DefaultPrefix); n != 2*len(good)+2*len(bad) {
 		t.Errorf("%d objects outside the ledger, want %d inputs, outputs and quarantined copies", n, 2*len(good)+2*len(bad))
 	}
 	dupEvents := len(entries) - len(good) - len(bad)

@@ -17,7 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/s3status"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -60,7 +62,7 @@ func newEnv(t *testing.T) *env {
 	}
 	e := &env{t: t, srv: srv, s3: srv.Client(), bucket: srv.Bucket, events: &recorder{}, metrics: &bytes.Buffer{}}
 	h, err := NewTransform(TransformConfig{
-		S3: e.s3, Routes: cfg, Ledger: NewLedger(e.s3, srv.Bucket, ""), Events: e.events,
+		S3: e.s3, Routes: cfg, Ledger: ledger.New(e.s3, srv.Bucket, ""), Events: e.events,
 		Metrics: NewMetrics(e.metrics, "", "transform"), Log: testLogger(t),
 		Account: "111122223333", Region: "us-east-1",
 	})
@@ -141,7 +143,7 @@ func (e *env) handle(ev []byte) {
 func (e *env) get(key string) (string, map[string]string, bool) {
 	e.t.Helper()
 	out, err := e.s3.GetObject(ctx(e.t), &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(key)})
-	if isStatus(err, 404) {
+	if s3status.Is(err, 404) {
 		return "", nil, false
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 	"github.com/ferrygw/ferry/pipeline/tracking"
@@ -31,7 +32,7 @@ type Notify struct {
 // NotifyConfig wires a Notify.
 type NotifyConfig struct {
 	Publisher notify.Publisher
-	Ledger    *Ledger // nil: no dedup
+	Ledger    *ledger.Ledger // nil: no dedup
 	Log       *slog.Logger
 	// Datasets give each dataset's templates (language, overrides) and download links; a dataset
 	// not listed gets the English built-ins and no links.
@@ -83,10 +84,10 @@ func (h *Notify) Handle(ctx context.Context, raw json.RawMessage) error {
 			return err
 		}
 		switch state {
-		case Done:
+		case ledger.Done:
 			log.InfoContext(ctx, "notify: already sent", "eventId", e.ID)
 			return nil
-		case Busy:
+		case ledger.Busy:
 			return fmt.Errorf("notify %s: %w", d.ID, ErrBusy)
 		}
 	}
@@ -125,9 +126,9 @@ type SentRecord struct {
 
 // track records, for `ferry status`, that every file of the notice (and a batch's marker) was
 // notified. Best effort: the notice is out whatever happens here.
-func (h *Notify) track(ctx context.Context, log *slog.Logger, l *Ledger, e event.FileEvent, mid string, sent time.Time) {
+func (h *Notify) track(ctx context.Context, log *slog.Logger, l *ledger.Ledger, e event.FileEvent, mid string, sent time.Time) {
 	d := e.Detail
-	w := l.tracker()
+	w := l.Tracker()
 	put := func(r tracking.Record) {
 		if err := w.Put(ctx, r); err != nil {
 			log.WarnContext(ctx, "notify: status record", "err", err)

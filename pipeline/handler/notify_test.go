@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 )
 
@@ -26,7 +27,7 @@ func newNotify(t *testing.T, e *env) (*Notify, *fakeaws.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh, err := NewNotify(NotifyConfig{Publisher: pub, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t), Datasets: e.h.cfg.Routes.Datasets})
+	nh, err := NewNotify(NotifyConfig{Publisher: pub, Ledger: ledger.New(e.s3, e.bucket, ""), Log: testLogger(t), Datasets: e.h.cfg.Routes.Datasets})
 	if err != nil {
 		t.Fatal(err)
 	}

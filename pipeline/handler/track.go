@@ -80,7 +80,7 @@ func (h *Transform) trackDetail(ctx context.Context, log *slog.Logger, subject i
 }
 
 func (h *Transform) track(ctx context.Context, log *slog.Logger, rec tracking.Record) {
-	if err := h.cfg.Ledger.tracker().Put(ctx, rec); err != nil {
+	if err := h.cfg.Ledger.Tracker().Put(ctx, rec); err != nil {
 		log.WarnContext(ctx, "transform: status record", "kind", rec.Kind, "err", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/tracking"
 )
@@ -21,7 +22,7 @@ func TestStatusRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh, err := NewNotify(NotifyConfig{Publisher: sink, Ledger: NewLedger(e.s3, e.bucket, ""), Log: testLogger(t)})
+	nh, err := NewNotify(NotifyConfig{Publisher: sink, Ledger: ledger.New(e.s3, e.bucket, ""), Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestStatusRecords(t *testing.T) {
 		}
 	}
 
-	r := tracking.Reader{API: e.s3, Index: tracking.New(e.bucket, DefaultLedgerPrefix)}
+	r := tracking.Reader{API: e.s3, Index: tracking.New(e.bucket, ledger.DefaultPrefix)}
 	kinds := map[string][]string{}
 	recs := map[string][]tracking.Record{}
 	day := tracking.Day(eventTime(t, e.created("x", "e", 0, event.ReasonPutObject))) // the testdata events' day

@@ -22,7 +22,9 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/s3status"
 	"github.com/ferrygw/ferry/pipeline/tracking"
 	"github.com/ferrygw/ferry/pipeline/transform"
 )
@@ -38,7 +40,7 @@ const (
 
 // S3API is the S3 calls the transform handler makes; *s3.Client satisfies it.
 type S3API interface {
-	LedgerAPI
+	ledger.API
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns ...func(*s3.Options)) (*s3.CopyObjectOutput, error)
 	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
@@ -60,7 +62,7 @@ type TransformConfig struct {
 	S3       S3API
 	Routes   *route.Config
 	Registry *transform.Registry // nil: transform.Default()
-	Ledger   *Ledger             // required: idempotency and batches
+	Ledger   *ledger.Ledger      // required: idempotency and batches
 	Events   Emitter
 	Metrics  Recorder // nil: none
 	Log      *slog.Logger
@@ -155,7 +157,7 @@ func (h *Transform) Handle(ctx context.Context, raw json.RawMessage) error {
 		Bucket: aws.String(d.Bucket.Name), Key: aws.String(o.Key), IfMatch: aws.String(quote(o.ETag)),
 	})
 	switch {
-	case isStatus(err, http.StatusNotFound), isStatus(err, http.StatusPreconditionFailed):
+	case s3status.Is(err, http.StatusNotFound), s3status.Is(err, http.StatusPreconditionFailed):
 		log.InfoContext(ctx, "transform: object deleted or replaced since the event; its own event follows")
 		return nil
 	case err != nil:
@@ -206,7 +208,7 @@ func (h *Transform) Handle(ctx context.Context, raw json.RawMessage) error {
 		sidecar := in.Key + "." + r.Sidecar
 		_, err := h.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(sidecar)})
 		switch {
-		case isStatus(err, http.StatusNotFound):
+		case s3status.Is(err, http.StatusNotFound):
 			// Clients often send the digest after the data: the sidecar's own event resumes.
 			h.track(ctx, log, h.step(in, tracking.Record{Kind: tracking.KindWaiting, For: tracking.ForSidecar, What: sidecar}))
 			log.InfoContext(ctx, "transform: waiting for the sidecar", "sidecar", sidecar)
@@ -233,7 +235,7 @@ func withTransfer(id string, err error) error {
 func (h *Transform) sidecarArrived(ctx context.Context, log *slog.Logger, bucket, data, alg string) error {
 	head, err := h.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(data)})
 	switch {
-	case isStatus(err, http.StatusNotFound):
+	case s3status.Is(err, http.StatusNotFound):
 		log.InfoContext(ctx, "transform: sidecar before its input; the input's event processes it", "input", data)
 		return nil
 	case err != nil:
@@ -282,7 +284,7 @@ func (h *Transform) processOnce(ctx context.Context, log *slog.Logger, r *route.
 func (h *Transform) readSidecar(ctx context.Context, bucket, key, alg string) (transform.Checksum, error) {
 	get, err := h.cfg.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	switch {
-	case isStatus(err, http.StatusNotFound):
+	case s3status.Is(err, http.StatusNotFound):
 		return transform.Checksum{}, &transform.Rejection{Reason: "checksum: no sidecar " + path.Base(key)}
 	case err != nil:
 		return transform.Checksum{}, fmt.Errorf("transform: get sidecar s3://%s/%s: %w", bucket, key, err)
@@ -302,10 +304,10 @@ func (h *Transform) once(ctx context.Context, log *slog.Logger, subject input, w
 		return err
 	}
 	switch state {
-	case Done:
+	case ledger.Done:
 		log.InfoContext(ctx, "transform: duplicate event, already handled")
 		return nil
-	case Busy:
+	case ledger.Busy:
 		return fmt.Errorf("transform %s: %w", name, ErrBusy)
 	}
 	release := func(cause error) error {
@@ -400,7 +402,7 @@ func (h *Transform) process(ctx context.Context, log *slog.Logger, r *route.Rout
 		Bucket: aws.String(in.Bucket), Key: aws.String(in.Key), IfMatch: aws.String(quote(in.ETag)),
 	})
 	switch {
-	case isStatus(err, http.StatusNotFound), isStatus(err, http.StatusPreconditionFailed):
+	case s3status.Is(err, http.StatusNotFound), s3status.Is(err, http.StatusPreconditionFailed):
 		log.InfoContext(ctx, "transform: object deleted or replaced; skipped", "err", errSuperseded)
 		return nil, nil
 	case err != nil:

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 )
 
 const goodCSV = "id,name\n1,ann\n2,bob\n"
@@ -167,7 +168,7 @@ func TestTransformIgnores(t *testing.T) {
 	e.handle(e.upload("incoming/alice/x.tmp", goodCSV, nil))
 	e.handle(e.upload("processed/alice/x.csv", goodCSV, nil))
 	e.handle(e.upload("elsewhere/x.csv", goodCSV, nil))
-	e.handle(e.upload(DefaultLedgerPrefix+"x.csv", goodCSV, nil))
+	e.handle(e.upload(ledger.DefaultPrefix+"x.csv", goodCSV, nil))
 	// An event for an object since replaced is dropped: the new version has its own event.
 	old := e.upload("incoming/alice/r.csv", goodCSV, nil)
 	e.put("incoming/alice/r.csv", "id\n1\n", nil)

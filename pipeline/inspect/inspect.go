@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
-	"github.com/ferrygw/ferry/pipeline/handler"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/tracking"
 )
 
@@ -36,7 +36,7 @@ type Config struct {
 	// LedgerBucket says otherwise.
 	Bucket       string
 	LedgerBucket string
-	LedgerPrefix string // "" = handler.DefaultLedgerPrefix
+	LedgerPrefix string // "" = ledger.DefaultPrefix
 	// EventsDir is the embedded default's event bus directory (its log is read for the
 	// events of a file); "" on AWS, where events are not kept.
 	EventsDir string
@@ -50,7 +50,7 @@ type Config struct {
 type Inspector struct {
 	cfg    Config
 	index  tracking.Index
-	ledger handler.LedgerReader
+	ledger ledger.Reader
 	recs   tracking.Reader
 }
 
@@ -63,7 +63,7 @@ func New(cfg Config) (*Inspector, error) {
 		cfg.LedgerBucket = cfg.Bucket
 	}
 	if cfg.LedgerPrefix == "" {
-		cfg.LedgerPrefix = handler.DefaultLedgerPrefix
+		cfg.LedgerPrefix = ledger.DefaultPrefix
 	}
 	if cfg.SearchDays <= 0 {
 		cfg.SearchDays = 7
@@ -75,7 +75,7 @@ func New(cfg Config) (*Inspector, error) {
 	return &Inspector{
 		cfg:    cfg,
 		index:  x,
-		ledger: handler.LedgerReader{API: cfg.S3, Bucket: cfg.LedgerBucket, Prefix: cfg.LedgerPrefix},
+		ledger: ledger.Reader{API: cfg.S3, Bucket: cfg.LedgerBucket, Prefix: cfg.LedgerPrefix},
 		recs:   tracking.Reader{API: cfg.S3, Index: x},
 	}, nil
 }

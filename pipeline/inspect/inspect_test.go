@@ -24,6 +24,7 @@ import (
 	"github.com/ferrygw/ferry/pipeline/handler"
 	"github.com/ferrygw/ferry/pipeline/inspect"
 	"github.com/ferrygw/ferry/pipeline/internal/fakeaws"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
@@ -76,10 +77,10 @@ func newDeployment(t *testing.T) *deployment {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if d.notify, err = handler.NewNotify(handler.NotifyConfig{Publisher: pub, Ledger: handler.NewLedger(d.s3, srv.Bucket, ""), Log: log}); err != nil {
+	if d.notify, err = handler.NewNotify(handler.NotifyConfig{Publisher: pub, Ledger: ledger.New(d.s3, srv.Bucket, ""), Log: log}); err != nil {
 		t.Fatal(err)
 	}
-	if d.th, err = handler.NewTransform(handler.TransformConfig{S3: d.s3, Routes: routes, Ledger: handler.NewLedger(d.s3, srv.Bucket, ""),
+	if d.th, err = handler.NewTransform(handler.TransformConfig{S3: d.s3, Routes: routes, Ledger: ledger.New(d.s3, srv.Bucket, ""),
 		Events: d, Log: log, Account: "111122223333", Region: "us-east-1"}); err != nil {
 		t.Fatal(err)
 	}

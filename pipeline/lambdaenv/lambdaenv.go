@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/ferrygw/ferry/pipeline/handler"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/route"
 )
 
@@ -29,7 +29,7 @@ const maxRoutesSize = 4 << 20
 type Env struct {
 	AWS    aws.Config
 	S3     *s3.Client
-	Ledger *handler.Ledger
+	Ledger *ledger.Ledger
 }
 
 // Load reads the AWS configuration and LEDGER_BUCKET/LEDGER_PREFIX.
@@ -43,7 +43,7 @@ func Load(ctx context.Context) (*Env, error) {
 		return nil, errors.New("LEDGER_BUCKET is required")
 	}
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = os.Getenv("S3_FORCE_PATH_STYLE") == "true" })
-	return &Env{AWS: cfg, S3: s3c, Ledger: handler.NewLedger(s3c, bucket, os.Getenv("LEDGER_PREFIX"))}, nil
+	return &Env{AWS: cfg, S3: s3c, Ledger: ledger.New(s3c, bucket, os.Getenv("LEDGER_PREFIX"))}, nil
 }
 
 // Routes loads the routes file ROUTES names, or def when it is unset; with neither it returns

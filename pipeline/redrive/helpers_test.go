@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/handler"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
@@ -106,13 +107,13 @@ func newPipeline(t *testing.T) *pipeline {
 		t.Fatal(err)
 	}
 	p := &pipeline{srv: srv, s3: srv.Client(), sent: &published{}, emitted: &emitted{}}
-	ledger := handler.NewLedger(p.s3, srv.Bucket, "")
-	p.transform, err = handler.NewTransform(handler.TransformConfig{S3: p.s3, Routes: routes, Ledger: ledger,
+	led := ledger.New(p.s3, srv.Bucket, "")
+	p.transform, err = handler.NewTransform(handler.TransformConfig{S3: p.s3, Routes: routes, Ledger: led,
 		Events: p.emitted, Log: logger(), Account: "111122223333", Region: "us-east-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.notify, err = handler.NewNotify(handler.NotifyConfig{Publisher: p.sent, Ledger: ledger, Log: logger(), Datasets: routes.Datasets})
+	p.notify, err = handler.NewNotify(handler.NotifyConfig{Publisher: p.sent, Ledger: led, Log: logger(), Datasets: routes.Datasets})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/handler"
 	"github.com/ferrygw/ferry/pipeline/inspect"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
@@ -320,11 +321,11 @@ func TestTraceAndStatusOnAWS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nh, err := handler.NewNotify(handler.NotifyConfig{Publisher: sink, Ledger: handler.NewLedger(client, srv.Bucket, "")})
+	nh, err := handler.NewNotify(handler.NotifyConfig{Publisher: sink, Ledger: ledger.New(client, srv.Bucket, "")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	th, err := handler.NewTransform(handler.TransformConfig{S3: client, Routes: routes, Ledger: handler.NewLedger(client, srv.Bucket, ""),
+	th, err := handler.NewTransform(handler.TransformConfig{S3: client, Routes: routes, Ledger: ledger.New(client, srv.Bucket, ""),
 		Events: emitterFunc(func(ctx context.Context, evs ...event.Envelope) error {
 			for _, ev := range evs {
 				raw, _ := json.Marshal(ev)

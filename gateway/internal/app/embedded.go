@@ -18,6 +18,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/pipeline/bus"
 	"github.com/ferrygw/ferry/pipeline/handler"
+	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
 )
@@ -30,7 +31,7 @@ type embedded struct {
 	bus     *bus.Bus  // nil when embedded.events.dir is empty
 	keys    *userKeys // users' S3 keys, in force once the users are loaded
 	metrics *pipelineMetrics
-	ledger  *handler.Ledger // the pipeline's, nil when no pipeline runs
+	ledger  *ledger.Ledger // the pipeline's, nil when no pipeline runs
 }
 
 // Rule patterns of the embedded default (EventBridge syntax). Arrivals exclude keys under
@@ -134,18 +135,18 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
-	ledger := handler.NewLedger(client, cfg.Storage.S3.Bucket, "")
-	e.ledger = ledger
+	led := ledger.New(client, cfg.Storage.S3.Bucket, "")
+	e.ledger = led
 	log := logger.With("component", "pipeline")
 	th, err := handler.NewTransform(handler.TransformConfig{
-		S3: client, Routes: routes, Ledger: ledger, Events: e.bus, Log: log, Metrics: e.metrics,
+		S3: client, Routes: routes, Ledger: led, Events: e.bus, Log: log, Metrics: e.metrics,
 		Account: s3events.LocalAccount, Region: cfg.Storage.S3.Region,
 	})
 	if err != nil {
 		return err
 	}
 	nh, err := handler.NewNotify(handler.NotifyConfig{
-		Publisher: sink, Ledger: ledger, Log: log, Datasets: routes.Datasets,
+		Publisher: sink, Ledger: led, Log: log, Datasets: routes.Datasets,
 		Presigner: s3.NewPresignClient(client), Credentials: credentials.NewStaticCredentialsProvider(s3c.AccessKey, s3c.Secret, ""),
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package handler
+package ledger
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 func TestLedgerClaims(t *testing.T) {
 	srv := s3test.Start(t)
-	l := NewLedger(srv.Client(), srv.Bucket, "")
+	l := New(srv.Client(), srv.Bucket, "")
 	now := time.Now()
 	l.now = func() time.Time { return now }
 	c := context.Background() // claims without a deadline: Stale decides (the mocked clock)
@@ -54,7 +54,7 @@ func TestLedgerClaims(t *testing.T) {
 // deadline has passed: its claimant cannot still be running. Without one, Stale applies.
 func TestLedgerClaimUntilDeadline(t *testing.T) {
 	srv := s3test.Start(t)
-	l := NewLedger(srv.Client(), srv.Bucket, "")
+	l := New(srv.Client(), srv.Bucket, "")
 	now := time.Now()
 	l.now = func() time.Time { return now }
 	start := now
@@ -81,8 +81,8 @@ func TestLedgerClaimUntilDeadline(t *testing.T) {
 // it over, when its own deadline leaves room; otherwise it gives up after the usual wait.
 func TestLedgerClaimWaitTakesOverDeadClaimant(t *testing.T) {
 	srv := s3test.Start(t)
-	l := NewLedger(srv.Client(), srv.Bucket, "")
-	l.skew = 0
+	l := New(srv.Client(), srv.Bucket, "")
+	l.Skew = 0
 	dead, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if got, _, err := l.Claim(dead, "x"); err != nil || got != Claimed {
@@ -114,7 +114,7 @@ func TestLedgerClaimWaitTakesOverDeadClaimant(t *testing.T) {
 // Release and Done record a handler's outcome even when its context has just ended.
 func TestLedgerWritesOutliveCancel(t *testing.T) {
 	srv := s3test.Start(t)
-	l := NewLedger(srv.Client(), srv.Bucket, "")
+	l := New(srv.Client(), srv.Bucket, "")
 	c, cancel := context.WithCancel(context.Background())
 	for _, name := range []string{"r", "d"} {
 		if got, _, err := l.Claim(c, name); err != nil || got != Claimed {

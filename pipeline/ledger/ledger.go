@@ -1,4 +1,9 @@
-package handler
+// Package ledger is the pipeline's idempotency ledger: records in S3, written with conditional
+// requests, saying which facts (an event handled, a notice sent) were handled and with what
+// result, so that a redelivered event does nothing twice and a crashed delivery is redone once.
+// The same code runs against AWS and against the embedded endpoint; its tests run against
+// versitygw.
+package ledger
 
 import (
 	"bytes"
@@ -12,26 +17,22 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/ferrygw/ferry/pipeline/s3status"
 	"github.com/ferrygw/ferry/pipeline/tracking"
 )
 
-// LedgerAPI is the S3 calls the ledger makes; *s3.Client satisfies it.
-type LedgerAPI interface {
+// API is the S3 calls the ledger makes; *s3.Client satisfies it.
+type API interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
 }
 
-// busyWait bounds how long a handler waits for a concurrent delivery of the same fact.
-const busyWait = 10 * time.Second
-
-// DefaultLedgerPrefix is where ledger objects live in the ledger bucket. The transform handler
+// DefaultPrefix is where ledger objects live in the ledger bucket. The transform handler
 // never routes keys under it.
-const DefaultLedgerPrefix = ".ferry/ledger/"
+const DefaultPrefix = ".ferry/ledger/"
 
 // Ledger records, in S3, which facts were handled, with conditional writes: a claim is a
 // PutObject with If-None-Match: * (412 = someone claimed it before), so two deliveries of one
@@ -41,31 +42,33 @@ const DefaultLedgerPrefix = ".ferry/ledger/"
 // without a deadline, once it is older than Stale; If-Match on the claim's etag lets only one
 // taker win.
 type Ledger struct {
-	api    LedgerAPI
+	api    API
 	bucket string
 	prefix string
 	// Stale is how old a pending claim of a claimant without a deadline must be before another
 	// delivery takes it over; it must exceed the longest run of such a handler. Default 20 min.
 	Stale time.Duration
-	now   func() time.Time
-	skew  time.Duration // claimSkew; tests shorten it
+	// Skew allows for clocks that differ between the hosts that claim: a claim made under a
+	// deadline is taken over this long after it. Default 10s.
+	Skew time.Duration
+	now  func() time.Time
 }
 
-// NewLedger returns a ledger in bucket under prefix ("" = DefaultLedgerPrefix).
-func NewLedger(api LedgerAPI, bucket, prefix string) *Ledger {
+// New returns a ledger in bucket under prefix ("" = DefaultPrefix).
+func New(api API, bucket, prefix string) *Ledger {
 	if prefix == "" {
-		prefix = DefaultLedgerPrefix
+		prefix = DefaultPrefix
 	}
-	return &Ledger{api: api, bucket: bucket, prefix: prefix, Stale: 20 * time.Minute, now: time.Now, skew: claimSkew}
+	return &Ledger{api: api, bucket: bucket, prefix: prefix, Stale: 20 * time.Minute, now: time.Now, Skew: claimSkew}
 }
 
 // Bucket and Prefix say where the ledger lives.
 func (l *Ledger) Bucket() string { return l.bucket }
 func (l *Ledger) Prefix() string { return l.prefix }
 
-// tracker writes the per-file status records (package tracking) beside the ledger: same
+// Tracker writes the per-file status records (package tracking) beside the ledger: same
 // bucket, prefix and client, so they share its lifecycle rule and its grants.
-func (l *Ledger) tracker() tracking.Writer {
+func (l *Ledger) Tracker() tracking.Writer {
 	return tracking.Writer{API: l.api, Index: tracking.New(l.bucket, l.prefix)}
 }
 
@@ -77,10 +80,6 @@ const (
 	Done                      // handled before; the record holds what Done stored
 	Busy                      // another delivery is handling it right now; retry later
 )
-
-// ErrBusy is returned by handlers when another delivery holds a fresh claim: a retry later
-// finds the fact done.
-var ErrBusy = errors.New("handler: another delivery is handling this event")
 
 type ledgerRecord struct {
 	State string    `json:"state"` // pending | done
@@ -96,7 +95,7 @@ const claimSkew = 10 * time.Second
 // staleAt is when a pending claim may be taken over.
 func (l *Ledger) staleAt(rec ledgerRecord) time.Time {
 	if !rec.Until.IsZero() {
-		return rec.Until.Add(l.skew)
+		return rec.Until.Add(l.Skew)
 	}
 	return rec.At.Add(l.Stale)
 }
@@ -123,9 +122,9 @@ func (l *Ledger) claim(ctx context.Context, name string) (ClaimState, json.RawMe
 	switch {
 	case err == nil:
 		return Claimed, nil, time.Time{}, nil
-	case isStatus(err, http.StatusConflict):
+	case s3status.Is(err, http.StatusConflict):
 		return Busy, nil, time.Time{}, nil // ConditionalRequestConflict: a concurrent claim
-	case !isStatus(err, http.StatusPreconditionFailed):
+	case !s3status.Is(err, http.StatusPreconditionFailed):
 		return 0, nil, time.Time{}, fmt.Errorf("ledger claim %s: %w", name, err)
 	}
 	rec, etag, err := l.read(ctx, name)
@@ -148,7 +147,7 @@ func (l *Ledger) claim(ctx context.Context, name string) (ClaimState, json.RawMe
 	switch {
 	case err == nil:
 		return Claimed, nil, time.Time{}, nil
-	case isStatus(err, http.StatusPreconditionFailed), isStatus(err, http.StatusConflict):
+	case s3status.Is(err, http.StatusPreconditionFailed), s3status.Is(err, http.StatusConflict):
 		return Busy, nil, time.Time{}, nil
 	default:
 		return 0, nil, time.Time{}, fmt.Errorf("ledger take over stale claim %s: %w", name, err)
@@ -209,7 +208,7 @@ type getAPI interface {
 
 func readRecord(ctx context.Context, api getAPI, bucket, key, name string) (ledgerRecord, string, error) {
 	out, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	if isStatus(err, http.StatusNotFound) {
+	if s3status.Is(err, http.StatusNotFound) {
 		return ledgerRecord{}, "", errGone
 	}
 	if err != nil {
@@ -240,24 +239,24 @@ type Entry struct {
 
 // Get reads the record name; ok is false when there is none.
 func (l *Ledger) Get(ctx context.Context, name string) (e Entry, ok bool, err error) {
-	return LedgerReader{API: l.api, Bucket: l.bucket, Prefix: l.prefix}.Get(ctx, name)
+	return Reader{API: l.api, Bucket: l.bucket, Prefix: l.prefix}.Get(ctx, name)
 }
 
-// LedgerReader reads a ledger with GetObject alone: what `ferry trace` needs, with the
+// Reader reads a ledger with GetObject alone: what `ferry trace` needs, with the
 // operator's read-only credentials.
-type LedgerReader struct {
+type Reader struct {
 	API interface {
 		GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	}
 	Bucket string
-	Prefix string // "" = DefaultLedgerPrefix
+	Prefix string // "" = DefaultPrefix
 }
 
 // Get reads the record name; ok is false when there is none.
-func (r LedgerReader) Get(ctx context.Context, name string) (e Entry, ok bool, err error) {
+func (r Reader) Get(ctx context.Context, name string) (e Entry, ok bool, err error) {
 	prefix := r.Prefix
 	if prefix == "" {
-		prefix = DefaultLedgerPrefix
+		prefix = DefaultPrefix
 	}
 	rec, _, err := readRecord(ctx, r.API, r.Bucket, prefix+name, name)
 	if errors.Is(err, errGone) {
@@ -267,18 +266,6 @@ func (r LedgerReader) Get(ctx context.Context, name string) (e Entry, ok bool, e
 		return Entry{}, false, err
 	}
 	return Entry{State: rec.State, At: rec.At, Until: rec.Until, Result: rec.Result}, true, nil
-}
-
-// Names of the ledger's facts about one file version (id: tracking.FileID of it), for readers
-// such as `ferry trace`.
-func ObjectFact(id string) string { return "object/" + id }           // transform: its FileDetail, or {"batch": …}
-func NoticeFact(id string) string { return "notify/" + safeName(id) } // notify: a SentRecord
-
-// BatchMember is what the ledger keeps for a file processed in its batch (ObjectFact of the
-// file): the marker's key and file id, whose own fact holds the batch's FileDetail.
-type BatchMember struct {
-	Batch   string `json:"batch"`
-	BatchID string `json:"batch_id,omitempty"`
 }
 
 // Done marks name handled and stores result (returned by later Claims). Like Release it
@@ -360,7 +347,7 @@ func (l *Ledger) List(ctx context.Context, dir string) (names []string, values [
 		for _, o := range page.Contents {
 			name := aws.ToString(o.Key)[len(l.prefix):]
 			out, err := l.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.bucket), Key: o.Key})
-			if isStatus(err, http.StatusNotFound) {
+			if s3status.Is(err, http.StatusNotFound) {
 				continue
 			}
 			if err != nil {
@@ -376,29 +363,6 @@ func (l *Ledger) List(ctx context.Context, dir string) (names []string, values [
 		}
 	}
 	return names, values, nil
-}
-
-// isStatus reports whether err is an S3 response with HTTP status code.
-func isStatus(err error, code int) bool {
-	if err == nil {
-		return false
-	}
-	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) && re.HTTPStatusCode() == code {
-		return true
-	}
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch code {
-		case http.StatusPreconditionFailed:
-			return ae.ErrorCode() == "PreconditionFailed"
-		case http.StatusNotFound:
-			return ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound"
-		case http.StatusConflict:
-			return ae.ErrorCode() == "ConditionalRequestConflict"
-		}
-	}
-	return false
 }
 
 // detached is ctx without its cancellation, bounded by a short timeout of its own: for the
