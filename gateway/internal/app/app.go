@@ -17,8 +17,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ferrygw/ferry/gateway/internal/access"
 	"github.com/ferrygw/ferry/gateway/internal/config"
+	"github.com/ferrygw/ferry/gateway/internal/embedded"
 	"github.com/ferrygw/ferry/gateway/internal/ftpd"
 	"github.com/ferrygw/ferry/gateway/internal/health"
 	"github.com/ferrygw/ferry/gateway/internal/hostkeys"
@@ -35,7 +38,6 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/transfermetrics"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/event"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ShutdownGrace bounds the last steps of a stop after the front ends have drained (config
@@ -64,18 +66,22 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 
 	r := &runner{logger: logger, drain: cfg.DrainTimeout}
 	defer r.stop()
-	var local *embedded
+	var local *embedded.System
 	reg := prometheus.NewRegistry()
 	s3cfg := cfg.Storage.S3
 	if e := cfg.Embedded.S3; e.Enabled() {
-		local, err = startEmbedded(cfg, logger)
+		local, err = embedded.Start(cfg, logger)
 		if err != nil {
 			return err
 		}
-		defer local.close(logger) // after r.stop: the events of the last transfers still land
-		reg.MustRegister(local.metrics)
+		defer func() { // after r.stop: the events of the last transfers still land
+			ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+			defer cancel()
+			local.Close(ctx, logger)
+		}()
+		reg.MustRegister(local.Metrics())
 		// Served before the rest is built: the users file may be an object in it.
-		if err := r.listen(named{name: "s3", addr: e.Listen, srv: local.s3}); err != nil {
+		if err := r.listen(named{name: "s3", addr: e.Listen, srv: local.S3()}); err != nil {
 			return err
 		}
 		r.serve()
@@ -95,7 +101,7 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	go userStore.Watch(ctx)
 	go reloadOnHUP(ctx, userStore, logger)
 	if local != nil {
-		local.keys.start(userStore, logger)
+		local.UseUsers(userStore, logger)
 	}
 
 	transfers := transfermetrics.New(reg)

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/internal/config"
-	"github.com/ferrygw/ferry/gateway/internal/embedded/s3events"
+	"github.com/ferrygw/ferry/gateway/internal/embedded"
 	"github.com/ferrygw/ferry/gateway/internal/transferevents"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/putevents"
@@ -25,7 +25,7 @@ type authenticator interface {
 // the embedded bus when it runs, else to EventBridge when a bus is configured; nil when neither.
 // Publishing never blocks a transfer: both sinks queue, and drop (counted) when full. stop
 // drains the queue at shutdown.
-func newGatewayEvents(ctx context.Context, cfg *config.Config, local *embedded, reg prometheus.Registerer, logger *slog.Logger) (*transferevents.Events, func(), error) {
+func newGatewayEvents(ctx context.Context, cfg *config.Config, local *embedded.System, reg prometheus.Registerer, logger *slog.Logger) (*transferevents.Events, func(), error) {
 	logger = logger.With("component", "gateway-events")
 	region := cfg.Storage.S3.Region
 	var (
@@ -33,8 +33,8 @@ func newGatewayEvents(ctx context.Context, cfg *config.Config, local *embedded, 
 		drain func(context.Context) error
 	)
 	switch eb := cfg.Events.EventBridge; {
-	case local != nil && local.bus != nil:
-		bs := transferevents.NewBusSink(local.bus, 0, logger)
+	case local != nil && local.Bus() != nil:
+		bs := transferevents.NewBusSink(local.Bus(), 0, logger)
 		bs.Start(context.WithoutCancel(ctx))
 		reg.MustRegister(bs)
 		sink, drain = bs, bs.Close
@@ -56,7 +56,7 @@ func newGatewayEvents(ctx context.Context, cfg *config.Config, local *embedded, 
 	default:
 		return nil, func() {}, nil
 	}
-	events := transferevents.New(sink, transferevents.Config{Account: s3events.LocalAccount, Region: region, Logger: logger})
+	events := transferevents.New(sink, transferevents.Config{Account: embedded.LocalAccount, Region: region, Logger: logger})
 	stop := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
 		defer cancel()

@@ -1,6 +1,7 @@
-// Package s3events turns the embedded S3 endpoint's changes into the events AWS S3 sends to
-// EventBridge, so the pipeline sees the same JSON locally as on AWS.
-package s3events
+package embedded
+
+// The embedded S3 endpoint's changes become the events AWS S3 sends to EventBridge, so the
+// pipeline sees the same JSON locally as on AWS.
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package app
+package embedded
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrygw/ferry/gateway/internal/config"
-	"github.com/ferrygw/ferry/gateway/internal/embedded/s3events"
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
+	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/bus"
 	"github.com/ferrygw/ferry/pipeline/handler"
 	"github.com/ferrygw/ferry/pipeline/ledger"
@@ -23,16 +24,32 @@ import (
 	"github.com/ferrygw/ferry/pipeline/route"
 )
 
-// embedded is the no-AWS default: an S3 endpoint on a local directory whose every change is
+// System is the no-AWS default: an S3 endpoint on a local directory whose every change is
 // written to the local event bus (before the S3 response returns), rules that route those
-// events, and a local notification sink.
-type embedded struct {
+// events to the pipeline's handlers (the Lambdas' code, as bus targets), and a local
+// notification sink (an outbox file, an optional webhook). Start builds all of it from the
+// embedded section of the config; the caller serves S3 and closes it.
+type System struct {
 	s3      *s3server.Server
 	bus     *bus.Bus  // nil when embedded.events.dir is empty
 	keys    *userKeys // users' S3 keys, in force once the users are loaded
 	metrics *pipelineMetrics
 	ledger  *ledger.Ledger // the pipeline's, nil when no pipeline runs
 }
+
+// S3 is the endpoint's HTTP server, for the caller to serve on embedded.s3.listen.
+func (e *System) S3() *s3server.Server { return e.s3 }
+
+// Bus is the local event bus, nil when embedded.events.dir is empty: the gateway's own events
+// go there.
+func (e *System) Bus() *bus.Bus { return e.bus }
+
+// Metrics collects the pipeline's and the bus's figures.
+func (e *System) Metrics() prometheus.Collector { return e.metrics }
+
+// UseUsers puts users' own S3 keys in force once the users file is loaded (it may be an object
+// of this endpoint, so it is read after the endpoint serves).
+func (e *System) UseUsers(store *users.Store, logger *slog.Logger) { e.keys.start(store, logger) }
 
 // Rule patterns of the embedded default (EventBridge syntax). Arrivals exclude keys under
 // .ferry/ (the pipeline's ledger), as the deployed transform rule does; their writes are not
@@ -43,8 +60,10 @@ const (
 	patternPipeline = `{"source": ["ferry.pipeline"]}`
 )
 
-func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
-	e := &embedded{metrics: newPipelineMetrics()}
+// Start opens the event log, adds the rules and the pipeline's targets, and builds the S3
+// endpoint on its directory; nothing listens yet.
+func Start(cfg *config.Config, logger *slog.Logger) (*System, error) {
+	e := &System{metrics: newPipelineMetrics()}
 	ec := cfg.Embedded
 	if ec.Events.Dir != "" {
 		b, err := bus.Open(ec.Events.Dir, bus.Config{}, logger)
@@ -54,7 +73,7 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 		e.bus = b
 		e.metrics.bus = b
 		if err := e.addRules(cfg, logger); err != nil {
-			e.close(logger)
+			e.closeOnError(logger)
 			return nil, err
 		}
 	}
@@ -65,7 +84,7 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 			if e.isLedgerRecord(c) {
 				return nil
 			}
-			ev, err := s3events.FromChange(c, region)
+			ev, err := FromChange(c, region)
 			if err != nil {
 				return err
 			}
@@ -79,7 +98,7 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 	}
 	keys, err := newUserKeys(cfg)
 	if err != nil {
-		e.close(logger)
+		e.closeOnError(logger)
 		return nil, err
 	}
 	e.keys = keys
@@ -90,14 +109,14 @@ func startEmbedded(cfg *config.Config, logger *slog.Logger) (*embedded, error) {
 		AbortIncompleteUploadsAfter: ec.S3.AbortIncompleteUploadsAfter,
 	}, logger.With("component", "embedded-s3"))
 	if err != nil {
-		e.close(logger)
+		e.closeOnError(logger)
 		return nil, err
 	}
 	e.s3 = srv
 	return e, nil
 }
 
-func (e *embedded) addRules(cfg *config.Config, logger *slog.Logger) error {
+func (e *System) addRules(cfg *config.Config, logger *slog.Logger) error {
 	if err := e.bus.AddRule(bus.Rule{Name: "log", Pattern: patternAll,
 		Target: bus.LogTarget{Logger: logger, Rule: "log"}}); err != nil {
 		return err
@@ -122,7 +141,7 @@ func (e *embedded) addRules(cfg *config.Config, logger *slog.Logger) error {
 // addPipeline runs the Lambdas' handlers as bus targets: S3's Object Created -> transform ->
 // File Processed/Rejected on the bus -> notify -> the local sink. They reach the embedded
 // endpoint over HTTP with the same S3 client code as on AWS.
-func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger *slog.Logger) error {
+func (e *System) addPipeline(cfg *config.Config, sink notify.Publisher, logger *slog.Logger) error {
 	routes, err := route.Load(cfg.Embedded.Pipeline.Routes)
 	if err != nil {
 		return err
@@ -140,7 +159,7 @@ func (e *embedded) addPipeline(cfg *config.Config, sink notify.Publisher, logger
 	log := logger.With("component", "pipeline")
 	th, err := handler.NewTransform(handler.TransformConfig{
 		S3: client, Routes: routes, Ledger: led, Events: e.bus, Log: log, Metrics: e.metrics,
-		Account: s3events.LocalAccount, Region: cfg.Storage.S3.Region,
+		Account: LocalAccount, Region: cfg.Storage.S3.Region,
 	})
 	if err != nil {
 		return err
@@ -201,17 +220,22 @@ func transformPattern(routes *route.Config) (pattern string, ok bool) {
 // the bus at all. Each processed file writes seven (claims, content identities, done marks),
 // and each would otherwise be logged and fsync'd before the write returns, then read, matched
 // and decoded by every rule only to be ignored.
-func (e *embedded) isLedgerRecord(c s3server.Change) bool {
+func (e *System) isLedgerRecord(c s3server.Change) bool {
 	return e.ledger != nil && c.Bucket == e.ledger.Bucket() && strings.HasPrefix(c.Key, e.ledger.Prefix())
 }
 
-// close delivers what it can within the grace period; the rest is redelivered at next start.
-func (e *embedded) close(logger *slog.Logger) {
+// closeOnError closes what Start opened before it failed.
+func (e *System) closeOnError(logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.Close(ctx, logger)
+}
+
+// Close delivers what the bus can before ctx ends; the rest is redelivered at next start.
+func (e *System) Close(ctx context.Context, logger *slog.Logger) {
 	if e.bus == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
-	defer cancel()
 	if err := e.bus.Close(ctx); err != nil {
 		logger.Warn("event bus closed with undelivered events; they are redelivered at next start", "err", err)
 	}

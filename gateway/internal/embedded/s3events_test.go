@@ -1,11 +1,11 @@
-package s3events_test
+package embedded_test
 
 import (
 	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/internal/embedded/s3events"
+	"github.com/ferrygw/ferry/gateway/internal/embedded"
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
 	"github.com/ferrygw/ferry/pipeline/event"
 )
@@ -33,7 +33,7 @@ func TestFromChange(t *testing.T) {
 			event.DetailTypeObjectDeleted, event.ReasonDeleteObject, false, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := s3events.FromChange(tt.c, "us-east-1")
+			e, err := embedded.FromChange(tt.c, "us-east-1")
 			if err != nil {
 				t.Fatal(err)
 			}
