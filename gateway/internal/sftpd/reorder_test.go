@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
@@ -134,68 +135,84 @@ func TestReorderStorageErrorIsSticky(t *testing.T) {
 }
 
 // A write beyond the window waits for the gap to fill instead of buffering without bound.
+// The waits below run in a synctest bubble: time is virtual, so "still blocked" and "timed out
+// after exactly the timeout" are facts, not guesses made with sleeps.
+
 func TestReorderBackpressure(t *testing.T) {
-	sink := &slowBuffer{}
-	r := newReorderWriter(t.Context(), sink, 4, 5*time.Second, testMem(t))
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.WriteAt([]byte("ef"), 4) // [4,6) > written(0)+4: must wait
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("write beyond window returned early: %v", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if _, err := r.WriteAt([]byte("abcd"), 0); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		sink := &slowBuffer{}
+		r := newReorderWriter(t.Context(), sink, 4, 5*time.Second, testMem(t))
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.WriteAt([]byte("ef"), 4) // [4,6) > written(0)+4: must wait
+			done <- err
+		}()
+		synctest.Wait() // the writer is blocked on the window
+		select {
+		case err := <-done:
+			t.Fatalf("write beyond window returned early: %v", err)
+		default:
+		}
+		if _, err := r.WriteAt([]byte("abcd"), 0); err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("waiting write not released after the gap filled")
-	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := string(sink.bytes()); got != "abcdef" {
-		t.Fatalf("stored %q", got)
-	}
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal("waiting write not released after the gap filled")
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(sink.bytes()); got != "abcdef" {
+			t.Fatalf("stored %q", got)
+		}
+	})
 }
 
 func TestReorderWaitTimesOut(t *testing.T) {
-	r := newReorderWriter(t.Context(), &slowBuffer{}, 4, 100*time.Millisecond, testMem(t))
-	start := time.Now()
-	_, err := r.WriteAt([]byte("zz"), 10)
-	if !errors.Is(err, errGapTimeout) {
-		t.Fatalf("err = %v, want gap timeout", err)
-	}
-	if d := time.Since(start); d < 100*time.Millisecond || d > 3*time.Second {
-		t.Fatalf("timed out after %v", d)
-	}
-	if err := r.Close(); !errors.Is(err, errGapTimeout) {
-		t.Fatalf("close = %v", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const timeout = 100 * time.Millisecond
+		r := newReorderWriter(t.Context(), &slowBuffer{}, 4, timeout, testMem(t))
+		start := time.Now()
+		_, err := r.WriteAt([]byte("zz"), 10)
+		if !errors.Is(err, errGapTimeout) {
+			t.Fatalf("err = %v, want gap timeout", err)
+		}
+		if d := time.Since(start); d != timeout {
+			t.Fatalf("timed out after %v, want %v", d, timeout)
+		}
+		if err := r.Close(); !errors.Is(err, errGapTimeout) {
+			t.Fatalf("close = %v", err)
+		}
+	})
 }
 
 func TestReorderWaitEndsOnCancelAndAbort(t *testing.T) {
-	ctx, cancel := context.WithCancelCause(t.Context())
-	r := newReorderWriter(ctx, &slowBuffer{}, 4, time.Minute, testMem(t))
-	gone := errors.New("session gone")
-	go func() { time.Sleep(30 * time.Millisecond); cancel(gone) }()
-	if _, err := r.WriteAt([]byte("zz"), 10); !errors.Is(err, gone) {
-		t.Fatalf("err = %v, want %v", err, gone)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancelCause(t.Context())
+		r := newReorderWriter(ctx, &slowBuffer{}, 4, time.Minute, testMem(t))
+		gone := errors.New("session gone")
+		go func() { time.Sleep(30 * time.Millisecond); cancel(gone) }()
+		start := time.Now()
+		if _, err := r.WriteAt([]byte("zz"), 10); !errors.Is(err, gone) {
+			t.Fatalf("err = %v, want %v", err, gone)
+		}
+		if d := time.Since(start); d != 30*time.Millisecond {
+			t.Fatalf("the write ended %v after it began, want when the session ended (30ms)", d)
+		}
 
-	r = newReorderWriter(t.Context(), &slowBuffer{}, 4, time.Minute, testMem(t))
-	cause := errors.New("transfer error")
-	go func() { time.Sleep(30 * time.Millisecond); r.Abort(cause) }()
-	if _, err := r.WriteAt([]byte("zz"), 10); !errors.Is(err, cause) {
-		t.Fatalf("err = %v, want %v", err, cause)
-	}
+		r = newReorderWriter(t.Context(), &slowBuffer{}, 4, time.Minute, testMem(t))
+		cause := errors.New("transfer error")
+		go func() { time.Sleep(30 * time.Millisecond); r.Abort(cause) }()
+		if _, err := r.WriteAt([]byte("zz"), 10); !errors.Is(err, cause) {
+			t.Fatalf("err = %v, want %v", err, cause)
+		}
+	})
 }
 
 // TestReorderRandomized writes a random file as chunks of random sizes, shuffled within a
