@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // fast is a retry policy for tests: quick backoff, few attempts.
@@ -132,18 +133,6 @@ func (r *recorder) keys() map[string]int {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestPutLogsBeforeReturning(t *testing.T) {
 	dir := t.TempDir()
 	b := openBus(t, dir, testConfig())
@@ -248,7 +237,7 @@ func TestRetryThenSuccess(t *testing.T) {
 	if err := b.Put(context.Background(), created(t, "k")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "delivery after retries", func() bool { return r.count("k") == 1 })
+	testtool.Eventually(t, 5*time.Second, "delivery after retries", func() bool { return r.count("k") == 1 })
 	closeBus(t, b)
 	if r.calls != 3 {
 		t.Errorf("target called %d times, want 3 (2 failures + success)", r.calls)
@@ -272,7 +261,7 @@ func TestRetryExhaustedDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "dead-letter", "dl", e.ID+".json")
-	waitFor(t, 5*time.Second, "dead-letter file", func() bool { _, err := os.Stat(path); return err == nil })
+	testtool.Eventually(t, 5*time.Second, "dead-letter file", func() bool { _, err := os.Stat(path); return err == nil })
 	closeBus(t, b)
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -333,8 +322,8 @@ func TestRestartRedeliversUndelivered(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "first rule delivering", func() bool { return len(ok.keys()) == 3 })
-	waitFor(t, 5*time.Second, "failing attempts", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.calls >= 6 })
+	testtool.Eventually(t, 5*time.Second, "first rule delivering", func() bool { return len(ok.keys()) == 3 })
+	testtool.Eventually(t, 5*time.Second, "failing attempts", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.calls >= 6 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	if err := b.Close(ctx); err == nil {
 		t.Error("Close reported a full drain while deliveries were still failing")
@@ -353,7 +342,7 @@ func TestRestartRedeliversUndelivered(t *testing.T) {
 	if err := b2.AddRule(Rule{Name: "ok", Pattern: pattern, Target: ok2, Retry: retry}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "redelivery after restart", func() bool { return len(r.keys()) == 3 })
+	testtool.Eventually(t, 5*time.Second, "redelivery after restart", func() bool { return len(r.keys()) == 3 })
 	closeBus(t, b2)
 	for _, k := range keys {
 		if r.count(k) < 1 {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // 20 goroutines x 20 Puts while deliveries run, with a target that fails now and then: every
@@ -56,7 +58,7 @@ func TestNoLossUnderConcurrency(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("put: %v", err)
 	}
-	waitFor(t, 20*time.Second, "all deliveries", func() bool { return len(r.keys()) == writers*perWriter })
+	testtool.Eventually(t, 20*time.Second, "all deliveries", func() bool { return len(r.keys()) == writers*perWriter })
 	closeBus(t, b)
 
 	got := r.keys()

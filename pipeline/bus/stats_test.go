@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // Stats shows a rule's backlog while its target is failing, then the dead letter once its
@@ -43,13 +45,13 @@ func TestStats(t *testing.T) {
 		t.Fatalf("no stats for rule %s", rule)
 		return RuleStats{}
 	}
-	waitFor(t, 5*time.Second, "the quick rule's deliveries", func() bool { return stat("quick").Backlog == 0 })
-	waitFor(t, 5*time.Second, "the poison's dead letter", func() bool { return stat("slow").DeadLetters == 1 })
+	testtool.Eventually(t, 5*time.Second, "the quick rule's deliveries", func() bool { return stat("quick").Backlog == 0 })
+	testtool.Eventually(t, 5*time.Second, "the poison's dead letter", func() bool { return stat("slow").DeadLetters == 1 })
 	if s := stat("slow"); s.Backlog != 3 {
 		t.Errorf("slow rule while its target blocks: %+v, want a backlog of 3", s)
 	}
 	close(gate)
-	waitFor(t, 5*time.Second, "the slow rule's backlog to drain", func() bool { return stat("slow").Backlog == 0 })
+	testtool.Eventually(t, 5*time.Second, "the slow rule's backlog to drain", func() bool { return stat("slow").Backlog == 0 })
 	if s := stat("quick"); s.DeadLetters != 0 {
 		t.Errorf("quick rule: %+v", s)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // A rule whose every worker is stuck in its target does not hold up another rule: each rule
@@ -41,7 +42,7 @@ func TestRulesDoNotWaitForEachOther(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "the other rule's deliveries while the first is stuck", func() bool { return len(fastRule.keys()) == n })
+	testtool.Eventually(t, 5*time.Second, "the other rule's deliveries while the first is stuck", func() bool { return len(fastRule.keys()) == n })
 	releaseOnce.Do(func() { close(release) })
 	closeBus(t, b)
 }
@@ -78,7 +79,7 @@ func TestRuleConcurrencyIsWorkers(t *testing.T) {
 			if err := b.Put(context.Background(), evs...); err != nil { // at once: the workers, not the Puts, set the pace
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "every delivery", func() bool { mu.Lock(); defer mu.Unlock(); return done == n })
+			testtool.Eventually(t, 10*time.Second, "every delivery", func() bool { mu.Lock(); defer mu.Unlock(); return done == n })
 			closeBus(t, b)
 			if peak != workers {
 				t.Errorf("%d deliveries at most at once, want %d", peak, workers)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrygw/ferry/pipeline/bus"
 	"github.com/ferrygw/ferry/pipeline/redrive"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // flaky is a bus target that fails while failing is set, then delivers to next.
@@ -62,14 +63,14 @@ func TestLocalRedriveExactlyOnce(t *testing.T) {
 	if err := b.PutRaw(ctx, p.upload(t, "incoming/ana/a.csv", "id\n1\n")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the notice's dead letter", func() bool { return deadLetters("notify") == 1 })
+	testtool.Eventually(t, 10*time.Second, "the notice's dead letter", func() bool { return deadLetters("notify") == 1 })
 	// The transform is down: b.csv's S3 event is dead-lettered.
 	transformT.failing.Store(true)
 	bEvent := p.upload(t, "incoming/ana/b.csv", "id\n2\n")
 	if err := b.PutRaw(ctx, bEvent); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the S3 event's dead letter", func() bool { return deadLetters("transform") == 1 })
+	testtool.Eventually(t, 10*time.Second, "the S3 event's dead letter", func() bool { return deadLetters("transform") == 1 })
 	transformT.failing.Store(false)
 	notifyT.failing.Store(false)
 
@@ -98,13 +99,13 @@ func TestLocalRedriveExactlyOnce(t *testing.T) {
 	if err != nil || !taken || !running {
 		t.Fatalf("wait: taken %v running %v %v", taken, running, err)
 	}
-	eventually(t, 10*time.Second, "both notices", func() bool { return len(p.sent.all()) == 2 })
+	testtool.Eventually(t, 10*time.Second, "both notices", func() bool { return len(p.sent.all()) == 2 })
 
 	// The same events again (a second redrive of copies, a redelivery): nothing more happens.
 	if _, err := bus.Enqueue(dir, bEvent, listed[0].Event); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the inbox to drain", func() bool { n, _ := bus.Pending(dir); return n == 0 })
+	testtool.Eventually(t, 5*time.Second, "the inbox to drain", func() bool { n, _ := bus.Pending(dir); return n == 0 })
 	time.Sleep(300 * time.Millisecond) // a duplicate would land now
 	got := p.sent.all()
 	if len(got) != 2 || deadLetters() != 0 {
@@ -139,7 +140,7 @@ func TestLocalRedriveWhileStopped(t *testing.T) {
 	if err := b.PutRaw(testCtx(t), p.upload(t, "incoming/ana/c.csv", "id\n3\n")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the dead letter", func() bool { dls, _ := bus.DeadLetters(dir); return len(dls) == 1 })
+	testtool.Eventually(t, 10*time.Second, "the dead letter", func() bool { dls, _ := bus.DeadLetters(dir); return len(dls) == 1 })
 	if err := b.Close(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -164,5 +165,5 @@ func TestLocalRedriveWhileStopped(t *testing.T) {
 	if err := b.AddRule(bus.Rule{Name: "transform", Pattern: `{"source":["aws.s3"]}`, Target: p.transform}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "c.csv's output", func() bool { return len(p.outputs(t)) == 1 })
+	testtool.Eventually(t, 10*time.Second, "c.csv's output", func() bool { return len(p.outputs(t)) == 1 })
 }

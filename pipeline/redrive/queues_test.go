@@ -132,7 +132,7 @@ func TestQueuesRedriveExactlyOnce(t *testing.T) {
 
 	// The bus delivered the three events to the rule's target: hand each to the transform.
 	var delivered [][]byte
-	eventually(t, 20*time.Second, "three deliveries", func() bool {
+	testtool.Eventually(t, 20*time.Second, "three deliveries", func() bool {
 		out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(target), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 		if err != nil {
 			t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // idleConns are connections that never send a byte, read until the server closes them.
@@ -288,7 +289,7 @@ func TestBruteForceIsBanned(t *testing.T) {
 	}
 	// One Client Banned event, naming the address and the user it was guessing.
 	var bans []event.Event[event.GatewayDetail]
-	waitFor(t, 5*time.Second, "the Client Banned event", func() bool {
+	testtool.Eventually(t, 5*time.Second, "the Client Banned event", func() bool {
 		bans = nil
 		for _, e := range readGatewayEvents(t, h.dir) {
 			if e.DetailType == event.DetailTypeClientBanned {
@@ -387,7 +388,7 @@ func TestDefenderJudgesTheClientBehindTheLoadBalancer(t *testing.T) {
 	if n := h.metric(t, "ferry_defender_banned_addresses"); n != 1 {
 		t.Errorf("%d addresses banned, want only the attacker's", n)
 	}
-	waitFor(t, 5*time.Second, "the Client Banned event", func() bool {
+	testtool.Eventually(t, 5*time.Second, "the Client Banned event", func() bool {
 		for _, e := range readGatewayEvents(t, h.dir) {
 			if e.DetailType == event.DetailTypeClientBanned {
 				return e.Detail.ClientAddress == attacker

@@ -20,6 +20,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -131,7 +132,7 @@ func TestPresignedSignaturesRedactedInDebugLogs(t *testing.T) {
 	u.RawQuery = q.Encode()
 	httpGet(t, u.String())
 
-	waitFor(t, 5*time.Second, "the presigned GETs in the debug log", func() bool {
+	testtool.Eventually(t, 5*time.Second, "the presigned GETs in the debug log", func() bool {
 		return strings.Count(logs.String(), "shared/report.csv") >= 3
 	})
 	for _, secret := range []string{sig, token} {

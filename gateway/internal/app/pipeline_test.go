@@ -165,7 +165,7 @@ func TestEmbeddedMultipartCopyByContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	outbox := filepath.Join(l.dir, "data", "outbox.jsonl")
-	waitFor(t, 30*time.Second, "the upload's notice", func() bool { return countLines(outbox) == 1 })
+	testtool.Eventually(t, 30*time.Second, "the upload's notice", func() bool { return countLines(outbox) == 1 })
 
 	cli := exec.CommandContext(ctx, awsBin, "--endpoint-url", "http://"+l.s3, "s3", "mv",
 		"s3://ferry/incoming/demo/big.csv", "s3://ferry/incoming/demo/moved.csv")
@@ -180,7 +180,7 @@ func TestEmbeddedMultipartCopyByContent(t *testing.T) {
 	if etag := aws.ToString(head.ETag); !strings.HasSuffix(etag, `-2"`) {
 		t.Fatalf("moved object's etag %s: not the CLI's 2-part copy of a 3-part upload", etag)
 	}
-	waitFor(t, 30*time.Second, "the copy's event to be handled", func() bool {
+	testtool.Eventually(t, 30*time.Second, "the copy's event to be handled", func() bool {
 		return strings.Contains(l.logs.String(), "copy of content already processed")
 	})
 	time.Sleep(300 * time.Millisecond) // a second notice would land now
@@ -214,18 +214,6 @@ func countLines(file string) int {
 	return strings.Count(string(data), "\n")
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestEmbeddedNoticeLinks: with the shipped routes' download_links example switched on, the
 // outbox shows each protocol's message — the e-mail with a link to the output, the JSON for
 // machines — and the link opens the output on the embedded endpoint with no credentials.
@@ -251,7 +239,7 @@ func TestEmbeddedNoticeLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	outbox := filepath.Join(l.dir, "data", "outbox.jsonl")
-	waitFor(t, 20*time.Second, "the notice", func() bool { return countLines(outbox) == 1 })
+	testtool.Eventually(t, 20*time.Second, "the notice", func() bool { return countLines(outbox) == 1 })
 	data, err := os.ReadFile(outbox)
 	if err != nil {
 		t.Fatal(err)

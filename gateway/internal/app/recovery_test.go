@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -131,7 +132,7 @@ memory_limit: 0
 	if _, err := f.Write(bytes.Repeat([]byte("x"), 8<<20)); err != nil { // one 5 MiB part sent
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the multipart upload to start", func() bool { return len(pending()) == 1 })
+	testtool.Eventually(t, 10*time.Second, "the multipart upload to start", func() bool { return len(pending()) == 1 })
 	time.Sleep(1500 * time.Millisecond) // a heartbeat or two
 	first.kill9(t)
 	sc.Close()
@@ -143,9 +144,9 @@ memory_limit: 0
 	t.Logf("after kill -9: %d part file(s) of a pending upload on disk", len(uploads))
 
 	second := startFerry(t, bin, cfg, sftpAddr, s3Addr)
-	waitFor(t, 20*time.Second, "the pending upload to be aborted", func() bool { return len(pending()) == 0 })
+	testtool.Eventually(t, 20*time.Second, "the pending upload to be aborted", func() bool { return len(pending()) == 0 })
 	var failed []event.Event[event.GatewayDetail]
-	waitFor(t, 10*time.Second, "Transfer Failed", func() bool {
+	testtool.Eventually(t, 10*time.Second, "Transfer Failed", func() bool {
 		failed = nil
 		for _, e := range readGatewayEvents(t, dir) {
 			if e.DetailType == event.DetailTypeTransferFailed {
@@ -166,7 +167,7 @@ memory_limit: 0
 		t.Errorf("the recovery is not logged:\n%s", second.logs)
 	}
 	// The journal is clean again: no record, and the dead process's heartbeat is gone.
-	waitFor(t, 5*time.Second, "the journal to be clean", func() bool {
+	testtool.Eventually(t, 5*time.Second, "the journal to be clean", func() bool {
 		out, err := local.Client().ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String("ferry"), Prefix: aws.String(".ferry/uploads/")})
 		return err == nil && len(out.Contents) == 0
 	})
@@ -220,7 +221,7 @@ memory_limit: 0
 	if _, err := f.Write(data[:6<<20]); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the multipart upload to start", func() bool { return pending() == 1 })
+	testtool.Eventually(t, 10*time.Second, "the multipart upload to start", func() bool { return pending() == 1 })
 
 	_, blogs := replica()
 	time.Sleep(9 * time.Second) // three stale_after periods; the other replica scans every second

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // loads counts the times the gateway put a users file in force.
@@ -16,7 +18,7 @@ func (h *hostile) reload(t *testing.T, content string) time.Time {
 	t.Helper()
 	before := h.loads()
 	at := h.setUsers(t, content)
-	waitFor(t, 10*time.Second, "the users file to be reloaded", func() bool { return h.loads() > before })
+	testtool.Eventually(t, 10*time.Second, "the users file to be reloaded", func() bool { return h.loads() > before })
 	return at
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // startUpload logs in and starts STOR name, returning the data connection (TLS when tlsOn) after
@@ -26,7 +28,7 @@ func startUpload(t *testing.T, e *env, tlsOn bool, name string) (r *rawClient, r
 	if _, err := data.Write(chunk); err != nil {
 		t.Fatalf("write data: %v", err)
 	}
-	waitFor(t, "data to reach the store", 5*time.Second, func() bool { return e.store.written.Load() >= before+int64(len(chunk)) })
+	testtool.Eventually(t, 5*time.Second, "data to reach the store", func() bool { return e.store.written.Load() >= before+int64(len(chunk)) })
 	if e.mem != nil && e.mem.Pending() != 1 {
 		t.Fatalf("%d uploads pending, want 1", e.mem.Pending())
 	}
@@ -145,7 +147,7 @@ func TestShutdownAbortsUnfinishedUploads(t *testing.T) {
 	if err := idle.NoOp(); err == nil {
 		t.Fatal("idle session still open after Shutdown")
 	}
-	waitFor(t, "sessions to end", 5*time.Second, func() bool { return e.srv.clients() == 0 })
+	testtool.Eventually(t, 5*time.Second, "sessions to end", func() bool { return e.srv.clients() == 0 })
 	// New connections are refused.
 	if c, err := net.DialTimeout("tcp", e.addr, time.Second); err == nil {
 		c.Close()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // What the load balancer's address and the exposed ports look like to the client. Nothing
@@ -182,7 +183,7 @@ func TestDemuxRefusals(t *testing.T) {
 		if !closedSoon(d) {
 			t.Error("not closed")
 		}
-		waitFor(t, "the refusal to be logged", 5*time.Second, func() bool {
+		testtool.Eventually(t, 5*time.Second, "the refusal to be logged", func() bool {
 			return strings.Contains(e.logs.String(), "data connection refused: no transfer waits on its port")
 		})
 	})
@@ -227,7 +228,7 @@ func TestDemuxRefusals(t *testing.T) {
 		// previous one, so a client asking again needs a second port meanwhile.
 		clients[0].cmd("QUIT")
 		clients[1].cmd("QUIT")
-		waitFor(t, "the departed clients' listeners to close", 5*time.Second, func() bool {
+		testtool.Eventually(t, 5*time.Second, "the departed clients' listeners to close", func() bool {
 			e.srv.handoff.mu.Lock()
 			defer e.srv.handoff.mu.Unlock()
 			n := 0
@@ -265,7 +266,7 @@ func TestDemuxRefusals(t *testing.T) {
 		var listing []byte
 		wg.Go(func() {
 			// The legitimate one, once the server is waiting and the direct one was refused.
-			waitFor(t, "the direct connection's refusal", 10*time.Second, func() bool { return closedSoon(direct) })
+			testtool.Eventually(t, 10*time.Second, "the direct connection's refusal", func() bool { return closedSoon(direct) })
 			d, err := e.lbDialer("203.0.113.8", false, false)("tcp", lbHost+":"+strconv.Itoa(port))
 			if err != nil {
 				t.Error(err)

@@ -25,6 +25,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 )
 
@@ -165,22 +166,10 @@ func (e *env) tryDial(tlsOn bool, user, pass string, opts ...ftp.DialOption) (*f
 	return c, nil
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // assertNothingStored checks that no object and no pending upload exist at name.
 func (e *env) assertNothingStored(name string) {
 	e.t.Helper()
-	waitFor(e.t, "pending uploads to end", 5*time.Second, func() bool { return e.mem.Pending() == 0 })
+	testtool.Eventually(e.t, 5*time.Second, "pending uploads to end", func() bool { return e.mem.Pending() == 0 })
 	if data, err := e.mem.ReadFile(name); err == nil {
 		e.t.Fatalf("%s exists with %d bytes after an interrupted upload", name, len(data))
 	}

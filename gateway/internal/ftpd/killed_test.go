@@ -123,7 +123,7 @@ func killAtQuiet(t *testing.T, e *env, cmd *exec.Cmd, fifo *string) {
 	if _, err := feed.Write(randomData(t, size)); err != nil {
 		t.Fatalf("feed the client: %v", err)
 	}
-	waitFor(t, "the fed bytes to reach the store", 30*time.Second, func() bool {
+	testtool.Eventually(t, 30*time.Second, "the fed bytes to reach the store", func() bool {
 		return e.store.written.Load() >= before+size
 	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -242,14 +242,41 @@ type delayed struct {
 	data []byte // nil: the end of the stream, delivered as a half-close (FIN)
 }
 
+// readReady reads every ready descriptor of fds into q, stamped at; it reports whether a stream
+// ended.
+func (l *delayLink) readReady(fds []unix.PollFd, at time.Time, q *[]delayed, peer map[int]int, reading map[int]bool) bool {
+	ended := false
+	buf := make([]byte, 64<<10)
+	for _, p := range fds {
+		if p.Revents == 0 {
+			continue
+		}
+		fd := int(p.Fd)
+		for {
+			n, err := unix.Read(fd, buf)
+			if n > 0 {
+				*q = append(*q, delayed{at: at, dst: peer[fd], data: append([]byte(nil), buf[:n]...)})
+				continue
+			}
+			if err == unix.EAGAIN || err == unix.EINTR {
+				break
+			}
+			*q = append(*q, delayed{at: at, dst: peer[fd]}) // EOF or reset: the end
+			delete(reading, fd)
+			ended = true
+			break
+		}
+	}
+	return ended
+}
+
 func (l *delayLink) run() {
 	runtime.LockOSThread()
 	defer close(l.done)
 	peer := map[int]int{}     // descriptor -> the other side
 	reading := map[int]bool{} // descriptors not yet at their end
-	ended := map[int]int{}    // directions ended per descriptor (2: close it)
+	closed := map[int]int{}   // directions ended per descriptor (2: close it)
 	var q []delayed
-	buf := make([]byte, 64<<10)
 	for {
 		select {
 		case <-l.stop:
@@ -275,24 +302,21 @@ func (l *delayLink) run() {
 		}
 		unix.Poll(fds, 1) // ms: delivery is at most this late
 		now := time.Now()
-		for _, p := range fds {
-			if p.Revents == 0 {
-				continue
+		// What arrives together is stamped together: once an end of stream is read, whatever
+		// else arrives within the next 2 ms (a dying client's other FIN, µs behind on a real
+		// link) gets the same stamp, however late this thread runs again.
+		ended := l.readReady(fds, now, &q, peer, reading)
+		for burst := now.Add(2 * time.Millisecond); ended; {
+			fds = fds[:0]
+			for fd := range reading {
+				fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 			}
-			fd := int(p.Fd)
-			for {
-				n, err := unix.Read(fd, buf)
-				if n > 0 {
-					q = append(q, delayed{at: now, dst: peer[fd], data: append([]byte(nil), buf[:n]...)})
-					continue
-				}
-				if err == unix.EAGAIN || err == unix.EINTR {
-					break
-				}
-				q = append(q, delayed{at: now, dst: peer[fd]}) // EOF or reset: the end
-				delete(reading, fd)
+			unix.Poll(fds, 0)
+			l.readReady(fds, now, &q, peer, reading)
+			if time.Now().After(burst) {
 				break
 			}
+			time.Sleep(100 * time.Microsecond)
 		}
 		for len(q) > 0 && !now.Before(q[0].at.Add(l.delay)) {
 			d := q[0]
@@ -300,9 +324,9 @@ func (l *delayLink) run() {
 			if d.data == nil {
 				unix.Shutdown(d.dst, unix.SHUT_WR)
 				src := peer[d.dst]
-				ended[d.dst]++
-				ended[src]++
-				if ended[d.dst] == 2 {
+				closed[d.dst]++
+				closed[src]++
+				if closed[d.dst] == 2 {
 					unix.Close(d.dst)
 					unix.Close(src)
 					delete(peer, d.dst)

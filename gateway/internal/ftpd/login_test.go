@@ -16,6 +16,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/defender"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // hungUp reads c until the server closes it and returns how long that took from start, or
@@ -207,7 +208,7 @@ func TestGateBehindLoadBalancer(t *testing.T) {
 	// A ban is the header's address's too.
 	b.Quit()
 	var c *ftp.ServerConn
-	waitFor(t, "198.51.100.2's connection to end", 5*time.Second, func() bool {
+	testtool.Eventually(t, 5*time.Second, "198.51.100.2's connection to end", func() bool {
 		c, err = ftp.Dial("203.0.113.1:21", ftp.DialWithTimeout(5*time.Second), ftp.DialWithDialFunc(e.lbDialer("198.51.100.2", true, false)),
 			ftp.DialWithExplicitTLS(clientTLS()))
 		return err == nil
@@ -262,7 +263,7 @@ func TestSessionRevoked(t *testing.T) {
 	revoke := s.revokes[0]
 	s.mu.Unlock()
 	revoke("user disabled")
-	waitFor(t, "the session to end", 5*time.Second, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.left == 1 })
+	testtool.Eventually(t, 5*time.Second, "the session to end", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.left == 1 })
 	if err := c.NoOp(); err == nil {
 		t.Fatal("revoked session still answers")
 	}

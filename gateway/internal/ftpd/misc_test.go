@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // A client that stops sending mid-upload while keeping both connections open is cut after
@@ -50,7 +52,7 @@ func TestListenAndServeStopsOnShutdown(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ListenAndServe() }()
-	waitFor(t, "both listeners", 5*time.Second, func() bool {
+	testtool.Eventually(t, 5*time.Second, "both listeners", func() bool {
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
 		return len(srv.listeners) == 2

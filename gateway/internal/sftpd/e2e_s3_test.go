@@ -17,6 +17,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -203,13 +204,13 @@ func TestS3KilledClientLeavesNothing(t *testing.T) {
 	if _, err := f.ReadFrom(&sizedReader{data: randomBytes(9, 3*partSize+5)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "a multipart upload to open", func() bool {
+	testtool.Eventually(t, 20*time.Second, "a multipart upload to open", func() bool {
 		out, err := e.s3c.ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: aws.String(e.s3.Bucket)})
 		return err == nil && len(out.Uploads) > 0
 	})
 	nc.Close()
 	e.assertNothingLeft(t, "/killed.bin")
-	waitFor(t, 5*time.Second, "abort to be logged", func() bool {
+	testtool.Eventually(t, 5*time.Second, "abort to be logged", func() bool {
 		return strings.Contains(e.srv.Logs.String(), "upload aborted")
 	})
 }
@@ -224,7 +225,7 @@ func TestS3KilledOpenSSHLeavesNothing(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "a multipart upload to open", func() bool {
+	testtool.Eventually(t, 30*time.Second, "a multipart upload to open", func() bool {
 		out, err := e.s3c.ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: aws.String(e.s3.Bucket)})
 		return err == nil && len(out.Uploads) > 0
 	})

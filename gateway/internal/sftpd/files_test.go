@@ -18,6 +18,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/access"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 func TestUploadDownloadSizes(t *testing.T) {
@@ -442,17 +443,17 @@ func TestKilledClientLeavesNothing(t *testing.T) {
 				case <-time.After(100 * time.Millisecond):
 				}
 			}
-			waitFor(t, 5*time.Second, "upload to start", func() bool { return e.mem.Pending() == 1 })
+			testtool.Eventually(t, 5*time.Second, "upload to start", func() bool { return e.mem.Pending() == 1 })
 			start := time.Now()
 			nc.Close()
-			waitFor(t, 10*time.Second, "upload to be aborted", func() bool { return e.mem.Pending() == 0 })
+			testtool.Eventually(t, 10*time.Second, "upload to be aborted", func() bool { return e.mem.Pending() == 0 })
 			if d := time.Since(start); d > 5*time.Second {
 				t.Fatalf("abort took %v", d)
 			}
 			if files := e.mem.Files(); len(files) != 0 {
 				t.Fatalf("object left behind: %v", files)
 			}
-			waitFor(t, 5*time.Second, "abort to be logged", func() bool {
+			testtool.Eventually(t, 5*time.Second, "abort to be logged", func() bool {
 				return strings.Contains(e.srv.Logs.String(), "upload aborted")
 			})
 		})

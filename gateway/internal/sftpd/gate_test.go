@@ -14,6 +14,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/defender"
 	"github.com/ferrygw/ferry/gateway/internal/sftpd"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // refusedAtAccept reports whether the server closed a new connection without a byte of SSH.
@@ -68,14 +69,14 @@ func TestGate(t *testing.T) {
 		t.Fatal("a third connection not logged in was admitted")
 	}
 	s1.Close()
-	waitFor(t, 5*time.Second, "the closed connection's slot", pending(1))
+	testtool.Eventually(t, 5*time.Second, "the closed connection's slot", pending(1))
 	c := e.srv.MustDial(t, "alice", e.pubkey())
 	if n := gauge(t, reg, "ferry_connections_unauthenticated"); n != 1 {
 		t.Fatalf("%v connections not logged in after a login, want 1", n)
 	}
 	held := silent(t, e.srv.Addr) // the login freed its slot: room for this one
 	s2.Close()
-	waitFor(t, 5*time.Second, "the second closed connection's slot", pending(1))
+	testtool.Eventually(t, 5*time.Second, "the second closed connection's slot", pending(1))
 	// Silent connections score nothing here (no_login 0); one wrong password (4) reaches the
 	// threshold.
 	if _, _, err := e.srv.Dial(t, "alice", []ssh.AuthMethod{ssh.Password("wrong")}); err == nil {
@@ -161,5 +162,5 @@ func TestSessionRevoked(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("closed after %v", d)
 	}
-	waitFor(t, 5*time.Second, "the session to leave", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.left == 1 })
+	testtool.Eventually(t, 5*time.Second, "the session to leave", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.left == 1 })
 }

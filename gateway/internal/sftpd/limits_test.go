@@ -10,6 +10,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // One connection may hold MaxUploads open uploads, counted across its channels; a further open
@@ -115,7 +117,7 @@ func TestChannelsPerConnectionLimit(t *testing.T) {
 		}
 	}
 	held[0].Close()
-	waitFor(t, 5*time.Second, "a channel slot to free", func() bool {
+	testtool.Eventually(t, 5*time.Second, "a channel slot to free", func() bool {
 		ch, in, err := conn.OpenChannel("session", nil)
 		if err != nil {
 			return false
@@ -127,7 +129,7 @@ func TestChannelsPerConnectionLimit(t *testing.T) {
 	// The connection still serves SFTP on a channel of its own once there is room.
 	held[1].Close()
 	var c *sftp.Client
-	waitFor(t, 5*time.Second, "an SFTP channel", func() bool {
+	testtool.Eventually(t, 5*time.Second, "an SFTP channel", func() bool {
 		c, err = sftp.NewClient(conn)
 		return err == nil
 	})

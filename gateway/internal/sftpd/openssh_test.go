@@ -252,11 +252,11 @@ func TestOpenSSHKilledMidUpload(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "upload to start", func() bool { return e.mem.Pending() == 1 })
+	testtool.Eventually(t, 20*time.Second, "upload to start", func() bool { return e.mem.Pending() == 1 })
 	time.Sleep(300 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	waitFor(t, 10*time.Second, "upload to be aborted", func() bool { return e.mem.Pending() == 0 })
+	testtool.Eventually(t, 10*time.Second, "upload to be aborted", func() bool { return e.mem.Pending() == 0 })
 	if files := e.mem.Files(); len(files) != 0 {
 		t.Fatalf("object left behind: %v", files)
 	}

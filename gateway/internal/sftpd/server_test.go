@@ -19,6 +19,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/storage/memstore"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 func TestLogin(t *testing.T) {
@@ -239,7 +240,7 @@ func TestMaxSessions(t *testing.T) {
 	}
 	conn1.Close()
 	// The slot frees when the first session ends.
-	waitFor(t, 5*time.Second, "a free session slot", func() bool {
+	testtool.Eventually(t, 5*time.Second, "a free session slot", func() bool {
 		_, conn, err := e.srv.Dial(t, "alice", e.pubkey())
 		if err == nil {
 			conn.Close()

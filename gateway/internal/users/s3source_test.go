@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrygw/ferry/gateway/internal/embedded/s3server"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -311,11 +312,11 @@ func TestS3StoreFollowsTheObject(t *testing.T) {
 			Home: "e/", Permissions: []string{"list"}}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "erin", func() bool { return has(st, "erin") && has(st, "alice") })
+		testtool.Eventually(t, 10*time.Second, "erin", func() bool { return has(st, "erin") && has(st, "alice") })
 
 		aliceBefore, _ := st.Lookup("alice")
 		s.put(t, key, "users:\n  - name: bob\n    home: b/\n    permissions: [list]\n    shell: /bin/sh\n")
-		eventually(t, "the refusal to be logged", func() bool { return strings.Contains(logs.String(), "users file refused") })
+		testtool.Eventually(t, 10*time.Second, "the refusal to be logged", func() bool { return strings.Contains(logs.String(), "users file refused") })
 		want := "s3://" + s.bucket + "/" + key + `:5: users[0]: unknown key \"shell\"`
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log does not name s3 URL:line (%s): %s", want, logs.String())
@@ -328,7 +329,7 @@ func TestS3StoreFollowsTheObject(t *testing.T) {
 			t.Errorf("refusal logged %d times, want once", n)
 		}
 		s.put(t, key, userFile(t, "bob"))
-		eventually(t, "bob after the fix", func() bool { return has(st, "bob") && !has(st, "alice") })
+		testtool.Eventually(t, 10*time.Second, "bob after the fix", func() bool { return has(st, "bob") && !has(st, "alice") })
 	})
 }
 
@@ -346,7 +347,7 @@ func TestS3StoreStartsUnloaded(t *testing.T) {
 		if err := Add(t.Context(), S3Object(s.client, s.bucket, "later.yaml"), alice(t)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "alice", func() bool { return has(st, "alice") && st.Loaded() == nil })
+		testtool.Eventually(t, 10*time.Second, "alice", func() bool { return has(st, "alice") && st.Loaded() == nil })
 		if _, err := st.CheckPassword(t.Context(), "alice", "a", netipLoopback); err != nil {
 			t.Errorf("alice's login: %v", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 )
 
@@ -19,18 +20,6 @@ func userFile(t *testing.T, names ...string) string {
 		b.WriteString("  - name: " + n + "\n    password_hash: \"" + testHash(t, n, cost) + "\"\n    home: " + n + "/\n    permissions: [list]\n")
 	}
 	return b.String()
-}
-
-// eventually polls cond for up to 10 seconds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func startWatch(t *testing.T, content string) (*Store, string, *logbuf.Buffer) {
@@ -65,7 +54,7 @@ func has(s *Store, name string) bool { _, ok := s.Lookup(name); return ok }
 func TestWatchInPlaceEdit(t *testing.T) {
 	s, p, _ := startWatch(t, userFile(t, "alice"))
 	writeFile(t, p, userFile(t, "alice", "bob"))
-	eventually(t, "bob to appear", func() bool { return has(s, "bob") })
+	testtool.Eventually(t, 10*time.Second, "bob to appear", func() bool { return has(s, "bob") })
 }
 
 func TestWatchRenameReplace(t *testing.T) {
@@ -76,20 +65,20 @@ func TestWatchRenameReplace(t *testing.T) {
 	if err := os.Rename(tmp, p); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "carol to replace alice", func() bool { return has(s, "carol") && !has(s, "alice") })
+	testtool.Eventually(t, 10*time.Second, "carol to replace alice", func() bool { return has(s, "carol") && !has(s, "alice") })
 	// The watch survives the replacement: a second edit is seen too.
 	writeFile(t, tmp, userFile(t, "dave"))
 	if err := os.Rename(tmp, p); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "dave", func() bool { return has(s, "dave") })
+	testtool.Eventually(t, 10*time.Second, "dave", func() bool { return has(s, "dave") })
 }
 
 func TestWatchBadEditKeepsUsers(t *testing.T) {
 	s, p, logs := startWatch(t, userFile(t, "alice"))
 	alice, _ := s.Lookup("alice")
 	writeFile(t, p, "users:\n  - name: bob\n    home: b/\n    permissions: [list]\n    shell: /bin/sh\n")
-	eventually(t, "the refusal to be logged", func() bool { return strings.Contains(logs.String(), "users file refused") })
+	testtool.Eventually(t, 10*time.Second, "the refusal to be logged", func() bool { return strings.Contains(logs.String(), "users file refused") })
 	if out := logs.String(); !strings.Contains(out, p+`:5: users[0]: unknown key \"shell\"`) {
 		t.Errorf("log does not name file:line: %s", out)
 	}
@@ -98,7 +87,7 @@ func TestWatchBadEditKeepsUsers(t *testing.T) {
 	}
 	// Fixing the file applies it.
 	writeFile(t, p, userFile(t, "bob"))
-	eventually(t, "bob after the fix", func() bool { return has(s, "bob") && !has(s, "alice") })
+	testtool.Eventually(t, 10*time.Second, "bob after the fix", func() bool { return has(s, "bob") && !has(s, "alice") })
 	if n := strings.Count(logs.String(), "users file refused"); n != 1 {
 		t.Errorf("refusal logged %d times, want once", n)
 	}
@@ -110,5 +99,5 @@ func TestWatchSeesAdminEdit(t *testing.T) {
 	if err := Add(context.Background(), LocalFile(p), Entry{Name: "erin", PasswordHash: testHash(t, "e", cost), Home: "e/", Permissions: []string{"list"}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "erin", func() bool { return has(s, "erin") && has(s, "alice") })
+	testtool.Eventually(t, 10*time.Second, "erin", func() bool { return has(s, "erin") && has(s, "alice") })
 }
