@@ -315,8 +315,9 @@ func TestOneEventUnderRaces(t *testing.T) {
 		go func() { defer wg.Done(); cancel() }()
 		wg.Wait()
 		ev := rec.waitN(t, 1)[0]
-		c, _ := up.(storage.Committer).Committed()
-		_, committed := up.(storage.Committer).Committed()
+		cm, _ := storage.UploadAs[storage.Committer](up)
+		c, _ := cm.Committed()
+		_, committed := cm.Committed()
 		if committed != (ev.DetailType == event.DetailTypeTransferCompleted) {
 			t.Fatalf("round %d: committed=%v but event %q (%+v)", i, committed, ev.DetailType, c)
 		}
