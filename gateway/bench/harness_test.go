@@ -255,12 +255,13 @@ func (g *gateway) start(b testing.TB, env ...string) {
 type embedded struct {
 	*gateway
 	client  *s3.Client // the embedded endpoint, with its dev credentials
-	metrics string     // host:port of /metrics and /debug/pprof, when asked for
+	metrics string     // host:port of /metrics, when asked for
+	pprof   string     // host:port of /debug/pprof (listen.pprof), with metrics
 }
 
 type embeddedOptions struct {
 	routes  string // routes file of the pipeline; "" runs none
-	metrics bool   // serve /metrics and /debug/pprof (for profiles)
+	metrics bool   // serve /metrics and, on listen.pprof, /debug/pprof (for profiles)
 }
 
 func startEmbedded(b testing.TB, opts embeddedOptions) *embedded {
@@ -272,9 +273,9 @@ func startEmbedded(b testing.TB, opts embeddedOptions) *embedded {
 	if opts.routes != "" {
 		pipeline = fmt.Sprintf("  pipeline:\n    routes: %q\n", opts.routes)
 	}
-	metrics := ""
+	metrics, pprof := "", ""
 	if opts.metrics {
-		metrics = freeAddr(b)
+		metrics, pprof = freeAddr(b), freeAddr(b)
 	}
 	var pub string
 	g.keyFile, pub = clientKey(b, dir)
@@ -287,6 +288,7 @@ func startEmbedded(b testing.TB, opts embeddedOptions) *embedded {
 	write(b, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
   sftp: %q
   metrics: %q
+  pprof: %q
 storage:
   s3:
     bucket: ferry
@@ -305,12 +307,12 @@ embedded:
     outbox: data/outbox.jsonl
 %slog:
   level: warn
-`, g.sftp, metrics, s3Addr, pipeline))
+`, g.sftp, metrics, pprof, s3Addr, pipeline))
 	g.start(b)
 	waitListening(b, s3Addr, g)
 	waitListening(b, g.sftp, g)
 	local := &s3test.Server{Endpoint: "http://" + s3Addr, Region: "us-east-1", AccessKey: "ferry", Secret: "ferrysecret", Bucket: "ferry"}
-	return &embedded{gateway: g, client: local.Client(), metrics: metrics}
+	return &embedded{gateway: g, client: local.Client(), metrics: metrics, pprof: pprof}
 }
 
 // clientKey makes an ed25519 key pair in dir for the SSH clients: the private key's file and

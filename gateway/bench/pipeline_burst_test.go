@@ -121,7 +121,7 @@ func runBurst(tb testing.TB, cfg burstConfig) burstResult {
 	cpu0 := cpuTime(tb, pid)
 	start := time.Now()
 	if cfg.profile != "" {
-		profile = captureProfile(e.metrics, cfg.profileKind, cfg.profile, cfg.profileFor)
+		profile = captureProfile(e.pprof, cfg.profileKind, cfg.profile, cfg.profileFor)
 	}
 	closed := make([]time.Time, cfg.files)
 	var wg sync.WaitGroup
