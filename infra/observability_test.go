@@ -109,9 +109,13 @@ log: {level: info, format: json}
 	}
 	fc.Quit()
 	outbox := filepath.Join(o.dir, "data", "outbox.jsonl")
-	for deadline := time.Now().Add(30 * time.Second); countLines(outbox) < 2; time.Sleep(100 * time.Millisecond) {
+	// The handler logs "notify: sent" after the outbox line, once the ledger marked it sent.
+	done := func() bool {
+		return countLines(outbox) >= 2 && strings.Count(o.proc.Log.String(), `"msg":"notify: sent"`) >= 2
+	}
+	for deadline := time.Now().Add(30 * time.Second); !done(); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the two notifications never reached the outbox:\n%s", ferryproc.Tail(o.proc.Log.String(), 6000))
+			t.Fatalf("the two notifications never reached the outbox and the log:\n%s", ferryproc.Tail(o.proc.Log.String(), 6000))
 		}
 	}
 	return o
