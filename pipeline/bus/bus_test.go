@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ferrygw/ferry/pipeline/event"
@@ -247,51 +248,61 @@ func TestRetryThenSuccess(t *testing.T) {
 	}
 }
 
+// TestRetryExhaustedDeadLetters runs in a synctest bubble: the retries' backoff passes in
+// virtual time, and "a restart delivers nothing" is checked once every goroutine of the bus is
+// idle instead of after a sleep.
 func TestRetryExhaustedDeadLetters(t *testing.T) {
-	dir := t.TempDir()
-	b := openBus(t, dir, testConfig())
-	r := newRecorder()
-	r.fail = func(call int, _ string) error { return fmt.Errorf("boom %d", call) }
-	rule := Rule{Name: "dl", Pattern: `{"detail-type":["Object Created"]}`, Target: r, Retry: fast}
-	if err := b.AddRule(rule); err != nil {
-		t.Fatal(err)
-	}
-	e := created(t, "bad.csv")
-	if err := b.Put(context.Background(), e); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "dead-letter", "dl", e.ID+".json")
-	testtool.Eventually(t, 5*time.Second, "dead-letter file", func() bool { _, err := os.Stat(path); return err == nil })
-	closeBus(t, b)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dl DeadLetter
-	if err := json.Unmarshal(data, &dl); err != nil {
-		t.Fatalf("dead-letter file: %v\n%s", err, data)
-	}
-	if dl.Rule != "dl" || dl.Pattern != rule.Pattern || dl.Attempts != 3 || dl.LastError != "boom 3" {
-		t.Errorf("dead letter = rule %q pattern %q attempts %d last_error %q", dl.Rule, dl.Pattern, dl.Attempts, dl.LastError)
-	}
-	got, err := event.DecodeS3(dl.Event)
-	if err != nil || got.ID != e.ID || got.Detail.Object.Key != "bad.csv" {
-		t.Errorf("dead letter event = %+v, %v", got, err)
-	}
-	if r.calls != 3 {
-		t.Errorf("target called %d times, want MaxAttempts=3", r.calls)
-	}
-	// Dead-lettered counts as handled: a restart does not deliver it again.
-	b2 := openBus(t, dir, testConfig())
-	r2 := newRecorder()
-	if err := b2.AddRule(Rule{Name: "dl", Pattern: rule.Pattern, Target: r2, Retry: fast}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
-	closeBus(t, b2)
-	if r2.calls != 0 {
-		t.Errorf("dead-lettered event redelivered %d times after restart", r2.calls)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		b := openBus(t, dir, testConfig())
+		r := newRecorder()
+		r.fail = func(call int, _ string) error { return fmt.Errorf("boom %d", call) }
+		rule := Rule{Name: "dl", Pattern: `{"detail-type":["Object Created"]}`, Target: r, Retry: fast}
+		if err := b.AddRule(rule); err != nil {
+			t.Fatal(err)
+		}
+		e := created(t, "bad.csv")
+		if err := b.Put(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "dead-letter", "dl", e.ID+".json")
+		time.Sleep(time.Second) // virtual: three attempts and their backoff (at most 5+20 ms)
+		synctest.Wait()
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("no dead-letter file after the attempts: %v", err)
+		}
+		closeBus(t, b)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl DeadLetter
+		if err := json.Unmarshal(data, &dl); err != nil {
+			t.Fatalf("dead-letter file: %v\n%s", err, data)
+		}
+		if dl.Rule != "dl" || dl.Pattern != rule.Pattern || dl.Attempts != 3 || dl.LastError != "boom 3" {
+			t.Errorf("dead letter = rule %q pattern %q attempts %d last_error %q", dl.Rule, dl.Pattern, dl.Attempts, dl.LastError)
+		}
+		got, err := event.DecodeS3(dl.Event)
+		if err != nil || got.ID != e.ID || got.Detail.Object.Key != "bad.csv" {
+			t.Errorf("dead letter event = %+v, %v", got, err)
+		}
+		if r.calls != 3 {
+			t.Errorf("target called %d times, want MaxAttempts=3", r.calls)
+		}
+		// Dead-lettered counts as handled: a restart does not deliver it again.
+		b2 := openBus(t, dir, testConfig())
+		r2 := newRecorder()
+		if err := b2.AddRule(Rule{Name: "dl", Pattern: rule.Pattern, Target: r2, Retry: fast}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		closeBus(t, b2)
+		if r2.calls != 0 {
+			t.Errorf("dead-lettered event redelivered %d times after restart", r2.calls)
+		}
+	})
 }
 
 func TestRestartRedeliversUndelivered(t *testing.T) {
