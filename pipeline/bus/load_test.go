@@ -126,6 +126,13 @@ func TestPutDoesNotWaitForTargets(t *testing.T) {
 		if worst >= slow.delay {
 			t.Errorf("Put waited for the target: the slowest of 50 took %v of virtual time", worst)
 		}
+		// Let the targets finish (25 s of virtual time on 2 workers): a bubble may not end with
+		// its goroutines still inside a delivery.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Fatalf("close: %v", err)
+		}
 	})
 }
 
