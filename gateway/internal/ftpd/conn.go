@@ -236,14 +236,7 @@ func commitGrace(st connState, maxGrace time.Duration) time.Duration {
 	return min(max(st.minRTT, MinCommitGrace), maxGrace)
 }
 
-func (c *controlConn) gone() bool {
-	select {
-	case <-c.dead:
-		return true
-	default:
-	}
-	return c.state().closed
-}
+func (c *controlConn) gone() bool { return c.state().closed }
 
 func (c *controlConn) state() connState {
 	select {

@@ -166,7 +166,7 @@ func freePortRange(t *testing.T, n int) PortRange {
 // network does to two packets sent together). It returns the control port it listens on.
 func startDelayProxy(t *testing.T, listenHost, targetHost string, delay time.Duration, ctlPort string, passive PortRange) string {
 	t.Helper()
-	link := &delayLink{delay: delay, add: make(chan [2]int, 64), stop: make(chan struct{}), done: make(chan struct{})}
+	link := &delayLink{delay: delay, add: make(chan [2]int, 64), stop: make(chan struct{}), done: make(chan struct{}), buf: make([]byte, 64<<10)}
 	go link.run()
 	var listeners []net.Listener
 	forward := func(l net.Listener, target string) {
@@ -234,6 +234,7 @@ type delayLink struct {
 	delay      time.Duration
 	add        chan [2]int // a new connection: client side, server side
 	stop, done chan struct{}
+	buf        []byte // reads, reused (one thread)
 }
 
 type delayed struct {
@@ -246,16 +247,15 @@ type delayed struct {
 // ended.
 func (l *delayLink) readReady(fds []unix.PollFd, at time.Time, q *[]delayed, peer map[int]int, reading map[int]bool) bool {
 	ended := false
-	buf := make([]byte, 64<<10)
 	for _, p := range fds {
 		if p.Revents == 0 {
 			continue
 		}
 		fd := int(p.Fd)
 		for {
-			n, err := unix.Read(fd, buf)
+			n, err := unix.Read(fd, l.buf)
 			if n > 0 {
-				*q = append(*q, delayed{at: at, dst: peer[fd], data: append([]byte(nil), buf[:n]...)})
+				*q = append(*q, delayed{at: at, dst: peer[fd], data: append([]byte(nil), l.buf[:n]...)})
 				continue
 			}
 			if err == unix.EAGAIN || err == unix.EINTR {

@@ -150,27 +150,27 @@ func (h *homeFS) SetStat(ctx context.Context, name string, attrs storage.Attrs) 
 	if err != nil {
 		return err
 	}
-	if attrs.Mode == nil && attrs.ModTime == nil {
-		_, err := h.requireFile(ctx, t)
-		if errors.Is(err, storage.ErrIsDir) {
-			return nil
-		}
-		return pathErr("setstat", t.name, err)
-	}
-	head, marks, err := h.fileAndMarks(ctx, t)
+	head, marks, err := h.fileAndMarks(ctx, t, !attrs.Empty())
 	if err != nil {
 		if errors.Is(err, storage.ErrIsDir) {
 			return nil
 		}
 		return pathErr("setstat", t.name, err)
 	}
+	if attrs.Empty() {
+		return nil
+	}
 	return pathErr("setstat", t.name, h.writeMark(ctx, t.key, versionOf(head.ETag, head.LastModified), attrs, marks))
 }
 
-// fileAndMarks looks up the file t names and lists its attribute markers at once: a client that
-// sets the time of every file it uploads (lftp's MFMT after each STOR) waited for both in turn.
-// The markers are only used once the lookup found a file.
-func (h *homeFS) fileAndMarks(ctx context.Context, t target) (*s3.HeadObjectOutput, []attrMark, error) {
+// fileAndMarks looks up the file t names and, with withMarks, lists its attribute markers at
+// once: a client that sets the time of every file it uploads (lftp's MFMT after each STOR)
+// waited for both in turn. The markers are only used once the lookup found a file.
+func (h *homeFS) fileAndMarks(ctx context.Context, t target, withMarks bool) (*s3.HeadObjectOutput, []attrMark, error) {
+	if !withMarks {
+		head, err := h.requireFile(ctx, t)
+		return head, nil, err
+	}
 	type listed struct {
 		marks []attrMark
 		err   error
@@ -196,7 +196,7 @@ func (h *homeFS) SetStatIfWriter(ctx context.Context, name string, attrs storage
 	if err != nil {
 		return err
 	}
-	head, marks, err := h.fileAndMarks(ctx, t)
+	head, marks, err := h.fileAndMarks(ctx, t, !attrs.Empty())
 	if err != nil {
 		if errors.Is(err, storage.ErrIsDir) {
 			return nil
@@ -206,7 +206,7 @@ func (h *homeFS) SetStatIfWriter(ctx context.Context, name string, attrs storage
 	if user == "" || decodeMeta(head.Metadata[attrUser]) != user {
 		return pathErr("setstat", t.name, fmt.Errorf("%w: %s was not uploaded by %s", fs.ErrPermission, t.name, user))
 	}
-	if attrs.Mode == nil && attrs.ModTime == nil {
+	if attrs.Empty() {
 		return nil
 	}
 	return pathErr("setstat", t.name, h.writeMark(ctx, t.key, versionOf(head.ETag, head.LastModified), attrs, marks))

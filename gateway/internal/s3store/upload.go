@@ -437,7 +437,7 @@ func (u *upload) recordAttrs() {
 	u.mu.Lock()
 	attrs := u.attr
 	u.mu.Unlock()
-	if attrs.Mode == nil && attrs.ModTime == nil {
+	if attrs.Empty() {
 		return
 	}
 	if err := u.h.recordAttrs(u.ctx, u.key, attrs); err != nil {

@@ -177,7 +177,7 @@ func (s *session) setstat(ctx context.Context, r *sftp.Request) error {
 	if flags.Size || flags.UidGid {
 		s.log.Debug("setstat: size and owner are ignored", "path", r.Filepath, "size", flags.Size, "owner", flags.UidGid)
 	}
-	if attrs.Mode == nil && attrs.ModTime == nil {
+	if attrs.Empty() {
 		return nil
 	}
 	// fsetstat on an upload (or setstat on its path) before close: the object does not exist

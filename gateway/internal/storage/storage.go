@@ -99,6 +99,9 @@ type Attrs struct {
 	ModTime *time.Time
 }
 
+// Empty reports whether a sets nothing.
+func (a Attrs) Empty() bool { return a.Mode == nil && a.ModTime == nil }
+
 // CreateOptions describe who writes an object; stored as object metadata.
 type CreateOptions struct {
 	User       string
