@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 
 	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/tracking"
@@ -78,9 +77,4 @@ func New(cfg Config) (*Inspector, error) {
 		ledger: ledger.Reader{API: cfg.S3, Bucket: cfg.LedgerBucket, Prefix: cfg.LedgerPrefix},
 		recs:   tracking.Reader{API: cfg.S3, Index: x},
 	}, nil
-}
-
-func isNotFound(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound")
 }

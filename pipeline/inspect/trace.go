@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/handler"
+	"github.com/ferrygw/ferry/pipeline/s3status"
 	"github.com/ferrygw/ferry/pipeline/tracking"
 )
 
@@ -215,7 +216,7 @@ func (in *Inspector) traceKey(ctx context.Context, bucket, key, etag string, log
 		} else {
 			st.Notes = append(st.Notes, "the object at this key has been replaced since (etag "+cur+"): this is the earlier version's story")
 		}
-	case isNotFound(err):
+	case s3status.NoSuchKey(err):
 	default:
 		return st, false, fmt.Errorf("trace s3://%s/%s: %w", bucket, key, err)
 	}

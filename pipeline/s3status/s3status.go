@@ -26,10 +26,18 @@ func Is(err error, code int) bool {
 		case http.StatusPreconditionFailed:
 			return ae.ErrorCode() == "PreconditionFailed"
 		case http.StatusNotFound:
-			return ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound"
+			return NoSuchKey(err)
 		case http.StatusConflict:
 			return ae.ErrorCode() == "ConditionalRequestConflict"
 		}
 	}
 	return false
+}
+
+// NoSuchKey reports whether err is S3's answer that the object does not exist (NoSuchKey on a
+// GET, NotFound on a HEAD). Unlike Is(err, 404) it does not take other 404s (NoSuchBucket) for
+// a missing object.
+func NoSuchKey(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound")
 }

@@ -3,7 +3,6 @@ package tracking
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,7 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
+
+	"github.com/ferrygw/ferry/pipeline/s3status"
 )
 
 // ReadAPI is the S3 calls reading records needs; *s3.Client satisfies it.
@@ -106,7 +106,7 @@ func (r Reader) list(ctx context.Context, prefix string, fn func(Record) error) 
 func (r Reader) body(ctx context.Context, key string, rec Record) (Record, error) {
 	out, err := r.API.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.Index.bucket), Key: aws.String(key)})
 	if err != nil {
-		if isNotFound(err) {
+		if s3status.NoSuchKey(err) {
 			return rec, nil
 		}
 		return rec, fmt.Errorf("tracking: read %s: %w", key, err)
@@ -122,9 +122,4 @@ func (r Reader) body(ctx context.Context, key string, rec Record) (Record, error
 	}
 	whole.Day, whole.FileID = rec.Day, rec.FileID
 	return whole, nil
-}
-
-func isNotFound(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound")
 }
