@@ -73,7 +73,11 @@ func (h *homeFS) Create(ctx context.Context, name string, opts storage.CreateOpt
 	}
 	u.ctx, u.cancel = context.WithCancelCause(ctx)
 	// A cancelled request or connection aborts: a dropped client never commits a partial file.
+	// writeMu is held while stopWatch is set: a ctx already cancelled runs the func at once, and
+	// its Abort must find stopWatch set.
+	u.writeMu.Lock()
 	u.stopWatch = context.AfterFunc(ctx, func() { _ = u.Abort(context.Cause(ctx)) })
+	u.writeMu.Unlock()
 	return u, nil
 }
 

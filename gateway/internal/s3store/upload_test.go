@@ -100,6 +100,32 @@ func TestUploadLeavesNothing(t *testing.T) {
 	e.spy.failPart, e.spy.failComplete = nil, nil
 }
 
+// TestCreateWithCancelledContext: a request already cancelled when Create runs (a client gone
+// during the open) aborts at once. The abort runs on its own goroutine as Create returns; it once
+// raced Create's setup and crashed the gateway (CI caught it). 20,000 tries made it fail every run before the fix.
+func TestCreateWithCancelledContext(t *testing.T) {
+	e := newEnv(t, Config{Concurrency: 2})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := range 20000 {
+		u, err := e.fs.Create(ctx, fmt.Sprintf("/gone-%d", i), storage.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = u.Write([]byte("x"))
+		if err := u.Close(); err == nil {
+			t.Fatalf("close %d succeeded", i)
+		}
+	}
+	n := 0
+	if err := e.fs.List(t.Context(), "/", func(*storage.Entry) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d objects after cancelled uploads", n)
+	}
+}
+
 // TestWriteAfterPartFailure checks that a failed part stops the upload quickly: Write returns
 // the error instead of buffering the rest of the file.
 func TestWriteAfterPartFailure(t *testing.T) {
