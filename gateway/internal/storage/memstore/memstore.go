@@ -272,7 +272,10 @@ func (m *FS) Create(ctx context.Context, name string, opts storage.CreateOptions
 	}
 	m.pending++
 	u := &upload{m: m, path: p, name: name, opts: opts, ctx: ctx}
+	// u.mu is held while stop is set: a ctx cancelled by now runs Abort at once, elsewhere.
+	u.mu.Lock()
 	u.stop = context.AfterFunc(ctx, func() { _ = u.Abort(context.Cause(ctx)) })
+	u.mu.Unlock()
 	return u, nil
 }
 
