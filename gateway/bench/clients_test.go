@@ -143,6 +143,7 @@ type lftpSession struct {
 	addr     string
 	password string
 	dir      string // where scripts are written
+	settings string // lftp set commands run before connecting (FEAT is read at login)
 }
 
 // timed is sftpSession.timed for lftp. The session is connected and logged in before the
@@ -157,9 +158,9 @@ set net:timeout 60
 set net:reconnect-interval-base 1
 set cache:enable no
 set xfer:clobber yes
-open -u bench,%s ftp://%s
+%sopen -u bench,%s ftp://%s
 quote NOOP
-%s%s%s%s`, s.password, s.addr, setup, markCmd(pid, true), timed, markCmd(pid, false))
+%s%s%s%s`, s.settings, s.password, s.addr, setup, markCmd(pid, true), timed, markCmd(pid, false))
 	f, err := os.CreateTemp(s.dir, "lftp-*.txt")
 	if err != nil {
 		return measured{}, err
