@@ -49,12 +49,14 @@ type reply struct {
 // entries) and answers with per-entry results lined up with the request.
 type fakeEventBridge struct {
 	t        *testing.T
-	srv      *httptest.Server
+	url      string       // where the client sends requests
+	http     *http.Client // how: a socket to an httptest server, or an in-memory transport
 	wantBus  string
 	maxBytes int
 
 	mu       sync.Mutex
 	requests [][]wireEntry
+	times    []time.Time                            // when each request arrived
 	respond  func(n int, entries []wireEntry) reply // n counts requests from 0
 	received chan int                               // request number, after decoding, before answering
 	gate     chan struct{}                          // when non-nil, answers wait for it to be closed
@@ -63,9 +65,38 @@ type fakeEventBridge struct {
 func newFakeEventBridge(t *testing.T, respond func(n int, entries []wireEntry) reply) *fakeEventBridge {
 	f := &fakeEventBridge{t: t, wantBus: "ferry-test", maxBytes: DefaultMaxRequestBytes, respond: respond,
 		received: make(chan int, 1000)}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve)) // binds 127.0.0.1:0
-	t.Cleanup(f.srv.Close)
+	srv := httptest.NewServer(http.HandlerFunc(f.serve)) // binds 127.0.0.1:0
+	t.Cleanup(srv.Close)
+	f.url, f.http = srv.URL, srv.Client()
 	return f
+}
+
+// newInMemoryEventBridge is the same fake reached through an in-memory transport instead of a
+// socket, for testing/synctest bubbles, where nothing may wait on the network so that timers
+// run in virtual time. Requests still go through the SDK's serialization and signing and the
+// fake's protocol checks.
+func newInMemoryEventBridge(t *testing.T, respond func(n int, entries []wireEntry) reply) *fakeEventBridge {
+	f := &fakeEventBridge{t: t, wantBus: "ferry-test", maxBytes: DefaultMaxRequestBytes, respond: respond,
+		received: make(chan int, 1000), url: "http://events.test"}
+	f.http = &http.Client{Transport: handlerTransport{http.HandlerFunc(f.serve)}}
+	return f
+}
+
+// handlerTransport serves a client's requests with a handler in the same goroutine.
+type handlerTransport struct{ h http.Handler }
+
+func (ht handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	in := r.Clone(r.Context()) // as a server receives it
+	in.Host, in.RequestURI = r.URL.Host, r.URL.RequestURI()
+	if r.Body == nil {
+		in.Body = http.NoBody
+	}
+	rec := httptest.NewRecorder()
+	ht.h.ServeHTTP(rec, in)
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+	return rec.Result(), nil
 }
 
 // client is a real SDK client pointed at the fake. The SDK's own retries are off so the
@@ -73,10 +104,10 @@ func newFakeEventBridge(t *testing.T, respond func(n int, entries []wireEntry) r
 func (f *fakeEventBridge) client() *awseventbridge.Client {
 	return awseventbridge.New(awseventbridge.Options{
 		Region:           testRegion,
-		BaseEndpoint:     aws.String(f.srv.URL),
+		BaseEndpoint:     aws.String(f.url),
 		Credentials:      credentials.NewStaticCredentialsProvider(testAccessKey, testSecretKey, ""),
 		RetryMaxAttempts: 1,
-		HTTPClient:       f.srv.Client(),
+		HTTPClient:       f.http,
 	})
 }
 
@@ -123,6 +154,7 @@ func (f *fakeEventBridge) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	n := len(f.requests)
 	f.requests = append(f.requests, in.Entries)
+	f.times = append(f.times, time.Now())
 	gate := f.gate
 	f.mu.Unlock()
 	f.received <- n
@@ -238,6 +270,17 @@ func (f *fakeEventBridge) all() [][]wireEntry {
 	defer f.mu.Unlock()
 	out := make([][]wireEntry, len(f.requests))
 	copy(out, f.requests)
+	return out
+}
+
+// arrivals returns when each request arrived, as durations since start.
+func (f *fakeEventBridge) arrivals(start time.Time) []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]time.Duration, len(f.times))
+	for i, at := range f.times {
+		out[i] = at.Sub(start)
+	}
 	return out
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -197,6 +198,62 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	if s := p.Stats(); s.Published != 3 || s.Failed != 1 || s.Retried != 2 {
 		t.Errorf("stats %+v", s)
 	}
+}
+
+// TestTimingInVirtualTime checks when requests leave, in a synctest bubble (virtual time, the
+// fake reached in memory): a partial batch waits exactly FlushInterval for more entries, a full
+// batch leaves at once, and a failed entry is resent after the jittered backoff, alone.
+func TestTimingInVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newInMemoryEventBridge(t, func(n int, entries []wireEntry) reply {
+			if n == 0 {
+				return reply{fail: map[int]string{1: "InternalFailure"}}
+			}
+			return reply{}
+		})
+		const flush, first = time.Second, 100 * time.Millisecond
+		p := newPublisher(t, f, Config{FlushInterval: flush, Backoff: first, MaxAttempts: 3})
+		p.Start(t.Context())
+		start := time.Now()
+		for i := range 3 {
+			p.Publish(testEntry(i))
+		}
+		time.Sleep(flush - time.Nanosecond)
+		synctest.Wait()
+		if got := f.arrivals(start); len(got) != 0 {
+			t.Fatalf("a partial batch left before FlushInterval: at %v", got)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if got := f.arrivals(start); len(got) != 1 || got[0] != flush {
+			t.Fatalf("requests at %v, want one at %v", got, flush)
+		}
+		time.Sleep(first) // the resend's backoff is between first/2 and first
+		synctest.Wait()
+		got := f.arrivals(start)
+		if len(got) != 2 || got[1] < flush+first/2 || got[1] > flush+first {
+			t.Fatalf("requests at %v, want the resend within [%v, %v]", got, flush+first/2, flush+first)
+		}
+		full := time.Now()
+		for i := range 10 {
+			p.Publish(testEntry(100 + i))
+		}
+		synctest.Wait()
+		if got := f.arrivals(full); len(got) != 3 || got[2] != 0 {
+			t.Fatalf("a full batch waited: requests at %v after it was queued", got)
+		}
+		closeWithin(t, p, time.Minute)
+		var sent []string
+		for _, r := range f.all() {
+			sent = append(sent, fmt.Sprint(ns(t, r)))
+		}
+		if want := "[0 1 2] [1] [100 101 102 103 104 105 106 107 108 109]"; strings.Join(sent, " ") != want {
+			t.Errorf("requests %v, want %s", sent, want)
+		}
+		if s := p.Stats(); s.Published != 13 || s.Retried != 1 || s.Failed != 0 {
+			t.Errorf("stats %+v", s)
+		}
+	})
 }
 
 func TestWholeRequestErrorsAreRetried(t *testing.T) {

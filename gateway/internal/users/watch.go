@@ -59,6 +59,20 @@ func (s *Store) watchFile(ctx context.Context, path string, ready func()) error 
 	if ready != nil {
 		ready()
 	}
+	return s.debounce(ctx, w.Events, w.Errors, func() {
+		s.reloadMu.Lock()
+		tried, err := s.reloadLocked(ctx, false)
+		s.reloadMu.Unlock()
+		if tried && err != nil {
+			s.logger.Error("users file refused; the previous users stay in force", "path", path, "error", err)
+		}
+	})
+}
+
+// debounce calls reload once the folder has been quiet for watchDebounce after an event or a
+// watch error (events may have been lost then: look at the file), until ctx is done or the
+// watch ends. It owns no OS resource, so its timing is tested in virtual time.
+func (s *Store) debounce(ctx context.Context, events <-chan fsnotify.Event, errs <-chan error, reload func()) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -66,25 +80,20 @@ func (s *Store) watchFile(ctx context.Context, path string, ready func()) error 
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-w.Events:
+		case _, ok := <-events:
 			if !ok {
 				return nil
 			}
 			// Any event in the folder: the content comparison decides whether it was ours.
 			timer.Reset(watchDebounce)
-		case err, ok := <-w.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return nil
 			}
 			s.logger.Warn("users file watch", "error", err)
-			timer.Reset(watchDebounce) // events may have been lost: look at the file
+			timer.Reset(watchDebounce)
 		case <-timer.C:
-			s.reloadMu.Lock()
-			tried, err := s.reloadLocked(ctx, false)
-			s.reloadMu.Unlock()
-			if tried && err != nil {
-				s.logger.Error("users file refused; the previous users stay in force", "path", path, "error", err)
-			}
+			reload()
 		}
 	}
 }

@@ -2,12 +2,17 @@ package users
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
@@ -100,4 +105,78 @@ func TestWatchSeesAdminEdit(t *testing.T) {
 		t.Fatal(err)
 	}
 	testtool.Eventually(t, 10*time.Second, "erin", func() bool { return has(s, "erin") && has(s, "alice") })
+}
+
+// TestDebounce runs the watcher's loop in virtual time: an editor's burst of events (write a
+// temporary file, rename it over, touch a backup) is read once, watchDebounce after the burst's
+// last event; a watch error makes it look at the file too; nothing is read without a cause.
+func TestDebounce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &logbuf.Buffer{}
+		s := &Store{logger: slog.New(slog.NewTextHandler(logs, nil))}
+		events, errs := make(chan fsnotify.Event), make(chan error)
+		var mu sync.Mutex // the race detector does not count synctest.Wait as synchronization
+		var at []time.Time
+		reloads := func(since time.Time) (out []time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, a := range at {
+				if a.After(since) {
+					out = append(out, a.Sub(since))
+				}
+			}
+			return out
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			done <- s.debounce(ctx, events, errs, func() {
+				mu.Lock()
+				at = append(at, time.Now())
+				mu.Unlock()
+			})
+		}()
+		start := time.Now()
+
+		time.Sleep(time.Hour) // no event: no read
+		synctest.Wait()
+		if got := reloads(start); len(got) != 0 {
+			t.Fatalf("read %d times without an event", len(got))
+		}
+		start = time.Now()
+		for range 3 { // a burst 150 ms apart: each event restarts the wait
+			events <- fsnotify.Event{Name: "users.yaml", Op: fsnotify.Write}
+			time.Sleep(150 * time.Millisecond)
+		}
+		synctest.Wait()
+		if got := reloads(start); len(got) != 0 {
+			t.Fatalf("read during the burst, at %v", got)
+		}
+		time.Sleep(watchDebounce - 150*time.Millisecond - time.Nanosecond)
+		synctest.Wait()
+		if got := reloads(start); len(got) != 0 {
+			t.Fatalf("read before the folder was quiet for %v: at %v", watchDebounce, got)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if got, want := reloads(start), 300*time.Millisecond+watchDebounce; len(got) != 1 || got[0] != want {
+			t.Fatalf("reads at %v, want one at %v", got, want)
+		}
+
+		start = time.Now()
+		errs <- errors.New("queue overflow")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := reloads(start); len(got) != 1 || got[0] != watchDebounce {
+			t.Fatalf("after a watch error, reads at %v, want one at %v", got, watchDebounce)
+		}
+		if !strings.Contains(logs.String(), "queue overflow") {
+			t.Errorf("watch error not logged: %s", logs.String())
+		}
+
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("debounce: %v", err)
+		}
+	})
 }
