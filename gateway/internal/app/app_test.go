@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,9 +36,8 @@ import (
 // the object's metadata, that /healthz and /metrics answer, that a users-file edit is picked up
 // without a restart, and that cancelling the context stops everything.
 func TestRunServesEveryProtocolOverOneStore(t *testing.T) {
+	t.Parallel()
 	srv := s3test.Start(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	dir := t.TempDir()
 	hash, err := users.HashPassword("s3cret")
 	if err != nil {
@@ -169,6 +172,7 @@ ftp:
 
 // TestRunRefusesATakenPort: start-up fails with the listener's name instead of serving half.
 func TestRunRefusesATakenPort(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -236,13 +240,39 @@ func sftpClient(t *testing.T, addr, user, password string) *sftp.Client {
 	return c
 }
 
+// freeAddr returns a loopback address free now, for a gateway to listen on. Its port is taken
+// below the kernel's ephemeral range (32768 and up here) and handed out once per process: the
+// kernel gives ephemeral ports to every :0 listener and outgoing connection, so a port probed
+// there could be taken again before the gateway bound it, which happened once this package's
+// tests ran in parallel. Another process's tests may still probe the same port between our
+// probe and bind: the random start keeps that unlikely.
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	for range 200 {
+		p := lowPorts.next()
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port between 10000 and 19999")
+	return ""
+}
+
+// portSeq hands out ports 10000-19999 in turn from a random start.
+type portSeq struct {
+	once sync.Once
+	n    atomic.Int64
+}
+
+var lowPorts portSeq
+
+func (s *portSeq) next() int {
+	s.once.Do(func() { s.n.Store(mrand.Int64N(10000)) })
+	return 10000 + int(s.n.Add(1)%10000)
 }
 
 func waitListening(t *testing.T, addr string, done chan error, logs *logbuf.Buffer) {
@@ -274,6 +304,7 @@ func writeFile(t *testing.T, path, content string) {
 // TestRunEmbedded is the no-AWS default: the process serves an S3 endpoint on a local directory
 // and the gateway stores into it through the same S3 client code; S3-native clients see the file.
 func TestRunEmbedded(t *testing.T) {
+	t.Parallel()
 	l := startLocal(t, "")
 	dir, sftpAddr, logs := l.dir, l.sftp, l.logs
 	sc := sftpClient(t, sftpAddr, "demo", "demo")

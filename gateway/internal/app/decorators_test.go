@@ -32,6 +32,7 @@ func (spaced) Space(context.Context, string) (storage.Space, error) { return roo
 // through storage.As and storage.UploadAs whatever the order (a decorator that hid one would make
 // setstat, HASH, df, no-overwrite renames or the gateway's events silently stop working).
 func TestDecoratorsKeepOptionalAbilities(t *testing.T) {
+	t.Parallel()
 	wrap := map[string]func(storage.FS) storage.FS{
 		"access": func(f storage.FS) storage.FS {
 			return access.Restrict(f, users.Permissions{List: true, Download: true, Upload: true, Overwrite: true, Rename: true}, access.User("alice"))

@@ -67,12 +67,11 @@ func (p *putEventsServer) find(detailType string) map[string]any {
 // TestGatewayEventsToEventBridge: on AWS the gateway's events go to the configured bus with
 // PutEvents (source ferry.gateway), carrying who uploaded what.
 func TestGatewayEventsToEventBridge(t *testing.T) {
+	t.Parallel()
 	eb := &putEventsServer{}
 	ts := httptest.NewServer(eb)
 	defer ts.Close()
 	srv := s3test.Start(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	dir := t.TempDir()
 	hash, _ := users.HashPassword("pw")
 	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: alice\n    password_hash: %q\n    home: alice/\n    permissions: [\"*\"]\n", hash))

@@ -69,6 +69,7 @@ func eventsFor(events []event.S3Event, key string) []event.S3Event {
 // endpoint produces exactly one Object Created event, written before the write returns; a
 // killed upload produces none; a directory marker is recognisable.
 func TestEmbeddedEvents(t *testing.T) {
+	t.Parallel()
 	l := startLocal(t, "")
 	client := l.s3Server().Client()
 	ctx := context.Background()

@@ -42,8 +42,6 @@ const alicePassword = "s3cret"
 func startGateway(t *testing.T) *gateway {
 	t.Helper()
 	srv := s3test.Start(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	dir := t.TempDir()
 	hash, err := users.HashPassword(alicePassword)
 	if err != nil {

@@ -51,6 +51,7 @@ embedded:
 // load balancer or a scraper may reach) never serves /debug/pprof, and a pprof listener on
 // any other address refuses to start.
 func TestProfilingIsOptInAndLoopbackOnly(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sftp, s3, metrics, pprof := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	runConfig(t, dir, embeddedConfig(t, dir, sftp, s3, fmt.Sprintf("  metrics: %q\n  pprof: %q\n", metrics, pprof)),
@@ -88,6 +89,7 @@ func TestProfilingIsOptInAndLoopbackOnly(t *testing.T) {
 // token) never reach the log, even at debug level, where the embedded endpoint logs every
 // request with its query.
 func TestPresignedSignaturesRedactedInDebugLogs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sftp, s3addr := freeAddr(t), freeAddr(t)
 	file := filepath.Join(dir, "ferry.yaml")
@@ -211,6 +213,7 @@ var internals = regexp.MustCompile(`(?i)\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d+|\
 // a short reply: no socket address, no SDK operation name or request detail. The detail goes
 // to the log.
 func TestRepliesWithS3DownShowNoInternals(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	sc := sftpClient(t, g.sftpAddr, "alice", alicePassword)
 	if err := sc.Mkdir("/docs"); err != nil {
@@ -318,6 +321,7 @@ func TestRepliesWithS3DownShowNoInternals(t *testing.T) {
 // Through the assembled gateway: with the one passive port taken, another client's PASV gets
 // 425 and ferry_ftp_passive_ports_exhausted_total counts it.
 func TestPassivePortExhaustionMetric(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sftp, ftpAddr, s3, metrics := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	port := freePort(t)

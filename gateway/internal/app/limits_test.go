@@ -19,9 +19,8 @@ import (
 // ftpserverlib has for a resource limit; no object); once the SFTP upload is committed the same STOR goes through. The wait and the
 // refusal show in the metrics, and so do uploads refused by limits.uploads_per_session.
 func TestTransferMemorySharedAcrossProtocols(t *testing.T) {
+	t.Parallel()
 	srv := s3test.Start(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	dir := t.TempDir()
 	hash, err := users.HashPassword("pw")
 	if err != nil {

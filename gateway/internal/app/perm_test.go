@@ -45,8 +45,6 @@ var sharedUsers = map[string]string{
 func startShared(t *testing.T) *shared {
 	t.Helper()
 	srv := s3test.Start(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	dir := t.TempDir()
 	hash, err := users.HashPassword(permPassword)
 	if err != nil {
@@ -133,6 +131,7 @@ func (g *shared) pendingUploads(t *testing.T) []string {
 // keeps the other user's content, and no multipart upload is left pending. Both protocols,
 // one request (small file) and multipart (over the 5 MiB part size).
 func TestOverwriteEnforcedAtCommit(t *testing.T) {
+	t.Parallel()
 	g := startShared(t)
 	for _, size := range []int{1 << 10, 6<<20 + 7} {
 		for _, proto := range []string{"sftp", "ftp"} {
@@ -216,6 +215,7 @@ func TestOverwriteEnforcedAtCommit(t *testing.T) {
 // file: a user without overwrite may do it to a file they uploaded themselves, not to another
 // user's. The refusal is a reply the client sees; the file keeps its time and mode.
 func TestSetStatNeedsOverwrite(t *testing.T) {
+	t.Parallel()
 	g := startShared(t)
 	owner := sftpClient(t, g.sftpAddr, "owner", permPassword)
 	w, err := owner.Create("/theirs.txt")
@@ -283,6 +283,7 @@ func TestSetStatNeedsOverwrite(t *testing.T) {
 // HASH reads the file: a list-only user may not, and a read-only user's HASH writes nothing
 // (it used to cache the SHA-256 as an object tag).
 func TestHashNeedsDownloadAndWritesNothing(t *testing.T) {
+	t.Parallel()
 	g := startShared(t)
 	data := bytes.Repeat([]byte("native upload "), 1000)
 	sum := sha256.Sum256(data)

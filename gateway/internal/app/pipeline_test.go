@@ -28,6 +28,7 @@ import (
 // handlers as the Lambdas; a CSV that fails validation lands in quarantine with a rejection
 // notice; the same through an S3-native upload.
 func TestEmbeddedPipeline(t *testing.T) {
+	t.Parallel()
 	routes, err := filepath.Abs("../../../configs/pipeline.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +132,7 @@ func TestEmbeddedPipeline(t *testing.T) {
 // processed; `aws s3 mv` of it (a multipart copy with 8 MiB parts: another etag, no transfer id)
 // is recognised by its bytes and produces no second output and no second notice.
 func TestEmbeddedMultipartCopyByContent(t *testing.T) {
+	t.Parallel()
 	awsBin := testtool.Path(t, "aws")
 	routes, err := filepath.Abs("../../../configs/pipeline.yaml")
 	if err != nil {
@@ -218,6 +220,7 @@ func countLines(file string) int {
 // outbox shows each protocol's message — the e-mail with a link to the output, the JSON for
 // machines — and the link opens the output on the embedded endpoint with no credentials.
 func TestEmbeddedNoticeLinks(t *testing.T) {
+	t.Parallel()
 	shipped, err := os.ReadFile("../../../configs/pipeline.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ const rcloneDirs, rcloneFilesPerDir = 10, 20
 // times in the listing with the local files, so a listing that shows the upload time instead
 // of the time rclone set makes it upload everything again (and run the pipeline again).
 func TestRcloneCopyTwice(t *testing.T) {
+	t.Parallel()
 	rclone := testtool.Path(t, "rclone")
 	g := startGateway(t)
 	src := t.TempDir()

@@ -79,9 +79,8 @@ func eventuallyReady(t *testing.T, addr string, code int, want string, within ti
 // /readyz fails while S3 is unreachable and recovers when it is back; /healthz (liveness, on the
 // health and the metrics listener) never depends on S3.
 func TestReadinessFollowsS3(t *testing.T) {
+	t.Parallel()
 	srv := s3test.Start(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "users.yaml"), "users: []\n")
 	sftpAddr, healthAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
@@ -127,6 +126,7 @@ memory_limit: 0
 // same code as `ferry user`: the gateway starts not ready (no such object), then loads the users
 // once an admin adds one, and they log in.
 func TestEmbeddedUsersFileOnS3(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sftpAddr, healthAddr, s3Addr := freeAddr(t), freeAddr(t), freeAddr(t)
 	text := fmt.Sprintf(`listen:

@@ -84,6 +84,7 @@ func (p *ferryProcess) kill9(t *testing.T) {
 // process's heartbeat is older than recovery.stale_after, aborts it and sends Transfer Failed
 // with the uploader, the key and the reason.
 func TestKilledGatewayUploadIsRecovered(t *testing.T) {
+	t.Parallel()
 	bin := buildFerry(t)
 	dir := t.TempDir()
 	hash, err := users.HashPassword("demo")
@@ -178,9 +179,8 @@ memory_limit: 0
 // at all meanwhile) leaves that upload alone: the live replica's heartbeat keeps it owned, and
 // the upload completes afterwards.
 func TestLiveReplicaUploadIsNotRecovered(t *testing.T) {
+	t.Parallel()
 	srv := s3test.Start(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	hash, err := users.HashPassword("demo")
 	if err != nil {
 		t.Fatal(err)

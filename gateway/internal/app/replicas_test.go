@@ -75,8 +75,6 @@ func TestReplicasBehindLoadBalancer(t *testing.T) {
 	lftp := testtool.Path(t, "lftp")
 	sftpBin := testtool.Path(t, "sftp")
 	srv := s3test.Start(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	dir := t.TempDir()
 
 	// Secrets as the task definition injects them: one host key, one FTPS certificate.

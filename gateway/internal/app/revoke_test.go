@@ -26,6 +26,7 @@ func (h *hostile) reload(t *testing.T, content string) time.Time {
 // keys, unless the users file lets the password alone in (ftp_password_only); protocols: [sftp]
 // or [ftp] keep a user off the other protocol. Real clients: curl and OpenSSH sftp.
 func TestProtocolsPerUser(t *testing.T) {
+	t.Parallel()
 	h := startHostile(t, gwOptions{users: func(h *hostile) string {
 		return "users:\n" + h.entry("both", "    auth: both\n")
 	}})
@@ -67,6 +68,7 @@ func TestProtocolsPerUser(t *testing.T) {
 // sessions stop working within seconds of her being disabled; bob, whose permissions drop to
 // read-only, keeps his sessions but cannot upload from his next command on.
 func TestRevocationReachesOpenSessions(t *testing.T) {
+	t.Parallel()
 	const within = 5 * time.Second
 	h := startHostile(t, gwOptions{users: func(h *hostile) string {
 		return "users:\n" + h.entry("alice", "") + h.entry("bob", "")

@@ -22,10 +22,9 @@ import (
 // "service temporarily unavailable" (reason 7; OpenSSH prints it), FTP clients a 421 — instead of
 // a session that cannot store anything. Within about a second of S3 coming back it serves.
 func TestS3UnreachableAtStart(t *testing.T) {
+	t.Parallel()
 	srv := s3test.Start(t)
 	srv.Stop()
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.Secret)
 	dir := t.TempDir()
 	hash, err := users.HashPassword(alicePassword)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 // one time, the one set or else S3's LastModified: sync tools compare listings with their
 // local files and re-send whatever differs.
 func TestEveryViewAgrees(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	ctx := t.Context()
 	sc := sftpClient(t, g.sftpAddr, "alice", alicePassword)
@@ -277,6 +278,7 @@ func describeViews(views map[string]map[string]view) string {
 // TestOpenSSHDfThroughTheGateway: `df` reaches the store through every decorator the gateway
 // puts around it (access, events, metrics) and shows an object store's room.
 func TestOpenSSHDfThroughTheGateway(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	out := g.openSSH(t, t.TempDir(), "df\n")
 	if !strings.Contains(out, "1099511627776            0 1099511627776 1099511627776           0%") {

@@ -64,8 +64,8 @@ func start(t testing.TB, dir string, useSidecar bool) *Server {
 	bin := findBinary(t)
 	s := &Server{
 		Region:    "us-east-1",
-		AccessKey: "ferrytest",
-		Secret:    "ferrytest-secret-" + randHex(8),
+		AccessKey: AccessKey,
+		Secret:    Secret(),
 		Dir:       dir,
 	}
 	var sidecar string
@@ -225,6 +225,15 @@ func freeAddr() (string, error) {
 	}
 	return addr, nil
 }
+
+// AccessKey is every test server's access key.
+const AccessKey = "ferrytest"
+
+// Secret is every test server's secret key in this process: random, so nothing works by
+// accident with a default, and shared, so a package whose code reads credentials from the
+// environment (the SDK's standard chain) can set them once in TestMain and run tests in
+// parallel (t.Setenv forbids that).
+var Secret = sync.OnceValue(func() string { return "ferrytest-secret-" + randHex(8) })
 
 func randHex(n int) string {
 	b := make([]byte, n)
