@@ -66,11 +66,20 @@ func retried(md middleware.Metadata) bool {
 // uploading one path at the same moment is the only way to hit another's; that one then fails
 // visibly, which beats a pending upload nobody will ever complete.)
 func (u *upload) abortStrays(ctx context.Context, since time.Time) {
-	out, err := u.h.s.api.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &u.h.bucket, Prefix: &u.key})
-	if err != nil {
-		u.h.s.log.WarnContext(u.parent, "list multipart uploads after a retried create", "path", u.name,
-			"transfer_id", u.opts.TransferID, "err", err)
-		return
+	var out *s3.ListMultipartUploadsOutput
+	for {
+		var err error
+		out, err = u.h.s.api.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &u.h.bucket, Prefix: &u.key})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			// Left to the bucket's lifecycle rule for incomplete uploads.
+			u.h.s.log.WarnContext(u.parent, "list multipart uploads after a retried or failed create", "path", u.name,
+				"transfer_id", u.opts.TransferID, "err", err)
+			return
+		}
+		wait(ctx, time.Second) // S3 failing even after the SDK's retries, as abortFully does
 	}
 	for _, mu := range out.Uploads {
 		id := aws.ToString(mu.UploadId)

@@ -19,6 +19,16 @@ type spy struct {
 	failPart     func(part int32) error // UploadPart fails when it returns an error
 	failComplete error
 	failCopy     func(n int) error // n-th CopyObject (1-based) fails when it returns an error
+	loseCreate   error             // CreateMultipartUpload starts the upload, then returns this
+}
+
+func (s *spy) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, o ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	s.count("CreateMultipartUpload")
+	out, err := s.API.CreateMultipartUpload(ctx, in, o...)
+	if err == nil && s.loseCreate != nil {
+		return nil, s.loseCreate // as when the answer is lost and the SDK's retries fail
+	}
+	return out, err
 }
 
 func newSpy(api API) *spy { return &spy{API: api, calls: map[string]int{}} }

@@ -228,6 +228,9 @@ func (u *upload) flush() error {
 			ChecksumAlgorithm: objectChecksum, ChecksumType: types.ChecksumTypeFullObject,
 		})
 		if err != nil {
+			// An attempt whose answer was lost (a reset, a timeout) may have started an upload
+			// all the same; the cleanup looks for it.
+			u.strays = true
 			return u.setErr(pathErr("write", u.name, err))
 		}
 		u.uploadID = aws.ToString(out.UploadId)
@@ -475,6 +478,7 @@ func (u *upload) cleanup(cause error) error {
 	// A failed PutObject may still be read by the transport: its blocks are dropped, not pooled.
 	u.releaseMemory(false)
 	if u.uploadID == "" {
+		u.cleanStrays() // a failed CreateMultipartUpload may have started one
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
