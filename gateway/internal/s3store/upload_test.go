@@ -324,7 +324,11 @@ func TestPartMemoryPooledAndReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t, Config{PartSize: testPartSize, Memory: mem})
-	var first int64
+	// One upload holds at most Concurrency+1 parts at once; three in a row stay within that
+	// only if each reuses the blocks the earlier ones gave back (without the pool they would
+	// need about three times as much). How many the first needed depends on timing: it is not
+	// a bound for the others.
+	bound := int64(e.store.cfg.Concurrency+1) * testPartSize
 	for i, abort := range []bool{false, false, true} {
 		u, err := e.fs.Create(t.Context(), "/big", storage.CreateOptions{User: "alice"})
 		if err != nil {
@@ -348,13 +352,9 @@ func TestPartMemoryPooledAndReleased(t *testing.T) {
 		if !abort {
 			mustEqual(t, "object", get(t, e.fs, "/big"), data)
 		}
-		if i == 0 {
-			first = mem.Allocated()
-			if first == 0 || first > int64(e.store.cfg.Concurrency+1)*testPartSize {
-				t.Fatalf("one upload allocated %d bytes, want some and at most (concurrency+1) parts", first)
-			}
-		} else if got := mem.Allocated(); got > first {
-			t.Errorf("upload %d allocated %d bytes beyond the %d the first left in the pool", i, got-first, first)
+		// An aborted upload's blocks are dropped, not pooled (the transport may still read them).
+		if got := mem.Allocated(); got == 0 && !abort || got > bound {
+			t.Errorf("after upload %d, %d bytes allocated, want some (pooled) and at most one upload's (concurrency+1) parts, %d", i, got, bound)
 		}
 	}
 }
