@@ -203,3 +203,19 @@ func TestRenameNoReplaceKeepsARacingFile(t *testing.T) {
 		}
 	}
 }
+
+// A rename that must not replace copies through a multipart upload. When S3 starts that upload
+// but its answer is lost, the rename fails, the source stays and no upload is left pending.
+func TestRenameCopyCreateAnswerLost(t *testing.T) {
+	e := newEnv(t, Config{Concurrency: 2})
+	put(t, e.fs, "/a.tmp", []byte("mine"))
+	e.spy.loseCreate = errors.New("injected: the answer was lost")
+	defer func() { e.spy.loseCreate = nil }()
+	if err := e.fs.(storage.NoReplaceRenamer).RenameNoReplace(t.Context(), "/a.tmp", "/a"); err == nil {
+		t.Fatal("rename succeeded")
+	}
+	e.noLeftovers(t, "home/a")
+	if got := get(t, e.fs, "/a.tmp"); string(got) != "mine" {
+		t.Errorf("source = %q, want it kept", got)
+	}
+}

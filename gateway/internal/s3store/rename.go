@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -259,12 +260,24 @@ func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	mp, err := h.s.api.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: &h.bucket, Key: &dstKey, Metadata: head.Metadata, ContentType: head.ContentType,
 		Tagging: tagging,
 	})
 	if err != nil {
+		// An attempt whose answer was lost may have started an upload all the same.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		h.abortStrays(cctx, dstKey, "", start, "op", "copy")
 		return err
+	}
+	if retried(mp.ResultMetadata) {
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			h.abortStrays(cctx, dstKey, aws.ToString(mp.UploadId), start, "op", "copy")
+		}()
 	}
 	partSize := max(h.s.copyPart, (size+maxParts-1)/maxParts)
 	n := int((size + partSize - 1) / partSize)
@@ -293,9 +306,7 @@ func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if _, aerr := h.s.api.AbortMultipartUpload(cctx, &s3.AbortMultipartUploadInput{
-			Bucket: &h.bucket, Key: &dstKey, UploadId: mp.UploadId,
-		}); aerr != nil && !isNotFound(aerr) {
+		if aerr := abortFully(cctx, h.s.api, h.bucket, dstKey, aws.ToString(mp.UploadId)); aerr != nil {
 			h.s.log.WarnContext(ctx, "abort multipart copy", "key", dstKey, "err", aerr)
 		}
 	}

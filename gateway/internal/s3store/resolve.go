@@ -60,38 +60,38 @@ func retried(md middleware.Metadata) bool {
 	return ok && len(res.Results) > 1
 }
 
-// abortStrays aborts the multipart uploads of the upload's key that a retried
-// CreateMultipartUpload may have started without the store learning their ids: every upload of
-// exactly this key initiated since the upload was created, other than its own. (Two clients
-// uploading one path at the same moment is the only way to hit another's; that one then fails
-// visibly, which beats a pending upload nobody will ever complete.)
-func (u *upload) abortStrays(ctx context.Context, since time.Time) {
+// abortStrays aborts the multipart uploads of key that a retried or failed
+// CreateMultipartUpload may have started without the caller learning their ids: every upload of
+// exactly this key initiated since the caller began (since), other than its own (own, "" when
+// it has none). (Two clients writing one key at the same moment is the only way to hit
+// another's; that one then fails visibly, which beats a pending upload nobody will ever
+// complete.) attrs identify the caller in the log.
+func (h *homeFS) abortStrays(ctx context.Context, key, own string, since time.Time, attrs ...any) {
 	var out *s3.ListMultipartUploadsOutput
 	for {
 		var err error
-		out, err = u.h.s.api.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &u.h.bucket, Prefix: &u.key})
+		out, err = h.s.api.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &h.bucket, Prefix: &key})
 		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
 			// Left to the bucket's lifecycle rule for incomplete uploads.
-			u.h.s.log.WarnContext(u.parent, "list multipart uploads after a retried or failed create", "path", u.name,
-				"transfer_id", u.opts.TransferID, "err", err)
+			h.s.log.WarnContext(ctx, "list multipart uploads after a retried or failed create",
+				append(attrs, "key", key, "err", err)...)
 			return
 		}
 		wait(ctx, time.Second) // S3 failing even after the SDK's retries, as abortFully does
 	}
 	for _, mu := range out.Uploads {
 		id := aws.ToString(mu.UploadId)
-		if aws.ToString(mu.Key) != u.key || id == u.uploadID || aws.ToTime(mu.Initiated).Before(since.Add(-5*time.Second)) {
+		if aws.ToString(mu.Key) != key || id == own || aws.ToTime(mu.Initiated).Before(since.Add(-5*time.Second)) {
 			continue
 		}
-		if err := abortFully(ctx, u.h.s.api, u.h.bucket, u.key, id); err != nil {
-			u.h.s.log.WarnContext(u.parent, "abort a stray multipart upload", "path", u.name,
-				"transfer_id", u.opts.TransferID, "upload_id", id, "err", err)
+		if err := abortFully(ctx, h.s.api, h.bucket, key, id); err != nil {
+			h.s.log.WarnContext(ctx, "abort a stray multipart upload", append(attrs, "key", key, "upload_id", id, "err", err)...)
 			continue
 		}
-		u.h.s.log.InfoContext(u.parent, "aborted a stray multipart upload left by a retried create", "path", u.name,
-			"transfer_id", u.opts.TransferID, "upload_id", id)
+		h.s.log.InfoContext(ctx, "aborted a stray multipart upload left by a retried or failed create",
+			append(attrs, "key", key, "upload_id", id)...)
 	}
 }

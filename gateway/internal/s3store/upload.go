@@ -503,7 +503,7 @@ func (u *upload) cleanStrays() {
 	u.strays = false
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
 	defer cancel()
-	u.abortStrays(ctx, u.start)
+	u.h.abortStrays(ctx, u.key, u.uploadID, u.start, "path", u.name, "transfer_id", u.opts.TransferID)
 }
 
 // pending describes the multipart upload for the journal.
