@@ -154,7 +154,7 @@ func (h *homeFS) renameDir(ctx context.Context, src, dst target, noReplace bool)
 				undo = append(undo, dstKeys[i])
 			}
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
 		if uerr := h.deleteKeys(cctx, undo); uerr != nil {
 			h.s.log.WarnContext(ctx, "remove partial directory copy", "path", dst.name, "err", uerr)
@@ -265,19 +265,21 @@ func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int
 		Bucket: &h.bucket, Key: &dstKey, Metadata: head.Metadata, ContentType: head.ContentType,
 		Tagging: tagging,
 	})
-	if err != nil {
-		// An attempt whose answer was lost may have started an upload all the same.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		h.abortStrays(cctx, dstKey, "", start, "op", "copy")
-		return err
-	}
-	if retried(mp.ResultMetadata) {
+	// A retried create may have started other uploads, and a failed one (an attempt whose
+	// answer was lost) one all the same: they are looked for once the copy is settled.
+	if err != nil || retried(mp.ResultMetadata) {
+		var own string
+		if err == nil {
+			own = aws.ToString(mp.UploadId)
+		}
 		defer func() {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			cctx, cancel := cleanupContext(ctx)
 			defer cancel()
-			h.abortStrays(cctx, dstKey, aws.ToString(mp.UploadId), start, "op", "copy")
+			h.abortStrays(cctx, dstKey, own, start, "op", "copy")
 		}()
+	}
+	if err != nil {
+		return err
 	}
 	partSize := max(h.s.copyPart, (size+maxParts-1)/maxParts)
 	n := int((size + partSize - 1) / partSize)
@@ -304,7 +306,7 @@ func (h *homeFS) copyObject(ctx context.Context, srcKey, dstKey string, size int
 		})
 	}
 	if err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
 		if aerr := abortFully(cctx, h.s.api, h.bucket, dstKey, aws.ToString(mp.UploadId)); aerr != nil {
 			h.s.log.WarnContext(ctx, "abort multipart copy", "key", dstKey, "err", aerr)

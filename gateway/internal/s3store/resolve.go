@@ -29,7 +29,7 @@ func (u *upload) landed() (string, bool) {
 	if u.opts.TransferID == "" {
 		return "", false
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
+	ctx, cancel := cleanupContext(u.parent)
 	defer cancel()
 	for try := range resolveTries {
 		out, err := u.h.s.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &u.h.bucket, Key: &u.key})

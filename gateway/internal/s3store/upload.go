@@ -37,7 +37,7 @@ const (
 	// partsPerStep parts are uploaded at each part size before it doubles, so even the
 	// minimum part size reaches S3's 5 TiB object limit within its 10,000 parts.
 	partsPerStep = 1000
-	// cleanupTimeout bounds AbortMultipartUpload after the upload's context is gone.
+	// cleanupTimeout bounds the cleanup after a request (see cleanupContext).
 	cleanupTimeout = 30 * time.Second
 	blockSize      = transfermem.BlockSize
 )
@@ -481,7 +481,7 @@ func (u *upload) cleanup(cause error) error {
 		u.cleanStrays() // a failed CreateMultipartUpload may have started one
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
+	ctx, cancel := cleanupContext(u.parent)
 	defer cancel()
 	if err := abortFully(ctx, u.h.s.api, u.h.bucket, u.key, u.uploadID); err != nil {
 		return err // the journal keeps it: recovery aborts it once this process is gone
@@ -501,7 +501,7 @@ func (u *upload) cleanStrays() {
 		return
 	}
 	u.strays = false
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.parent), cleanupTimeout)
+	ctx, cancel := cleanupContext(u.parent)
 	defer cancel()
 	u.h.abortStrays(ctx, u.key, u.uploadID, u.start, "path", u.name, "transfer_id", u.opts.TransferID)
 }
@@ -560,6 +560,13 @@ func abortFully(ctx context.Context, api API, bucket, key, uploadID string) erro
 		case <-time.After(abortSettle):
 		}
 	}
+}
+
+// cleanupContext is for cleaning up after the work of ctx (aborting a multipart upload, undoing
+// a partial copy): it outlives ctx's cancellation, since a client that went away must not leave
+// anything behind, but not cleanupTimeout.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 }
 
 // wait sleeps for d or until ctx ends.
