@@ -405,20 +405,6 @@ embedded:
   pipeline:
     routes: %q
 `, l.sftp, l.s3, routes))
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(l.logs, nil))) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	waitListening(t, l.sftp, done, l.logs)
-	waitListening(t, l.s3, done, l.logs)
+	runGateway(t, cfgFile, l.logs, l.sftp, l.s3)
 	return l
 }

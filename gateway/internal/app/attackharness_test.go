@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -21,8 +20,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/ferrygw/ferry/gateway/internal/app"
-	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
@@ -113,24 +110,7 @@ sftp:
     dir: data/events
 %s`, h.sftpAddr, h.ftpAddr, h.metricsAddr, indent(opts.listen), indent(opts.sftp+"banner: \"\"\n"), opts.passivePorts,
 		indent(opts.ftp), h.s3Addr, opts.top))
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(h.logs, nil))) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", h.logs)
-		}
-	})
-	waitListening(t, h.sftpAddr, done, h.logs)
-	waitListening(t, h.ftpAddr, done, h.logs)
+	runGateway(t, cfgFile, h.logs, h.sftpAddr, h.ftpAddr)
 	return h
 }
 

@@ -1,11 +1,9 @@
 package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrygw/ferry/gateway/internal/app"
-	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
@@ -89,19 +85,8 @@ events:
     bus: ferry-events
     endpoint: %s
 `, sftpAddr, srv.Bucket, srv.Endpoint, srv.Region, ts.URL))
-	cfg, err := config.Load(filepath.Join(dir, "ferry.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	logs := &logbuf.Buffer{}
-	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	waitListening(t, sftpAddr, done, logs)
+	runGateway(t, filepath.Join(dir, "ferry.yaml"), logs, sftpAddr)
 	sc := sftpClient(t, sftpAddr, "alice", "pw")
 	f, err := sc.Create("/data.csv")
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -19,8 +18,6 @@ import (
 	"github.com/jlaffaye/ftp"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/ferrygw/ferry/gateway/internal/app"
-	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
@@ -89,24 +86,7 @@ ftp:
     mode: optional
     dev_self_signed: true
 `, g.sftpAddr, g.ftpAddr, srv.Bucket, srv.Endpoint, srv.Region))
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(g.logs, nil))) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", g.logs)
-		}
-	})
-	waitListening(t, g.sftpAddr, done, g.logs)
-	waitListening(t, g.ftpAddr, done, g.logs)
+	runGateway(t, cfgFile, g.logs, g.sftpAddr, g.ftpAddr)
 	return g
 }
 

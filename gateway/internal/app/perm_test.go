@@ -2,12 +2,10 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,8 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jlaffaye/ftp"
 
-	"github.com/ferrygw/ferry/gateway/internal/app"
-	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
@@ -72,22 +68,7 @@ ftp:
   tls: {mode: none}
 memory_limit: 0
 `, g.sftpAddr, g.ftpAddr, srv.Bucket, srv.Endpoint, srv.Region))
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(g.logs, nil))) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", g.logs)
-		}
-	})
-	waitListening(t, g.sftpAddr, done, g.logs)
-	waitListening(t, g.ftpAddr, done, g.logs)
+	runGateway(t, cfgFile, g.logs, g.sftpAddr, g.ftpAddr)
 	return g
 }
 

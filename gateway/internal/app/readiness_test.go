@@ -24,11 +24,20 @@ func runConfig(t *testing.T, dir, text string, wait ...string) *logbuf.Buffer {
 	t.Helper()
 	cfgFile := filepath.Join(dir, "ferry.yaml")
 	writeFile(t, cfgFile, text)
+	logs := &logbuf.Buffer{}
+	runGateway(t, cfgFile, logs, wait...)
+	return logs
+}
+
+// runGateway runs the gateway from cfgFile until the test ends, logging into logs, and returns
+// once every address in wait listens. Run must end without an error; a failed test prints the
+// gateway's log.
+func runGateway(t *testing.T, cfgFile string, logs *logbuf.Buffer, wait ...string) {
+	t.Helper()
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
@@ -44,7 +53,6 @@ func runConfig(t *testing.T, dir, text string, wait ...string) *logbuf.Buffer {
 	for _, a := range wait {
 		waitListening(t, a, done, logs)
 	}
-	return logs
 }
 
 // httpGet returns the status and body of GET url.
