@@ -7,11 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -20,6 +18,7 @@ import (
 	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -121,7 +120,7 @@ func TestHostileFilesAreRejectedWithinBounds(t *testing.T) {
 			ev := e.upload(tc.key, tc.body, alice(tid))
 			before := len(e.events.all())
 			var herr error
-			grew := heapGrowth(func() { herr = e.h.Handle(ctx(t), ev) })
+			grew := testtool.HeapGrowth(func() { herr = e.h.Handle(ctx(t), ev) })
 			if herr != nil {
 				t.Fatalf("handle: %v", herr)
 			}
@@ -169,32 +168,4 @@ func TestHostileFilesAreRejectedWithinBounds(t *testing.T) {
 			t.Errorf("key %q written outside the output and quarantine prefixes", k)
 		}
 	}
-}
-
-// heapGrowth samples the Go heap in use while f runs and returns the most it grew by.
-func heapGrowth(f func()) uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base, peak := ms.HeapInuse, ms.HeapInuse
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			var s runtime.MemStats
-			runtime.ReadMemStats(&s)
-			peak = max(peak, s.HeapInuse)
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	})
-	f()
-	close(done)
-	wg.Wait()
-	return peak - base
 }

@@ -7,11 +7,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // repeat is a reader of n bytes repeating pattern, made as it is read: a huge input that costs
@@ -44,35 +43,6 @@ func gzipOf(t testing.TB, r io.Reader) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-// heapPeak samples the Go heap in use while f runs and returns the most it grew by.
-func heapPeak(f func()) uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapInuse
-	peak := base
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	wg.Go(func() {
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			var s runtime.MemStats
-			runtime.ReadMemStats(&s)
-			peak = max(peak, s.HeapInuse)
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	})
-	f()
-	close(done)
-	wg.Wait()
-	return peak - base
 }
 
 // Hostile inputs are refused with a reason naming the route option to raise, while memory stays
@@ -125,7 +95,7 @@ func TestHostileInputsAreBounded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
 			emitted := 0
-			grew := heapPeak(func() {
+			grew := testtool.HeapGrowth(func() {
 				err = Chain(context.Background(), mustSteps(t, tc.steps), File{Name: "in", Body: tc.in()}, func(f File) error {
 					emitted++
 					_, cerr := io.Copy(io.Discard, f.Body)
