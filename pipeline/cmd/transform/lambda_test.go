@@ -42,20 +42,7 @@ func TestBootstrapsUnderRuntimeAPI(t *testing.T) {
 	fake := fakeaws.Start(t)
 	transformBin := buildBootstrap(t, "github.com/ferrygw/ferry/pipeline/cmd/transform")
 	notifyBin := buildBootstrap(t, "github.com/ferrygw/ferry/pipeline/cmd/notify")
-	routes, err := filepath.Abs("../../../configs/pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	home := t.TempDir()
-	env := []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
-		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.Secret,
-		"AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_S3=" + srv.Endpoint, "S3_FORCE_PATH_STYLE=true",
-		"AWS_ENDPOINT_URL_EVENTBRIDGE=" + fake.URL, "AWS_ENDPOINT_URL_SNS=" + fake.URL,
-		"AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=ferry-test", "LAMBDA_TASK_ROOT=" + home,
-		"ROUTES=" + routes, "LEDGER_BUCKET=" + srv.Bucket, "SNS_TOPIC_ARN=arn:aws:sns:us-east-1:111122223333:ferry",
-	}
+	env := lambdaEnv(t, srv, srv.Endpoint, fake.URL)
 	tEmu, nEmu := lambdaemu.New(t), lambdaemu.New(t)
 	tProc := tEmu.Run(transformBin, env)
 	nProc := nEmu.Run(notifyBin, env)
@@ -201,20 +188,7 @@ func TestBootstrapsThroughFaults(t *testing.T) {
 	awsp := faultproxy.Start(t, fake.URL, 22)
 	transformBin := buildBootstrap(t, "github.com/ferrygw/ferry/pipeline/cmd/transform")
 	notifyBin := buildBootstrap(t, "github.com/ferrygw/ferry/pipeline/cmd/notify")
-	routes, err := filepath.Abs("../../../configs/pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	home := t.TempDir()
-	env := []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
-		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.Secret,
-		"AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_S3=" + s3p.URL, "S3_FORCE_PATH_STYLE=true",
-		"AWS_ENDPOINT_URL_EVENTBRIDGE=" + awsp.URL, "AWS_ENDPOINT_URL_SNS=" + awsp.URL,
-		"AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=ferry-test", "LAMBDA_TASK_ROOT=" + home,
-		"ROUTES=" + routes, "LEDGER_BUCKET=" + srv.Bucket, "SNS_TOPIC_ARN=arn:aws:sns:us-east-1:111122223333:ferry",
-	}
+	env := lambdaEnv(t, srv, s3p.URL, awsp.URL)
 	tEmu, nEmu := lambdaemu.New(t), lambdaemu.New(t)
 	tEmu.Deadline, nEmu.Deadline = 20*time.Second, 20*time.Second
 	tProc := tEmu.Run(transformBin, env)
@@ -315,5 +289,26 @@ func TestBootstrapsThroughFaults(t *testing.T) {
 		invocations, errs, s3p.Stats().Faults, s3p.Stats().ByRule, awsp.Stats().Faults, awsp.Stats().ByRule, len(fake.Events()), len(msgs))
 	if errs == 0 {
 		t.Errorf("no invocation failed: the faults did not reach the functions")
+	}
+}
+
+// lambdaEnv is the environment Lambda gives both functions (configs/pipeline.yaml's routes, the
+// ledger in srv's bucket), with the SDK's S3 endpoint at s3URL (srv, or a proxy in front of it)
+// and its EventBridge and SNS endpoints at awsURL.
+func lambdaEnv(t *testing.T, srv *s3test.Server, s3URL, awsURL string) []string {
+	t.Helper()
+	routes, err := filepath.Abs("../../../configs/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	return []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
+		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.Secret,
+		"AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_S3=" + s3URL, "S3_FORCE_PATH_STYLE=true",
+		"AWS_ENDPOINT_URL_EVENTBRIDGE=" + awsURL, "AWS_ENDPOINT_URL_SNS=" + awsURL,
+		"AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=ferry-test", "LAMBDA_TASK_ROOT=" + home,
+		"ROUTES=" + routes, "LEDGER_BUCKET=" + srv.Bucket, "SNS_TOPIC_ARN=arn:aws:sns:us-east-1:111122223333:ferry",
 	}
 }
