@@ -22,6 +22,19 @@ import (
 // outcome is taken as "not written".
 const resolveTries = 3
 
+// committed settles a commit (PutObject or CompleteMultipartUpload) that returned err: its
+// ETag (read by etag only when err is nil), or, when the answer was lost but the object at the
+// key is this upload's (landed), that object's ETag; otherwise the commit's error.
+func (u *upload) committed(err error, etag func() *string) (string, error) {
+	if err == nil {
+		return aws.ToString(etag()), nil
+	}
+	if tag, ok := u.landed(); ok {
+		return tag, nil
+	}
+	return "", pathErr("close", u.name, err)
+}
+
 // landed reports whether the object at the upload's key is the one this upload wrote, and its
 // ETag. It outlives the upload's context: a client that vanished while its file was being
 // committed still gets a consistent answer in the log and the gateway's events.

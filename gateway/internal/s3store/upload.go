@@ -369,14 +369,9 @@ func (u *upload) commit() error {
 			ContentLength: aws.Int64(u.partLen), Metadata: meta, ContentType: contentType(u.name),
 			ChecksumAlgorithm: objectChecksum, IfNoneMatch: u.ifNoneMatch(),
 		})
-		var etag string
-		if err == nil {
-			etag = aws.ToString(out.ETag)
-		} else {
-			var ok bool
-			if etag, ok = u.landed(); !ok {
-				return pathErr("close", u.name, err)
-			}
+		etag, err := u.committed(err, func() *string { return out.ETag })
+		if err != nil {
+			return err
 		}
 		u.etag = etag
 		u.releaseMemory(true)
@@ -401,14 +396,9 @@ func (u *upload) commit() error {
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}, ChecksumType: types.ChecksumTypeFullObject,
 		IfNoneMatch: u.ifNoneMatch(),
 	})
-	var etag string
-	if err == nil {
-		etag = aws.ToString(out.ETag)
-	} else {
-		var ok bool
-		if etag, ok = u.landed(); !ok {
-			return pathErr("close", u.name, err)
-		}
+	etag, err := u.committed(err, func() *string { return out.ETag })
+	if err != nil {
+		return err
 	}
 	if j := u.h.s.cfg.Journal; j != nil {
 		j.Ended(u.ctx, u.pending())
