@@ -10,21 +10,15 @@
 package hostile_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,8 +28,8 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ferrygw/ferry/gateway/ferryproc"
 	"github.com/ferrygw/ferry/gateway/internal/users"
-	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -48,36 +42,12 @@ const (
 // measureOnly reports whether the tests only measure (an older binary): see the package doc.
 func measureOnly() bool { return os.Getenv("FERRY_HOSTILE_MEASURE_ONLY") == "1" }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
 // ferryBinary is FERRY_BIN, or bin/ferry built from this module once per test run.
 func ferryBinary(t *testing.T) string {
-	t.Helper()
 	if p := os.Getenv("FERRY_BIN"); p != "" {
 		return p
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ferry-hostile-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "ferry")
-		cmd := exec.Command("go", "build", "-o", builtBin, "./gateway/cmd/ferry")
-		cmd.Dir = "../.."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./gateway/cmd/ferry: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
+	return ferryproc.Build(t)
 }
 
 // gateway is a running bin/ferry over versitygw, serving SFTP to alice and bob.
@@ -85,8 +55,7 @@ type gateway struct {
 	s3      *s3test.Server
 	sftp    string // host:port
 	metrics string // host:port
-	cmd     *exec.Cmd
-	logs    *logbuf.Buffer
+	proc    *ferryproc.Process
 }
 
 // startGateway starts the binary with the default configuration plus extra (YAML lines at the
@@ -109,7 +78,7 @@ func startGateway(t *testing.T, extra string) *gateway {
     home: bob/
     permissions: ["*"]
 `, hash, hash))
-	g := &gateway{s3: srv, sftp: freeAddr(t), metrics: freeAddr(t), logs: &logbuf.Buffer{Max: 256 << 10}}
+	g := &gateway{s3: srv, sftp: ferryproc.FreeAddr(t), metrics: ferryproc.FreeAddr(t)}
 	write(t, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
   sftp: %q
   metrics: %q
@@ -125,30 +94,13 @@ users_file: users.yaml
 log:
   level: info
 %s`, g.sftp, g.metrics, srv.Bucket, srv.Endpoint, srv.Region, extra))
-	g.cmd = exec.Command(ferryBinary(t), "serve", "--config", filepath.Join(dir, "ferry.yaml"))
-	g.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.Secret)
-	g.cmd.Stdout, g.cmd.Stderr = g.logs, g.logs
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = g.cmd.Process.Kill()
-		_ = g.cmd.Wait()
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", g.logs)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", g.sftp, time.Second); err == nil {
-			c.Close()
-			return g
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway did not listen on %s:\n%s", g.sftp, g.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	g.proc = ferryproc.Start(t, ferryBinary(t), filepath.Join(dir, "ferry.yaml"),
+		"AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.Secret)
+	// Killed at the end, not stopped gracefully: an attack may leave transfers that the
+	// shutdown grace would wait for.
+	t.Cleanup(func() { _ = g.proc.Cmd.Process.Kill() })
+	g.proc.WaitListening(t, g.sftp)
+	return g
 }
 
 // dial logs user in over a new SSH connection.
@@ -175,46 +127,29 @@ func (g *gateway) sftpClient(t *testing.T, conn *ssh.Client) *sftp.Client {
 	return c
 }
 
-// status reads a field of /proc/PID/status in bytes (VmRSS, VmHWM).
-func (g *gateway) status(t *testing.T, field string) int64 {
+// rss is the gateway's resident memory now (VmRSS), in bytes.
+func (g *gateway) rss(t *testing.T) int64 { return must(t, g.proc.RSS) }
+
+// peakRSS is the gateway's peak resident memory so far (VmHWM), in bytes.
+func (g *gateway) peakRSS(t *testing.T) int64 { return must(t, g.proc.PeakRSS) }
+
+func must(t *testing.T, read func() (int64, error)) int64 {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	v, err := read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return kib << 10
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, g.cmd.Process.Pid)
-	return 0
+	return v
 }
 
-// metric reads one unlabelled metric from /metrics (0 when absent).
+// metric reads one metric from /metrics (0 when absent).
 func (g *gateway) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + g.metrics + "/metrics")
+	families, err := ferryproc.Scrape(t.Context(), g.metrics)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
-	}
-	return 0
+	return ferryproc.Sum(families, name, nil)
 }
 
 // rssSampler records the highest VmRSS seen while it runs.
@@ -226,21 +161,13 @@ type rssSampler struct {
 
 func (g *gateway) sampleRSS(t *testing.T) *rssSampler {
 	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
-	pid := g.cmd.Process.Pid
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-				for _, line := range strings.Split(string(data), "\n") {
-					if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-						kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-						if kib<<10 > s.peak.Load() {
-							s.peak.Store(kib << 10)
-						}
-					}
-				}
+			if v, err := g.proc.RSS(); err == nil && v > s.peak.Load() {
+				s.peak.Store(v)
 			}
 			select {
 			case <-s.stop:
@@ -383,16 +310,6 @@ func write(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/MiB) }

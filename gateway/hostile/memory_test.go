@@ -47,7 +47,7 @@ func checkRSS(t *testing.T, peak, budget, share int64) {
 // the rest stay within the user's share of the budget.
 func TestManyUploadsInOneSession(t *testing.T) {
 	g := startGateway(t, "")
-	idle := g.status(t, "VmRSS")
+	idle := g.rss(t)
 	rss := g.sampleRSS(t)
 	c := g.sftpClient(t, g.dial(t, "alice"))
 	sent := map[string][]byte{}
@@ -72,7 +72,7 @@ func TestManyUploadsInOneSession(t *testing.T) {
 		names = append(names, name)
 	}
 	t.Logf("alice opened %d uploads (%d refused), wrote 4 MiB to %d (%d writes failed); RSS %s idle, %s now",
-		100-refused, refused, len(files), failed, mib(idle), mib(g.status(t, "VmRSS")))
+		100-refused, refused, len(files), failed, mib(idle), mib(g.rss(t)))
 	g.victim(t, 16*MiB, time.Minute)
 	peak := rss.Stop()
 	if _, err := c.ReadDir("/"); err != nil {
@@ -88,7 +88,7 @@ func TestManyUploadsInOneSession(t *testing.T) {
 	}
 	landed := g.checkLanded(t, "alice/", sent, committed)
 	t.Logf("attack 1 (100 uploads in one session): peak RSS %s during the attack (VmHWM %s, idle %s); %d uploads landed byte-exact",
-		mib(peak), mib(g.status(t, "VmHWM")), mib(idle), landed)
+		mib(peak), mib(g.peakRSS(t)), mib(idle), landed)
 	checkRSS(t, peak, int64(defaults.TransferMemory), int64(defaults.PerUser()))
 	if !measureOnly() && (len(files) != defaults.UploadsPerSession || refused != 100-defaults.UploadsPerSession) {
 		t.Errorf("%d uploads open, %d refused; want %d open (limits.uploads_per_session)", len(files), refused, defaults.UploadsPerSession)
@@ -105,7 +105,7 @@ func TestManyUploadsInOneSession(t *testing.T) {
 func TestReorderWindowsFilled(t *testing.T) {
 	const files, window, first = 10, 16 * MiB, 32 << 10
 	g := startGateway(t, "sftp:\n  write_wait_timeout: 5s\n") // a key older gateways know too
-	idle := g.status(t, "VmRSS")
+	idle := g.rss(t)
 	rss := g.sampleRSS(t)
 	conns := []*ssh.Client{g.dial(t, "alice"), g.dial(t, "alice")}
 	clients := []*sftp.Client{g.sftpClient(t, conns[0]), g.sftpClient(t, conns[1])}
@@ -146,7 +146,7 @@ wait:
 		}
 	}
 	t.Logf("%d of %d windows accepted completely before the gaps were filled; RSS %s idle, %s now",
-		buffered, files, mib(idle), mib(g.status(t, "VmRSS")))
+		buffered, files, mib(idle), mib(g.rss(t)))
 	g.victim(t, 16*MiB, time.Minute)
 	peak := rss.Stop()
 	// Fill the gaps and close.
@@ -178,7 +178,7 @@ wait:
 	wg.Wait()
 	landed := g.checkLanded(t, "alice/", sent, committed)
 	t.Logf("attack 2 (10 uploads filling the reorder window): peak RSS %s during the attack (VmHWM %s, idle %s); %d uploads landed byte-exact, %d failed %v",
-		mib(peak), mib(g.status(t, "VmHWM")), mib(idle), landed, len(failed), failed)
+		mib(peak), mib(g.peakRSS(t)), mib(idle), landed, len(failed), failed)
 	checkRSS(t, peak, int64(defaults.TransferMemory), int64(defaults.PerUser()))
 	// The attacker's connections are still served.
 	for i, c := range clients {
@@ -197,7 +197,7 @@ wait:
 func TestManyChannelsOneConnection(t *testing.T) {
 	const channels = 500
 	g := startGateway(t, "")
-	idle := g.status(t, "VmRSS")
+	idle := g.rss(t)
 	before := g.metric(t, "go_goroutines")
 	rss := g.sampleRSS(t)
 	conn := g.dial(t, "alice")
@@ -252,7 +252,7 @@ func TestManyChannelsOneConnection(t *testing.T) {
 	}
 	g.checkLanded(t, "alice/", map[string][]byte{"after.bin": data}, []string{"after.bin"})
 	t.Logf("attack 3 (%d channels on one connection): peak RSS %s (VmHWM %s, idle %s); goroutines +%.0f",
-		channels, mib(peak), mib(g.status(t, "VmHWM")), mib(idle), during-before)
+		channels, mib(peak), mib(g.peakRSS(t)), mib(idle), during-before)
 	checkRSS(t, peak, int64(defaults.TransferMemory), int64(defaults.PerUser()))
 	if measureOnly() {
 		return
@@ -284,7 +284,7 @@ func TestBudgetHoldsOneUsersUploads(t *testing.T) {
   uploads_per_session: 100
 `, budget, share))
 	const uploads = 40
-	idle := g.status(t, "VmRSS")
+	idle := g.rss(t)
 	rss := g.sampleRSS(t)
 	c := g.sftpClient(t, g.dial(t, "alice"))
 	sent := map[string][]byte{}
@@ -320,7 +320,7 @@ func TestBudgetHoldsOneUsersUploads(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("%d uploads got memory, %d failed as busy; RSS %s idle, %s now; refusals %.0f",
-		len(ok), busy, mib(idle), mib(g.status(t, "VmRSS")), g.metric(t, "ferry_transfer_memory_refusals_total"))
+		len(ok), busy, mib(idle), mib(g.rss(t)), g.metric(t, "ferry_transfer_memory_refusals_total"))
 	g.victim(t, 16*MiB, time.Minute)
 	peak := rss.Stop()
 	if _, err := c.ReadDir("/"); err != nil {
