@@ -63,8 +63,7 @@ type fakeEventBridge struct {
 }
 
 func newFakeEventBridge(t *testing.T, respond func(n int, entries []wireEntry) reply) *fakeEventBridge {
-	f := &fakeEventBridge{t: t, wantBus: "ferry-test", maxBytes: DefaultMaxRequestBytes, respond: respond,
-		received: make(chan int, 1000)}
+	f := newFake(t, respond)
 	srv := httptest.NewServer(http.HandlerFunc(f.serve)) // binds 127.0.0.1:0
 	t.Cleanup(srv.Close)
 	f.url, f.http = srv.URL, srv.Client()
@@ -76,10 +75,15 @@ func newFakeEventBridge(t *testing.T, respond func(n int, entries []wireEntry) r
 // run in virtual time. Requests still go through the SDK's serialization and signing and the
 // fake's protocol checks.
 func newInMemoryEventBridge(t *testing.T, respond func(n int, entries []wireEntry) reply) *fakeEventBridge {
-	f := &fakeEventBridge{t: t, wantBus: "ferry-test", maxBytes: DefaultMaxRequestBytes, respond: respond,
-		received: make(chan int, 1000), url: "http://events.test"}
-	f.http = &http.Client{Transport: handlerTransport{http.HandlerFunc(f.serve)}}
+	f := newFake(t, respond)
+	f.url, f.http = "http://events.test", &http.Client{Transport: handlerTransport{http.HandlerFunc(f.serve)}}
 	return f
+}
+
+// newFake is the fake without a way to reach it yet.
+func newFake(t *testing.T, respond func(n int, entries []wireEntry) reply) *fakeEventBridge {
+	return &fakeEventBridge{t: t, wantBus: "ferry-test", maxBytes: DefaultMaxRequestBytes, respond: respond,
+		received: make(chan int, 1000)}
 }
 
 // handlerTransport serves a client's requests with a handler in the same goroutine.
