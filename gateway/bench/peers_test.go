@@ -293,23 +293,12 @@ func peerWorkloads(cfg peersConfig) []workload {
 				m, err := s.timed(p.ftpPID, "", fmt.Sprintf("get /big.bin -o %s\n", dst))
 				return m, float64(e.cfg.big), func() error { return e.checkLocal(dst) }, err
 			}},
-		workload{name: fmt.Sprintf("FTP %d × 4 KiB, lftp mput", cfg.small), unit: "files/s",
-			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
-				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir}
-				m, err := s.timed(p.ftpPID, "mkdir -f -p /ftp-small\n", fmt.Sprintf("mput -O /ftp-small %s/*\n", e.small))
-				return m, float64(e.cfg.small), func() error { return e.checkCount(p.prefix+"ftp-small/", e.cfg.small) }, err
-			}},
+		ftpSmallFiles(cfg, "", "ftp-small", ""),
 		// rclone serve ftp offers no MFMT or SITE UTIME, so lftp keeps no times there and each
 		// file is PASV + STOR; Ferry keeps them (one marker per file, see s3store's attrmarks).
 		// This row asks lftp not to set times, so both servers do the same work.
-		workload{name: fmt.Sprintf("FTP %d × 4 KiB, lftp mput, times not kept", cfg.small), unit: "files/s",
-			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
-				s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir,
-					settings: "set ftp:use-feat no\nset ftp:use-site-utime no\nset ftp:use-site-utime2 no\n"}
-				m, err := s.timed(p.ftpPID, "mkdir -f -p /ftp-small-nt\n",
-					fmt.Sprintf("mput -O /ftp-small-nt %s/*\n", e.small))
-				return m, float64(e.cfg.small), func() error { return e.checkCount(p.prefix+"ftp-small-nt/", e.cfg.small) }, err
-			}},
+		ftpSmallFiles(cfg, ", times not kept", "ftp-small-nt",
+			"set ftp:use-feat no\nset ftp:use-site-utime no\nset ftp:use-site-utime2 no\n"),
 		workload{name: fmt.Sprintf("FTP LIST of %d entries", cfg.small), unit: "entries/s",
 			run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
 				s := lftpSession{addr: p.listFTP, password: benchPassword, dir: e.dir}
@@ -325,6 +314,17 @@ func peerWorkloads(cfg peersConfig) []workload {
 			}})
 	}
 	return ws
+}
+
+// ftpSmallFiles is the row that uploads the small files with one lftp mput into folder, lftp
+// set up by settings before it connects.
+func ftpSmallFiles(cfg peersConfig, suffix, folder, settings string) workload {
+	return workload{name: fmt.Sprintf("FTP %d × 4 KiB, lftp mput%s", cfg.small, suffix), unit: "files/s",
+		run: func(e *peerEnv, p *peer) (measured, float64, func() error, error) {
+			s := lftpSession{addr: p.ftp, password: benchPassword, dir: e.dir, settings: settings}
+			m, err := s.timed(p.ftpPID, "mkdir -f -p /"+folder+"\n", fmt.Sprintf("mput -O /%s %s/*\n", folder, e.small))
+			return m, float64(e.cfg.small), func() error { return e.checkCount(p.prefix+folder+"/", e.cfg.small) }, err
+		}}
 }
 
 // concurrentUploads runs n sftp sessions at once, each uploading the conc file (default cipher,
