@@ -4,13 +4,13 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/ferrygw/ferry/gateway/internal/defender"
+	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 )
 
 // ctlListener wraps the control listener: it enforces MaxClients and wraps each connection so an
@@ -45,7 +45,7 @@ func (l *ctlListener) Accept() (net.Conn, error) {
 		}
 		cc := newControlConn(c)
 		if g := s.deps.Gate; g != nil {
-			t, err := g.Admit(remoteIP(c.RemoteAddr()), l.protocol(), func() { cc.Close() })
+			t, err := g.Admit(proxyproto.IP(c.RemoteAddr()), l.protocol(), func() { cc.Close() })
 			if err != nil {
 				// A ban gets no reply; a limit is said, so that a real client knows to retry.
 				if errors.Is(err, defender.ErrBanned) {
@@ -92,18 +92,6 @@ func (l *ctlListener) protocol() string {
 }
 
 func connKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
-
-// remoteIP is the client's address (behind a PROXY-protocol load balancer, the header's).
-func remoteIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
 
 // controlConn is a control connection as accepted (below TLS when there is TLS). It notices the
 // peer going away: a read error or EOF, or (on Linux) the socket leaving ESTABLISHED, which the

@@ -15,6 +15,7 @@ import (
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
 	"github.com/ferrygw/ferry/gateway/internal/defender"
+	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 )
@@ -163,7 +164,7 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, name, pass string) (ft
 		return nil, err
 	}
 	s := d.srv
-	remote := remoteIP(cc.RemoteAddr())
+	remote := proxyproto.IP(cc.RemoteAddr())
 	u, err := s.deps.Auth.CheckPassword(defender.WithTicket(sess.ctx, sess.ctl.ticket), name, pass, remote)
 	if err != nil || u == nil {
 		sess.log.Info("login failed", "user", name, "protocol", sess.protocol(), "err", err)

@@ -139,7 +139,7 @@ func (l *Listener) handle(c net.Conn) {
 
 // admit reads the header of c and returns the connection with the addresses it gives.
 func (l *Listener) admit(c net.Conn) (net.Conn, error) {
-	peer := addrOf(c.RemoteAddr())
+	peer := IP(c.RemoteAddr())
 	trusted := l.trusts(peer)
 	if !trusted && !l.cfg.Optional {
 		return nil, errors.New("not a trusted proxy address (listen.proxy_protocol.trusted)")
@@ -179,7 +179,10 @@ func (l *Listener) trusts(a netip.Addr) bool {
 	return false
 }
 
-func addrOf(a net.Addr) netip.Addr {
+// IP is the IP address of a (an IPv4-mapped address as IPv4), or the zero Addr when a has none.
+// A connection accepted through a Listener has the client's as its RemoteAddr, so this is the
+// address the gateway judges a client by (limits, bans, sessions), with or without a proxy.
+func IP(a net.Addr) netip.Addr {
 	if t, ok := a.(*net.TCPAddr); ok {
 		return t.AddrPort().Addr().Unmap()
 	}

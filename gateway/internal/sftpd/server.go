@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/internal/defender"
+	"github.com/ferrygw/ferry/gateway/internal/proxyproto"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/transfermem"
 	"github.com/ferrygw/ferry/gateway/internal/users"
@@ -249,7 +250,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		// Before any SSH work: a refused connection costs an accept and a close.
 		if s.deps.Gate != nil {
-			t, err := s.deps.Gate.Admit(remoteAddr(nc.RemoteAddr()), "sftp", c.close)
+			t, err := s.deps.Gate.Admit(proxyproto.IP(nc.RemoteAddr()), "sftp", c.close)
 			if err != nil {
 				nc.Close()
 				continue
@@ -377,17 +378,6 @@ func (a activityConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func remoteAddr(a net.Addr) netip.Addr {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.AddrPort().Addr().Unmap()
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
 func (s *Server) serveConn(c *connState) {
 	defer s.wg.Done()
 	defer func() {
@@ -398,7 +388,7 @@ func (s *Server) serveConn(c *connState) {
 		s.mu.Unlock()
 		c.ended()
 	}()
-	remote := remoteAddr(c.nc.RemoteAddr())
+	remote := proxyproto.IP(c.nc.RemoteAddr())
 	log := s.log.With("remote", c.nc.RemoteAddr().String())
 
 	ctx, cancel := context.WithCancelCause(s.base)
