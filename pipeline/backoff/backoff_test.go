@@ -1,7 +1,9 @@
 package backoff
 
 import (
+	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -22,4 +24,22 @@ func TestDelay(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestSleep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		if !Sleep(t.Context(), time.Minute) || time.Since(start) != time.Minute {
+			t.Errorf("Sleep on a live context: returned after %v", time.Since(start))
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start = time.Now()
+		if Sleep(ctx, time.Minute) || time.Since(start) != time.Second {
+			t.Errorf("Sleep past its context's end: returned true or after %v, want false after 1s", time.Since(start))
+		}
+		if Sleep(ctx, 0) {
+			t.Error("Sleep(0) on an ended context reported it live")
+		}
+	})
 }

@@ -336,7 +336,7 @@ func (p *Publisher) send(ctx context.Context, batch []Entry) {
 			return
 		}
 		p.log.Debug("resending failed events", "events", len(retry), "attempt", attempt+1, "cause", cause)
-		if !sleep(ctx, p.backoff(attempt)) {
+		if !backoff.Sleep(ctx, p.backoff(attempt)) {
 			p.giveUp(retry, attempt, "publisher stopped")
 			return
 		}
@@ -427,18 +427,4 @@ func isPermanent(code string) bool {
 // backoff is the wait after the attempt-th failure (package backoff).
 func (p *Publisher) backoff(attempt int) time.Duration {
 	return backoff.Delay(p.cfg.Backoff, p.cfg.MaxBackoff, attempt)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/ferrygw/ferry/pipeline/backoff"
 )
 
 // A PutObject or CompleteMultipartUpload whose answer was lost (a reset, a timeout, a retry
@@ -93,7 +95,7 @@ func (h *homeFS) abortStrays(ctx context.Context, key, own string, since time.Ti
 				append(attrs, "key", key, "err", err)...)
 			return
 		}
-		wait(ctx, time.Second) // S3 failing even after the SDK's retries, as abortFully does
+		backoff.Sleep(ctx, time.Second) // S3 failing even after the SDK's retries, as abortFully does
 	}
 	for _, mu := range out.Uploads {
 		id := aws.ToString(mu.UploadId)

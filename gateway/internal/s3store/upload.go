@@ -22,6 +22,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/gateway/internal/transfermem"
+	"github.com/ferrygw/ferry/pipeline/backoff"
 )
 
 // objectChecksum is the checksum S3 keeps for every object Ferry writes, whole-object even for
@@ -527,7 +528,7 @@ func abortFully(ctx context.Context, api API, bucket, key, uploadID string) erro
 				}
 				// S3 failing even after the SDK's retries: keep at it until ctx ends, since
 				// giving up leaves a pending upload that costs storage until a lifecycle rule.
-				wait(ctx, time.Second)
+				backoff.Sleep(ctx, time.Second)
 				continue
 			}
 		}
@@ -557,16 +558,6 @@ func abortFully(ctx context.Context, api API, bucket, key, uploadID string) erro
 // anything behind, but not cleanupTimeout.
 func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-}
-
-// wait sleeps for d or until ctx ends.
-func wait(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // identity is the metadata naming who wrote the object.
