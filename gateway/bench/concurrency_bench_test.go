@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrygw/ferry/gateway/ferryproc"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -120,15 +121,8 @@ func sampleRSS(pid int) *rssSampler {
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-				for _, line := range strings.Split(string(data), "\n") {
-					if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-						kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-						if kib<<10 > s.peak.Load() {
-							s.peak.Store(kib << 10)
-						}
-					}
-				}
+			if v, err := ferryproc.Status(pid, "VmRSS"); err == nil && v > s.peak.Load() {
+				s.peak.Store(v)
 			}
 			select {
 			case <-s.done:

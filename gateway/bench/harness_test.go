@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/ferrygw/ferry/gateway/ferryproc"
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/datasize"
@@ -344,23 +345,17 @@ func (g *gateway) String() string {
 
 // peakRSS is the gateway process's high-water resident set (VmHWM), in bytes.
 func (g *gateway) peakRSS(b testing.TB) int64 {
-	return procStatusKiB(b, g.cmd.Process.Pid, "VmHWM:") << 10
+	return procStatus(b, g.cmd.Process.Pid, "VmHWM")
 }
 
-func procStatusKiB(b testing.TB, pid int, field string) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// procStatus is ferryproc.Status (bytes), failing tb when it cannot be read.
+func procStatus(tb testing.TB, pid int, field string) int64 {
+	tb.Helper()
+	v, err := ferryproc.Status(pid, field)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, field) {
-			f := strings.Fields(line)
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
-	}
-	b.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return v
 }
 
 // sftpBatch runs OpenSSH sftp in batch mode against addr and returns the elapsed time.

@@ -150,15 +150,17 @@ func (p *Process) WaitListening(t testing.TB, addrs ...string) {
 
 // RSS is the process's resident memory now, in bytes (Linux /proc).
 func (p *Process) RSS() (int64, error) {
-	return statusKB(p.Cmd.Process.Pid, "VmRSS:")
+	return Status(p.Cmd.Process.Pid, "VmRSS")
 }
 
 // PeakRSS is the process's peak resident memory so far, in bytes (Linux /proc, VmHWM).
 func (p *Process) PeakRSS() (int64, error) {
-	return statusKB(p.Cmd.Process.Pid, "VmHWM:")
+	return Status(p.Cmd.Process.Pid, "VmHWM")
 }
 
-func statusKB(pid int, field string) (int64, error) {
+// Status reads a memory field of /proc/PID/status (VmRSS, VmHWM, …), in bytes.
+func Status(pid int, field string) (int64, error) {
+	field += ":"
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
