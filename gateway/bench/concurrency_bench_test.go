@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +38,7 @@ func BenchmarkSFTPConcurrent(b *testing.B) {
 			writeRandomFile(b, p, each)
 			files = append(files, p)
 		}
-		rss := sampleRSS(pid)
+		rss := ferryproc.SampleRSS(pid, 20*time.Millisecond)
 		cpu0 := procCPU(b, pid)
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -60,7 +59,7 @@ func BenchmarkSFTPConcurrent(b *testing.B) {
 		}
 		took := time.Since(start)
 		cpu := procCPU(b, pid) - cpu0
-		peak := rss.stop()
+		peak := rss.Stop()
 		gib := float64(each*int64(n)) / (1 << 30)
 		perGiB := cpu.Seconds() / gib
 		if n == 1 {
@@ -104,38 +103,4 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	const clockTicks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clockTicks
-}
-
-// rssSampler records the highest VmRSS of a process while it runs.
-type rssSampler struct {
-	peak atomic.Int64
-	done chan struct{}
-	wg   sync.WaitGroup
-}
-
-func sampleRSS(pid int) *rssSampler {
-	s := &rssSampler{done: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if v, err := ferryproc.Status(pid, "VmRSS"); err == nil && v > s.peak.Load() {
-				s.peak.Store(v)
-			}
-			select {
-			case <-s.done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return s
-}
-
-func (s *rssSampler) stop() int64 {
-	close(s.done)
-	s.wg.Wait()
-	return s.peak.Load()
 }

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -174,6 +175,42 @@ func Status(pid int, field string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
+}
+
+// RSSSampler records the highest VmRSS of a process while it runs (VmHWM cannot be reset
+// by every kernel, and covers the process's whole life).
+type RSSSampler struct {
+	peak atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+// SampleRSS reads the VmRSS of pid every interval until Stop.
+func SampleRSS(pid int, every time.Duration) *RSSSampler {
+	s := &RSSSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			if v, err := Status(pid, "VmRSS"); err == nil && v > s.peak.Load() {
+				s.peak.Store(v)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+// Stop ends the sampling and returns the highest VmRSS seen, in bytes.
+func (s *RSSSampler) Stop() int64 {
+	close(s.stop)
+	<-s.done
+	return s.peak.Load()
 }
 
 // Scrape fetches http://addr/metrics and parses it (Prometheus text format).

@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,37 +151,9 @@ func (g *gateway) metric(t *testing.T, name string) float64 {
 	return ferryproc.Sum(families, name, nil)
 }
 
-// rssSampler records the highest VmRSS seen while it runs.
-type rssSampler struct {
-	peak atomic.Int64
-	stop chan struct{}
-	done chan struct{}
-}
-
-func (g *gateway) sampleRSS(t *testing.T) *rssSampler {
-	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if v, err := g.proc.RSS(); err == nil && v > s.peak.Load() {
-				s.peak.Store(v)
-			}
-			select {
-			case <-s.stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return s
-}
-
-func (s *rssSampler) Stop() int64 {
-	close(s.stop)
-	<-s.done
-	return s.peak.Load()
+// sampleRSS records the gateway's highest VmRSS until Stop.
+func (g *gateway) sampleRSS() *ferryproc.RSSSampler {
+	return ferryproc.SampleRSS(g.proc.Cmd.Process.Pid, 10*time.Millisecond)
 }
 
 // victim is bob's transfer during an attack: an upload and a download of size random bytes,

@@ -48,7 +48,7 @@ func checkRSS(t *testing.T, peak, budget, share int64) {
 func TestManyUploadsInOneSession(t *testing.T) {
 	g := startGateway(t, "")
 	idle := g.rss(t)
-	rss := g.sampleRSS(t)
+	rss := g.sampleRSS()
 	c := g.sftpClient(t, g.dial(t, "alice"))
 	sent := map[string][]byte{}
 	var files []*sftp.File
@@ -106,7 +106,7 @@ func TestReorderWindowsFilled(t *testing.T) {
 	const files, window, first = 10, 16 * MiB, 32 << 10
 	g := startGateway(t, "sftp:\n  write_wait_timeout: 5s\n") // a key older gateways know too
 	idle := g.rss(t)
-	rss := g.sampleRSS(t)
+	rss := g.sampleRSS()
 	conns := []*ssh.Client{g.dial(t, "alice"), g.dial(t, "alice")}
 	clients := []*sftp.Client{g.sftpClient(t, conns[0]), g.sftpClient(t, conns[1])}
 	type upload struct {
@@ -199,7 +199,7 @@ func TestManyChannelsOneConnection(t *testing.T) {
 	g := startGateway(t, "")
 	idle := g.rss(t)
 	before := g.metric(t, "go_goroutines")
-	rss := g.sampleRSS(t)
+	rss := g.sampleRSS()
 	conn := g.dial(t, "alice")
 	var held []ssh.Channel
 	rejected := 0
@@ -285,7 +285,7 @@ func TestBudgetHoldsOneUsersUploads(t *testing.T) {
 `, budget, share))
 	const uploads = 40
 	idle := g.rss(t)
-	rss := g.sampleRSS(t)
+	rss := g.sampleRSS()
 	c := g.sftpClient(t, g.dial(t, "alice"))
 	sent := map[string][]byte{}
 	var mu sync.Mutex
