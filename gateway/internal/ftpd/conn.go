@@ -198,9 +198,11 @@ type connState struct {
 }
 
 // MinCommitGrace is the shortest commit grace, for the skew between two FINs a dying client's
-// kernel sends back to back on a quiet path (loopback, a LAN): microseconds, with margin for
-// the sender being descheduled between them.
-const MinCommitGrace = time.Millisecond
+// kernel sends on a quiet path (loopback, a LAN). On an idle host they leave microseconds
+// apart; on a busy one the exiting task is descheduled between its closes. With 1 ms a killed
+// curl's FINs came 3-5 ms apart in CI and its truncated upload was committed; with six busy
+// loops on two cores, 3 ms still let 2 of 120 killed clients commit, 5 ms none of 160.
+const MinCommitGrace = 5 * time.Millisecond
 
 // commitGrace is how long to wait for a killed client's control FIN once its data FIN arrived.
 // A killed client's kernel closes both connections at once (Linux closes an exiting task's

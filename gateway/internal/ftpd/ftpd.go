@@ -85,7 +85,7 @@ type Config struct {
 	// close_notify (plain FTP) waits for a dying client's control connection to close before
 	// committing. A killed client closes both connections at once; the wait covers their FINs
 	// arriving out of order, and is derived from the control connection's minimum RTT (see
-	// commitGrace): about a millisecond on loopback or a LAN, this bound on a path the kernel has
+	// commitGrace): MinCommitGrace (5 ms) on loopback or a LAN, this bound on a path the kernel has
 	// not measured. Default 50ms.
 	CommitGrace time.Duration
 }
