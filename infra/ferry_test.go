@@ -19,6 +19,8 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // The ferry binary, built once per test binary with `go build` (the same code `make build`
@@ -48,16 +50,6 @@ func buildFerry(t testing.TB) string {
 		t.Fatal(ferryErr)
 	}
 	return ferryBin
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // embeddedFerry is `ferry serve` running the embedded default in a temporary folder: the
@@ -91,9 +83,9 @@ func startEmbedded(t *testing.T, eventBridge string) *embeddedFerry {
 		t.Fatal(err)
 	}
 	f := &embeddedFerry{dir: dir, log: &syncBuffer{},
-		sftpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), s3Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		ftpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	passive := freePort(t)
+		sftpAddr: fmt.Sprintf("127.0.0.1:%d", testtool.FreePort(t)), s3Addr: fmt.Sprintf("127.0.0.1:%d", testtool.FreePort(t)),
+		ftpAddr: fmt.Sprintf("127.0.0.1:%d", testtool.FreePort(t))}
+	passive := testtool.FreePort(t)
 	rest := fmt.Sprintf("  events:\n    dir: events\n  notifications:\n    outbox: outbox.jsonl\n  pipeline:\n    routes: %s",
 		filepath.Join(repoRoot(t), "configs", "pipeline.yaml"))
 	if eventBridge != "" {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -126,12 +125,10 @@ func startMoto(t testing.TB) *motoServer {
 }
 
 func launchMoto(bin string) (*motoServer, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testtool.FreePortErr()
 	if err != nil {
 		return nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	m := &motoServer{URL: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuffer{}}
 	m.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/ferryproc"
 	"github.com/ferrygw/ferry/gateway/loadtest"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
 )
 
@@ -38,13 +39,13 @@ type observed struct {
 func startObserved(t *testing.T) *observed {
 	t.Helper()
 	bin := ferryproc.Build(t)
-	o := &observed{dir: t.TempDir(), sftp: ferryproc.FreeAddr(t), ftp: ferryproc.FreeAddr(t), metric: ferryproc.FreeAddr(t)}
+	o := &observed{dir: t.TempDir(), sftp: testtool.FreeAddr(t), ftp: testtool.FreeAddr(t), metric: testtool.FreeAddr(t)}
 	h, _ := bcrypt.GenerateFromPassword([]byte(demoPassword), bcrypt.MinCost)
 	users := fmt.Sprintf("users:\n  - name: demo\n    password_hash: %q\n    home: incoming/demo/\n    permissions: [\"*\"]\n", h)
 	if err := os.WriteFile(filepath.Join(o.dir, "users.yaml"), []byte(users), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s3Addr := ferryproc.FreeAddr(t)
+	s3Addr := testtool.FreeAddr(t)
 	cfg := filepath.Join(o.dir, "ferry.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`listen:
   sftp: %q

@@ -31,6 +31,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/datasize"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -179,7 +180,7 @@ type gatewayOptions struct {
 func startGateway(b testing.TB, srv *s3test.Server, opts gatewayOptions) *gateway {
 	b.Helper()
 	dir := b.TempDir()
-	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: freeAddr(b)}
+	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: testtool.FreeAddr(b)}
 	var pub string
 	g.keyFile, pub = clientKey(b, dir)
 	hash, err := users.HashPassword(benchPassword)
@@ -200,7 +201,7 @@ func startGateway(b testing.TB, srv *s3test.Server, opts gatewayOptions) *gatewa
 	}
 	ftpLine, ftpSection := "", ""
 	if opts.ftp {
-		g.ftp = freeAddr(b)
+		g.ftp = testtool.FreeAddr(b)
 		ftpLine = "  ftp: " + strconv.Quote(g.ftp) + "\n"
 		ftpSection = "ftp:\n  passive_ports: \"\"\n  tls:\n    mode: optional\n    dev_self_signed: true\n"
 	}
@@ -268,15 +269,15 @@ type embeddedOptions struct {
 func startEmbedded(b testing.TB, opts embeddedOptions) *embedded {
 	b.Helper()
 	dir := b.TempDir()
-	s3Addr := freeAddr(b)
-	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: freeAddr(b)}
+	s3Addr := testtool.FreeAddr(b)
+	g := &gateway{dir: dir, logs: &bytes.Buffer{}, sftp: testtool.FreeAddr(b)}
 	pipeline := ""
 	if opts.routes != "" {
 		pipeline = fmt.Sprintf("  pipeline:\n    routes: %q\n", opts.routes)
 	}
 	metrics, pprof := "", ""
 	if opts.metrics {
-		metrics, pprof = freeAddr(b), freeAddr(b)
+		metrics, pprof = testtool.FreeAddr(b), testtool.FreeAddr(b)
 	}
 	var pub string
 	g.keyFile, pub = clientKey(b, dir)
@@ -423,15 +424,6 @@ func (rc *requestCounter) snapshot() map[string]int {
 		m[k] = v
 	}
 	return m
-}
-
-func freeAddr(b testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitListening(b testing.TB, addr string, g *gateway) {

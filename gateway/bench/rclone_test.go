@@ -47,7 +47,7 @@ func startRclone(tb testing.TB, bin string, srv *s3test.Server, proto, authorize
 	dir := tb.TempDir()
 	conf := filepath.Join(dir, "rclone.conf")
 	write(tb, conf, "")
-	addr := freeAddr(tb)
+	addr := testtool.FreeAddr(tb)
 	args := []string{"serve", proto, "vgw:" + srv.Bucket + "/rclone",
 		"--addr", addr, "--user", "bench", "--pass", benchPassword, "--vfs-cache-mode", "off", "--log-level", "NOTICE"}
 	if noDirCache {

@@ -274,16 +274,5 @@ func Tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// FreeAddr returns a 127.0.0.1 address with a port free right now.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // MetricFamily is a parsed metric family (client_model's type).
 type MetricFamily = dto.MetricFamily

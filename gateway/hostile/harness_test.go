@@ -29,6 +29,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/ferryproc"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -77,7 +78,7 @@ func startGateway(t *testing.T, extra string) *gateway {
     home: bob/
     permissions: ["*"]
 `, hash, hash))
-	g := &gateway{s3: srv, sftp: ferryproc.FreeAddr(t), metrics: ferryproc.FreeAddr(t)}
+	g := &gateway{s3: srv, sftp: testtool.FreeAddr(t), metrics: testtool.FreeAddr(t)}
 	write(t, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
   sftp: %q
   metrics: %q

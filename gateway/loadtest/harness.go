@@ -31,6 +31,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/ferryproc"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/faultproxy"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -90,7 +91,7 @@ func Start(t testing.TB, o Options) *Env {
 		e.Users = append(e.Users, name)
 	}
 	write(t, filepath.Join(dir, "users.yaml"), users.String())
-	e.SFTP, e.FTP, e.Metrics, e.Health = ferryproc.FreeAddr(t), ferryproc.FreeAddr(t), ferryproc.FreeAddr(t), ferryproc.FreeAddr(t)
+	e.SFTP, e.FTP, e.Metrics, e.Health = testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
 	cfg := filepath.Join(dir, "ferry.yaml")
 	write(t, cfg, fmt.Sprintf(`listen:
   sftp: %q

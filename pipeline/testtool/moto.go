@@ -2,7 +2,6 @@ package testtool
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"sync"
@@ -17,12 +16,7 @@ func Moto(t testing.TB) string {
 	t.Helper()
 	bin := Path(t, "moto_server")
 	for range 5 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close() // another process may take it before moto binds: then try another
+		port := FreePort(t) // another process may still take it before moto binds: then try another
 		out := &capped{max: 64 << 10}
 		cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 		cmd.Stdout, cmd.Stderr = out, out

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/ferryproc"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -117,7 +118,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	t.Cleanup(eb.Close)
 	bin := ferryproc.Build(t)
 	dir, _, _ := setup(t)
-	sftpAddr, ftpAddr, healthAddr := ferryproc.FreeAddr(t), ferryproc.FreeAddr(t), ferryproc.FreeAddr(t)
+	sftpAddr, ftpAddr, healthAddr := testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
 	cfg := filepath.Join(dir, "ferry.yaml")
 	const drain = 4 * time.Second
 	write(t, cfg, fmt.Sprintf(`listen:

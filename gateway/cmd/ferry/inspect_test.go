@@ -27,6 +27,7 @@ import (
 	"github.com/ferrygw/ferry/pipeline/ledger"
 	"github.com/ferrygw/ferry/pipeline/notify"
 	"github.com/ferrygw/ferry/pipeline/route"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -47,7 +48,7 @@ const testKEK = "q4ZTvUOj2vx1i0xkSpSqcTW8O2mclQ4YW7cvIL8GjVQ="
 func startEmbedded(t *testing.T, routes string, usersYAML string) *embeddedSystem {
 	t.Helper()
 	dir := t.TempDir()
-	e := &embeddedSystem{dir: dir, cfg: filepath.Join(dir, "ferry.yaml"), sftp: freePort(t), s3: freePort(t), logs: &logbuf.Buffer{}}
+	e := &embeddedSystem{dir: dir, cfg: filepath.Join(dir, "ferry.yaml"), sftp: testtool.FreeAddr(t), s3: testtool.FreeAddr(t), logs: &logbuf.Buffer{}}
 	routesAbs, err := filepath.Abs(routes)
 	if err != nil {
 		t.Fatal(err)
@@ -106,16 +107,6 @@ embedded:
 		}
 	}
 	return e
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (e *embeddedSystem) sftpPut(t *testing.T, user, password string, files map[string]string) {

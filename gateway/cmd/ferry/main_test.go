@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 type result struct {
@@ -108,12 +109,7 @@ func TestTopLevel(t *testing.T) {
 // context ends (SIGINT/SIGTERM in main), after draining.
 func TestServeRunsUntilCancelled(t *testing.T) {
 	_, cfg, _ := setup(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testtool.FreeAddr(t)
 	write(t, cfg, "listen:\n  sftp: "+addr+"\n  metrics: \"\"\nstorage:\n  s3:\n    bucket: ferry\n    endpoint: http://127.0.0.1:1\n"+
 		"host_keys:\n  paths: [keys/ssh_host_ed25519_key]\n  generate: false\n")
 	t.Setenv("AWS_ACCESS_KEY_ID", "x")

@@ -6,15 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +23,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -50,7 +47,7 @@ func TestRunServesEveryProtocolOverOneStore(t *testing.T) {
     home: partners/alice/
     permissions: ["*"]
 `, hash))
-	sftpAddr, ftpAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	sftpAddr, ftpAddr, metricsAddr := testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
 	cfgFile := filepath.Join(dir, "ferry.yaml")
 	writeFile(t, cfgFile, fmt.Sprintf(`listen:
   sftp: %q
@@ -240,41 +237,6 @@ func sftpClient(t *testing.T, addr, user, password string) *sftp.Client {
 	return c
 }
 
-// freeAddr returns a loopback address free now, for a gateway to listen on. Its port is taken
-// below the kernel's ephemeral range (32768 and up here) and handed out once per process: the
-// kernel gives ephemeral ports to every :0 listener and outgoing connection, so a port probed
-// there could be taken again before the gateway bound it, which happened once this package's
-// tests ran in parallel. Another process's tests may still probe the same port between our
-// probe and bind: the random start keeps that unlikely.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 200 {
-		p := lowPorts.next()
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		addr := l.Addr().String()
-		l.Close()
-		return addr
-	}
-	t.Fatal("no free port between 10000 and 19999")
-	return ""
-}
-
-// portSeq hands out ports 10000-19999 in turn from a random start.
-type portSeq struct {
-	once sync.Once
-	n    atomic.Int64
-}
-
-var lowPorts portSeq
-
-func (s *portSeq) next() int {
-	s.once.Do(func() { s.n.Store(mrand.Int64N(10000)) })
-	return 10000 + int(s.n.Add(1)%10000)
-}
-
 func waitListening(t *testing.T, addr string, done chan error, logs *logbuf.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -381,7 +343,7 @@ func startLocal(t *testing.T, routes string) *local {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: demo\n    password_hash: %q\n    home: incoming/demo/\n    permissions: [\"*\"]\n", hash))
-	l := &local{dir: dir, sftp: freeAddr(t), s3: freeAddr(t), logs: &logbuf.Buffer{}}
+	l := &local{dir: dir, sftp: testtool.FreeAddr(t), s3: testtool.FreeAddr(t), logs: &logbuf.Buffer{}}
 	cfgFile := filepath.Join(dir, "ferry.yaml")
 	writeFile(t, cfgFile, fmt.Sprintf(`listen:
   sftp: %q

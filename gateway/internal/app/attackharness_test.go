@@ -59,7 +59,7 @@ type gwOptions struct {
 func startHostile(t *testing.T, opts gwOptions) *hostile {
 	t.Helper()
 	dir := t.TempDir()
-	h := &hostile{dir: dir, sftpAddr: freeAddr(t), ftpAddr: freeAddr(t), metricsAddr: freeAddr(t), s3Addr: freeAddr(t),
+	h := &hostile{dir: dir, sftpAddr: testtool.FreeAddr(t), ftpAddr: testtool.FreeAddr(t), metricsAddr: testtool.FreeAddr(t), s3Addr: testtool.FreeAddr(t),
 		usersFile: filepath.Join(dir, "users.yaml"), keyFile: filepath.Join(dir, "id_ed25519"), askpass: filepath.Join(dir, "askpass"),
 		logs: &logbuf.Buffer{}}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)

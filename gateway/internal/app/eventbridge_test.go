@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -71,7 +72,7 @@ func TestGatewayEventsToEventBridge(t *testing.T) {
 	dir := t.TempDir()
 	hash, _ := users.HashPassword("pw")
 	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: alice\n    password_hash: %q\n    home: alice/\n    permissions: [\"*\"]\n", hash))
-	sftpAddr := freeAddr(t)
+	sftpAddr := testtool.FreeAddr(t)
 	writeFile(t, filepath.Join(dir, "ferry.yaml"), fmt.Sprintf(`listen:
   sftp: %q
   metrics: ""

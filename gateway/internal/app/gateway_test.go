@@ -56,7 +56,7 @@ func startGateway(t *testing.T) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{s3: srv, sftpAddr: freeAddr(t), ftpAddr: freeAddr(t), home: "partners/alice/",
+	g := &gateway{s3: srv, sftpAddr: testtool.FreeAddr(t), ftpAddr: testtool.FreeAddr(t), home: "partners/alice/",
 		keyFile: filepath.Join(dir, "id_ed25519"), logs: &logbuf.Buffer{}}
 	writeFile(t, g.keyFile, string(pem.EncodeToMemory(block)))
 	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf(`users:

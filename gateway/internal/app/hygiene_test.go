@@ -53,7 +53,7 @@ embedded:
 func TestProfilingIsOptInAndLoopbackOnly(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	sftp, s3, metrics, pprof := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	sftp, s3, metrics, pprof := testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
 	runConfig(t, dir, embeddedConfig(t, dir, sftp, s3, fmt.Sprintf("  metrics: %q\n  pprof: %q\n", metrics, pprof)),
 		sftp, metrics, pprof)
 	for _, tt := range []struct {
@@ -91,7 +91,7 @@ func TestProfilingIsOptInAndLoopbackOnly(t *testing.T) {
 func TestPresignedSignaturesRedactedInDebugLogs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	sftp, s3addr := freeAddr(t), freeAddr(t)
+	sftp, s3addr := testtool.FreeAddr(t), testtool.FreeAddr(t)
 	file := filepath.Join(dir, "ferry.yaml")
 	writeFile(t, file, embeddedConfig(t, dir, sftp, s3addr, "")+"log:\n  level: debug\n")
 	cfg, err := config.Load(file)
@@ -323,8 +323,8 @@ func TestRepliesWithS3DownShowNoInternals(t *testing.T) {
 func TestPassivePortExhaustionMetric(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	sftp, ftpAddr, s3, metrics := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	port := freePort(t)
+	sftp, ftpAddr, s3, metrics := testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
+	port := testtool.FreePort(t)
 	hash, err := users.HashPassword("pw")
 	if err != nil {
 		t.Fatal(err)

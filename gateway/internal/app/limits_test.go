@@ -11,6 +11,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -27,7 +28,7 @@ func TestTransferMemorySharedAcrossProtocols(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, dir+"/users.yaml", fmt.Sprintf("users:\n  - name: alice\n    password_hash: %q\n    home: alice/\n    permissions: [\"*\"]\n", hash))
-	sftpAddr, ftpAddr, metrics := freeAddr(t), freeAddr(t), freeAddr(t)
+	sftpAddr, ftpAddr, metrics := testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
 	// alice's share holds one 5 MiB part and a 4 MiB read-ahead: a second part must wait.
 	runConfig(t, dir, fmt.Sprintf(`listen:
   sftp: %q

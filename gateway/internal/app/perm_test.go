@@ -16,6 +16,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -52,7 +53,7 @@ func startShared(t *testing.T) *shared {
 		fmt.Fprintf(&u, "  - name: %s\n    password_hash: %q\n    home: shared/\n    permissions: %s\n", name, hash, perms)
 	}
 	writeFile(t, filepath.Join(dir, "users.yaml"), u.String())
-	g := &shared{s3: srv, sftpAddr: freeAddr(t), ftpAddr: freeAddr(t), logs: &logbuf.Buffer{}}
+	g := &shared{s3: srv, sftpAddr: testtool.FreeAddr(t), ftpAddr: testtool.FreeAddr(t), logs: &logbuf.Buffer{}}
 	cfgFile := filepath.Join(dir, "ferry.yaml")
 	writeFile(t, cfgFile, fmt.Sprintf(`listen:
   sftp: %q

@@ -14,6 +14,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/app"
 	"github.com/ferrygw/ferry/gateway/internal/config"
 	"github.com/ferrygw/ferry/gateway/internal/users"
+	"github.com/ferrygw/ferry/pipeline/testtool"
 	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
@@ -91,7 +92,7 @@ func TestReadinessFollowsS3(t *testing.T) {
 	srv := s3test.Start(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "users.yaml"), "users: []\n")
-	sftpAddr, healthAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	sftpAddr, healthAddr, metricsAddr := testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
 	runConfig(t, dir, fmt.Sprintf(`listen:
   sftp: %q
   health: %q
@@ -136,7 +137,7 @@ memory_limit: 0
 func TestEmbeddedUsersFileOnS3(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	sftpAddr, healthAddr, s3Addr := freeAddr(t), freeAddr(t), freeAddr(t)
+	sftpAddr, healthAddr, s3Addr := testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
 	text := fmt.Sprintf(`listen:
   sftp: %q
   health: %q

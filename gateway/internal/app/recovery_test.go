@@ -92,7 +92,7 @@ func TestKilledGatewayUploadIsRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: demo\n    password_hash: %q\n    home: incoming/demo/\n    permissions: [\"*\"]\n", hash))
-	sftpAddr, s3Addr := freeAddr(t), freeAddr(t)
+	sftpAddr, s3Addr := testtool.FreeAddr(t), testtool.FreeAddr(t)
 	cfg := filepath.Join(dir, "ferry.yaml")
 	writeFile(t, cfg, fmt.Sprintf(`listen:
   sftp: %q
@@ -186,7 +186,7 @@ func TestLiveReplicaUploadIsNotRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	replica := func() (string, *logbuf.Buffer) {
-		dir, addr := t.TempDir(), freeAddr(t)
+		dir, addr := t.TempDir(), testtool.FreeAddr(t)
 		writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: demo\n    password_hash: %q\n    home: incoming/demo/\n    permissions: [\"*\"]\n", hash))
 		logs := runConfig(t, dir, fmt.Sprintf(`listen:
   sftp: %q

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -99,7 +98,7 @@ func TestReplicasBehindLoadBalancer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	front := lb{sftp: freePort(t), ftp: freePort(t), implicit: freePort(t), passive: freePortRange(t, passiveN), stats: freeAddr(t)}
+	front := lb{sftp: testtool.FreePort(t), ftp: testtool.FreePort(t), implicit: testtool.FreePort(t), passive: testtool.FreePortRange(t, passiveN), stats: testtool.FreeAddr(t)}
 	var replicas []*replica
 	for _, name := range []string{"r1", "r2"} {
 		replicas = append(replicas, startReplica(t, name, srv, usersKey, front))
@@ -330,7 +329,7 @@ func sftpSession(t *testing.T, bin, dir, ip string, front lb, keyFile, knownHost
 
 func startReplica(t *testing.T, name string, srv *s3test.Server, usersKey string, front lb) *replica {
 	t.Helper()
-	r := &replica{name: name, sftp: freeAddr(t), ftp: freeAddr(t), health: freeAddr(t), metrics: freeAddr(t)}
+	r := &replica{name: name, sftp: testtool.FreeAddr(t), ftp: testtool.FreeAddr(t), health: testtool.FreeAddr(t), metrics: testtool.FreeAddr(t)}
 	dir := t.TempDir()
 	r.logs = runConfig(t, dir, fmt.Sprintf(`listen:
   sftp: %q
@@ -553,33 +552,4 @@ func newCert(t *testing.T) (certPEM, keyPEM string) {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}))
-}
-
-func freePort(t *testing.T) int {
-	_, p, _ := net.SplitHostPort(freeAddr(t))
-	n, _ := strconv.Atoi(p)
-	return n
-}
-
-// freePortRange finds n consecutive free ports below the kernel's ephemeral range (where the
-// replicas' own passive listeners and every outgoing connection take theirs).
-func freePortRange(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		base := 20000 + mrand.IntN(9000)
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports found", n)
-	return 0
 }

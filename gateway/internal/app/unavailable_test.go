@@ -31,7 +31,7 @@ func TestS3UnreachableAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "users.yaml"), fmt.Sprintf("users:\n  - name: alice\n    password_hash: %q\n    home: alice/\n    permissions: [\"*\"]\n", hash))
-	sftpAddr, ftpAddr, healthAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	sftpAddr, ftpAddr, healthAddr, metricsAddr := testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t), testtool.FreeAddr(t)
 	runConfig(t, dir, fmt.Sprintf(`listen:
   sftp: %q
   ftp: %q

@@ -397,17 +397,7 @@ func TestPermissions(t *testing.T) {
 }
 
 func TestPassivePortRange(t *testing.T) {
-	// Find a free block of ports: listen on :0, use the ports just above it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	if base > 65000 {
-		base = 40000
-	}
-	pr := PortRange{Start: base + 1, End: base + 3}
+	pr := freeRange(t, 3)
 	e := startEnv(t, Config{PassivePorts: pr})
 	r := dialRaw(t, e.addr)
 	r.authTLS()

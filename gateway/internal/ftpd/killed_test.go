@@ -3,7 +3,6 @@ package ftpd
 import (
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -136,25 +135,8 @@ func killAtQuiet(t *testing.T, e *env, cmd *exec.Cmd, fifo *string) {
 // the same ports as the server's passive range, so EPSV's port-only answer reaches it).
 func freePortRange(t *testing.T, n int) PortRange {
 	t.Helper()
-	for range 50 {
-		start := 20000 + rand.IntN(30000)
-		ok := true
-		for p := start; p < start+n && ok; p++ {
-			for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
-				l, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(p)))
-				if err != nil {
-					ok = false
-					break
-				}
-				l.Close()
-			}
-		}
-		if ok {
-			return PortRange{Start: start, End: start + n - 1}
-		}
-	}
-	t.Fatal("no free port range")
-	return PortRange{}
+	start := testtool.FreePortRange(t, n, "127.0.0.1", "127.0.0.2")
+	return PortRange{Start: start, End: start + n - 1}
 }
 
 // startDelayProxy forwards listenHost:port to targetHost's control port, and each passive port

@@ -13,35 +13,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
 // freeRange returns n consecutive ports that were free a moment ago.
 func freeRange(t *testing.T, n int) PortRange {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := l.Addr().(*net.TCPAddr).Port + 1
-		l.Close()
-		if base+n > 65000 {
-			continue
-		}
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			if l, err := net.Listen("tcp", fmt.Sprintf(":%d", p)); err == nil {
-				l.Close()
-			} else {
-				ok = false
-			}
-		}
-		if ok {
-			return PortRange{Start: base, End: base + n - 1}
-		}
-	}
-	t.Fatal("no free port range")
-	return PortRange{}
+	start := testtool.FreePortRange(t, n)
+	return PortRange{Start: start, End: start + n - 1}
 }
 
 // listening returns the addresses this process listens on (Linux /proc).

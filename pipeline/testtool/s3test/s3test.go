@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -215,15 +216,11 @@ func xattrsWork(dir string) bool {
 }
 
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testtool.FreePortErr()
 	if err != nil {
 		return "", fmt.Errorf("find a free port: %w", err)
 	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		return "", fmt.Errorf("free port probe: %w", err)
-	}
-	return addr, nil
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), nil
 }
 
 // AccessKey is every test server's access key.
