@@ -370,9 +370,15 @@ func (j *Journal) scan(ctx context.Context, start bool) {
 	}
 }
 
-// list reads the journal: S3's time (the listing's Date) and what each replica holds.
+// list reads the journal: S3's time and what each replica holds. S3's time is the listing's Date,
+// or the newest LastModified listed when that is later: a Date has whole seconds and can lag
+// (versitygw's HTTP server refreshes its Date once a second; in CI it read a second behind a
+// heartbeat written before the request), while a LastModified is S3's own clock at a write that
+// already happened. Either way it is no later than S3's true time, so ages read short, by up to
+// a second or two: a replica is declared gone late, never early.
 func (j *Journal) list(ctx context.Context) (time.Time, map[string]*replica, error) {
 	now := time.Now()
+	var newest time.Time
 	replicas := map[string]*replica{}
 	pages := s3.NewListObjectsV2Paginator(j.api, &s3.ListObjectsV2Input{Bucket: &j.cfg.Bucket, Prefix: &j.cfg.Prefix})
 	for first := true; pages.HasMorePages(); first = false {
@@ -384,6 +390,9 @@ func (j *Journal) list(ctx context.Context) (time.Time, map[string]*replica, err
 			now = t
 		}
 		for _, o := range page.Contents {
+			if lm := aws.ToTime(o.LastModified); lm.After(newest) {
+				newest = lm
+			}
 			id, rest, ok := strings.Cut(strings.TrimPrefix(aws.ToString(o.Key), j.cfg.Prefix), "/")
 			if !ok || id == "" {
 				continue
@@ -408,6 +417,9 @@ func (j *Journal) list(ctx context.Context) (time.Time, map[string]*replica, err
 				r.claims = append(r.claims, o)
 			}
 		}
+	}
+	if newest.After(now) {
+		now = newest
 	}
 	return now, replicas, nil
 }

@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/ferrygw/ferry/gateway/internal/s3store"
 	"github.com/ferrygw/ferry/gateway/internal/storage"
 	"github.com/ferrygw/ferry/pipeline/event"
+	"github.com/ferrygw/ferry/pipeline/testtool/logbuf"
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
@@ -35,19 +37,27 @@ func (e *events) list() []event.GatewayDetail {
 }
 
 type fixture struct {
-	t   *testing.T
-	srv *s3test.Server
-	api *s3.Client
+	t    *testing.T
+	srv  *s3test.Server
+	api  *s3.Client
+	logs *logbuf.Buffer // every journal's log, printed when the test fails
 }
 
 func newFixture(t *testing.T) *fixture {
 	srv := s3test.Start(t)
-	return &fixture{t: t, srv: srv, api: srv.Client()}
+	f := &fixture{t: t, srv: srv, api: srv.Client(), logs: &logbuf.Buffer{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("journal log:\n%s", f.logs)
+		}
+	})
+	return f
 }
 
 func (f *fixture) journal(id string, ev *events) *Journal {
 	f.t.Helper()
-	j, err := New(f.api, Config{Bucket: f.srv.Bucket, ReplicaID: id, Heartbeat: time.Second, StaleAfter: 3 * time.Second, Failed: ev.failed})
+	j, err := New(f.api, Config{Bucket: f.srv.Bucket, ReplicaID: id, Heartbeat: time.Second, StaleAfter: 3 * time.Second, Failed: ev.failed,
+		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -149,7 +159,10 @@ func TestConcurrentRecoveryOnce(t *testing.T) {
 	live := f.journal("", ev)
 	live.Start(ctx)
 	f.upload(live, "incoming/ana/live")
-	time.Sleep(3500 * time.Millisecond) // the dead replica's heartbeat is now stale; the live one's is not
+	// The dead replica's heartbeat is now stale and the live one's is not. Ages are read on S3's
+	// clock in whole seconds (see list), so an age can read up to a second short: 3.5 s, half a
+	// second past StaleAfter, failed in CI (with versitygw's lagging Date it read 2 s).
+	time.Sleep(4500 * time.Millisecond)
 
 	var wg sync.WaitGroup
 	for range 2 {
