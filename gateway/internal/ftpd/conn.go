@@ -201,7 +201,8 @@ type connState struct {
 // kernel sends on a quiet path (loopback, a LAN). On an idle host they leave microseconds
 // apart; on a busy one the exiting task is descheduled between its closes. With 1 ms a killed
 // curl's FINs came 3-5 ms apart in CI and its truncated upload was committed; with six busy
-// loops on two cores, 3 ms still let 2 of 120 killed clients commit, 5 ms none of 160.
+// loops on two cores, 3 ms still let killed clients commit in 2 of 6 runs of the killed-client
+// test, 5 ms in none of 8.
 const MinCommitGrace = 5 * time.Millisecond
 
 // commitGrace is how long to wait for a killed client's control FIN once its data FIN arrived.
