@@ -33,7 +33,9 @@ const killRounds = 5
 func TestKilledClientsNeverCommit(t *testing.T) {
 	curl := testtool.Path(t, "curl")
 	lftp := testtool.Path(t, "lftp")
-	ports := freePortRange(t, 8)
+	// The proxy listens on the same ports as the server's passive range, on 127.0.0.2, so that
+	// EPSV's port-only answer reaches it.
+	ports := freeRange(t, 8, "127.0.0.1", "127.0.0.2")
 	for _, path := range []struct {
 		name  string
 		delay time.Duration // one way
@@ -129,14 +131,6 @@ func killAtQuiet(t *testing.T, e *env, cmd *exec.Cmd, fifo *string) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-}
-
-// freePortRange finds n consecutive free ports on 127.0.0.1 and 127.0.0.2 (the proxy listens on
-// the same ports as the server's passive range, so EPSV's port-only answer reaches it).
-func freePortRange(t *testing.T, n int) PortRange {
-	t.Helper()
-	start := testtool.FreePortRange(t, n, "127.0.0.1", "127.0.0.2")
-	return PortRange{Start: start, End: start + n - 1}
 }
 
 // startDelayProxy forwards listenHost:port to targetHost's control port, and each passive port

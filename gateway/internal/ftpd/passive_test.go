@@ -17,10 +17,11 @@ import (
 	"github.com/ferrygw/ferry/pipeline/testtool"
 )
 
-// freeRange returns n consecutive ports that were free a moment ago.
-func freeRange(t *testing.T, n int) PortRange {
+// freeRange returns n consecutive ports that were free a moment ago on every host (127.0.0.1
+// when none is given).
+func freeRange(t *testing.T, n int, hosts ...string) PortRange {
 	t.Helper()
-	start := testtool.FreePortRange(t, n)
+	start := testtool.FreePortRange(t, n, hosts...)
 	return PortRange{Start: start, End: start + n - 1}
 }
 
