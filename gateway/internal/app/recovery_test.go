@@ -2,10 +2,7 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/ferrygw/ferry/gateway/ferryproc"
 	"github.com/ferrygw/ferry/gateway/internal/users"
 	"github.com/ferrygw/ferry/pipeline/event"
 	"github.com/ferrygw/ferry/pipeline/testtool"
@@ -22,70 +20,13 @@ import (
 	"github.com/ferrygw/ferry/pipeline/testtool/s3test"
 )
 
-// buildFerry builds bin/ferry into a temporary folder, as `make build` does.
-func buildFerry(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ferry")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/ferry")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// ferryProcess is a running `ferry serve`.
-type ferryProcess struct {
-	cmd  *exec.Cmd
-	logs *logbuf.Buffer
-	done chan error
-}
-
-func startFerry(t *testing.T, bin, cfg string, wait ...string) *ferryProcess {
-	t.Helper()
-	p := &ferryProcess{cmd: exec.Command(bin, "serve", "--config", cfg), logs: &logbuf.Buffer{}, done: make(chan error, 1)}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(20 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("ferry serve (pid %d) log:\n%s", p.cmd.Process.Pid, p.logs)
-		}
-	})
-	for _, a := range wait {
-		waitListening(t, a, p.done, p.logs)
-	}
-	return p
-}
-
-// kill9 kills the process as `kill -9` does: no drain, no cleanup of any kind.
-func (p *ferryProcess) kill9(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err := <-p.done
-	p.done <- err // for the cleanup
-}
-
 // A gateway killed with kill -9 in the middle of a multipart upload leaves the upload pending
 // (its parts stored, 8 MiB here). The next start finds it in the upload journal, once the dead
 // process's heartbeat is older than recovery.stale_after, aborts it and sends Transfer Failed
 // with the uploader, the key and the reason.
 func TestKilledGatewayUploadIsRecovered(t *testing.T) {
 	t.Parallel()
-	bin := buildFerry(t)
+	bin := ferryproc.Build(t)
 	dir := t.TempDir()
 	hash, err := users.HashPassword("demo")
 	if err != nil {
@@ -124,7 +65,8 @@ memory_limit: 0
 		return keys
 	}
 
-	first := startFerry(t, bin, cfg, sftpAddr, s3Addr)
+	first := ferryproc.Start(t, bin, cfg)
+	first.WaitListening(t, sftpAddr, s3Addr)
 	sc := sftpClient(t, sftpAddr, "demo", "demo")
 	f, err := sc.Create("/big.bin")
 	if err != nil {
@@ -135,7 +77,13 @@ memory_limit: 0
 	}
 	testtool.Eventually(t, 10*time.Second, "the multipart upload to start", func() bool { return len(pending()) == 1 })
 	time.Sleep(1500 * time.Millisecond) // a heartbeat or two
-	first.kill9(t)
+	// As `kill -9` does: no drain, no cleanup of any kind.
+	if err := first.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Wait(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	sc.Close()
 
 	uploads, _ := filepath.Glob(filepath.Join(dir, "data", "s3", "uploads", "*", "part-*"))
@@ -144,7 +92,8 @@ memory_limit: 0
 	}
 	t.Logf("after kill -9: %d part file(s) of a pending upload on disk", len(uploads))
 
-	second := startFerry(t, bin, cfg, sftpAddr, s3Addr)
+	second := ferryproc.Start(t, bin, cfg)
+	second.WaitListening(t, sftpAddr, s3Addr)
 	testtool.Eventually(t, 20*time.Second, "the pending upload to be aborted", func() bool { return len(pending()) == 0 })
 	var failed []event.Event[event.GatewayDetail]
 	testtool.Eventually(t, 10*time.Second, "Transfer Failed", func() bool {
@@ -164,8 +113,8 @@ memory_limit: 0
 	if parts, _ := filepath.Glob(filepath.Join(dir, "data", "s3", "uploads", "*", "part-*")); len(parts) != 0 {
 		t.Errorf("part files left: %v", parts)
 	}
-	if !strings.Contains(second.logs.String(), "aborted the upload of a replica gone") {
-		t.Errorf("the recovery is not logged:\n%s", second.logs)
+	if !strings.Contains(second.Log.String(), "aborted the upload of a replica gone") {
+		t.Errorf("the recovery is not logged:\n%s", second.Log)
 	}
 	// The journal is clean again: no record, and the dead process's heartbeat is gone.
 	testtool.Eventually(t, 5*time.Second, "the journal to be clean", func() bool {
