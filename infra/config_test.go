@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrygw/ferry/gateway/ferryproc"
 )
 
 // The production config the image carries (Dockerfile: /etc/ferry/ferry.yaml).
@@ -37,7 +39,7 @@ func TestAWSConfigChecks(t *testing.T) {
 			"gw-replicas (issue 9 contract) with the features it uses (users_file s3://, listen.health, "+
 			"listen.proxy_protocol, ftp.tls.cert_pem/key_pem); this test passes once both branches are merged", awsConfig)
 	}
-	bin := buildFerry(t)
+	bin := ferryproc.Build(t)
 	tp := loadTemplate(t, "gateway.yaml")
 	c := newEvalCtx(t, tp, childParams(t, "Gateway", nil))
 	td := c.evalResource(t, tp, "TaskDefinition")

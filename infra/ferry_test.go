@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,37 +19,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ferrygw/ferry/gateway/ferryproc"
 	"github.com/ferrygw/ferry/pipeline/testtool"
 )
-
-// The ferry binary, built once per test binary with `go build` (the same code `make build`
-// and the Dockerfile build).
-var (
-	ferryOnce sync.Once
-	ferryBin  string
-	ferryErr  error
-)
-
-func buildFerry(t testing.TB) string {
-	t.Helper()
-	ferryOnce.Do(func() {
-		dir, err := sharedTempDir("ferry-bin-")
-		if err != nil {
-			ferryErr = err
-			return
-		}
-		ferryBin = filepath.Join(dir, "ferry")
-		cmd := exec.Command("go", "build", "-o", ferryBin, "./gateway/cmd/ferry")
-		cmd.Dir = repoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			ferryErr = fmt.Errorf("go build ./gateway/cmd/ferry: %v\n%s", err, out)
-		}
-	})
-	if ferryErr != nil {
-		t.Fatal(ferryErr)
-	}
-	return ferryBin
-}
 
 // embeddedFerry is `ferry serve` running the embedded default in a temporary folder: the
 // gateway, an S3-compatible endpoint on a local directory, the event bus and the pipeline.
@@ -72,7 +43,7 @@ const (
 // endpoint and the gateway's events sent to that EventBridge through a one-event queue.
 func startEmbedded(t *testing.T, eventBridge string) *embeddedFerry {
 	t.Helper()
-	bin := buildFerry(t)
+	bin := ferryproc.Build(t)
 	dir := t.TempDir()
 	hash, err := bcrypt.GenerateFromPassword([]byte(demoPassword), bcrypt.MinCost)
 	if err != nil {
