@@ -553,7 +553,7 @@ func (s *Server) runSFTP(ctx context.Context, c *connState, u *users.User, fsys 
 	// packet in flight, so a session uploading 32 KiB writes holds 16-19 MiB until it ends,
 	// outside the transfer memory budget; the exact-size packets it avoids are short-lived
 	// garbage, collected cheaply now that transfer buffers are pooled (see app's memory limit).
-	rs := sftp.NewRequestServer(channelRW{ch, cancel}, sess.handlers(), sftp.WithStartDirectory("/"),
+	rs := sftp.NewRequestServer(newLimitsConn(channelRW{ch, cancel}), sess.handlers(), sftp.WithStartDirectory("/"),
 		sftp.WithRSMaxTxPacket(maxTxPacket))
 	err := rs.Serve()
 	if err != nil && !errors.Is(err, io.EOF) {
