@@ -104,15 +104,17 @@ func (c *limitsConn) unqueue() {
 	c.wmu.Unlock()
 }
 
-// Close wakes a reader waiting for answers that will not come.
+// Close wakes a reader waiting for answers that will not come. The channel closes first: a
+// worker blocked writing to it (holding wmu) returns then.
 func (c *limitsConn) Close() error {
+	err := c.ReadWriteCloser.Close()
 	c.wmu.Lock()
 	if c.werr == nil {
 		c.werr = io.ErrClosedPipe
 	}
 	c.answered.Broadcast()
 	c.wmu.Unlock()
-	return c.ReadWriteCloser.Close()
+	return err
 }
 
 func (c *limitsConn) Read(p []byte) (int, error) {
