@@ -20,10 +20,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -80,11 +78,8 @@ func start(t testing.TB, dir string, useSidecar bool) *Server {
 	// Another process may take the port between our probe and versitygw's bind; retry then.
 	var lastErr error
 	for range 5 {
-		addr, err := freeAddr()
-		if err != nil {
-			t.Fatalf("s3test: %v", err)
-		}
-		err = s.run(t, bin, addr, sidecar)
+		addr := testtool.FreeAddr(t)
+		err := s.run(t, bin, addr, sidecar)
 		if err == nil {
 			s.bin, s.addr, s.sidecar = bin, addr, sidecar
 			s.Bucket = s.NewBucket(t)
@@ -217,14 +212,6 @@ func xattrsWork(dir string) bool {
 	buf := make([]byte, 8)
 	n, err := syscall.Getxattr(name, "user.ferry.probe", buf)
 	return err == nil && n == 1
-}
-
-func freeAddr() (string, error) {
-	p, err := testtool.FreePortErr()
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), nil
 }
 
 // AccessKey is every test server's access key.
