@@ -151,9 +151,9 @@ func (c *limitsConn) nextPacket() {
 	hdr := c.sniff[:5] // length, type
 	n, err := io.ReadFull(c.ReadWriteCloser, hdr)
 	c.rbuf = hdr[:n]
-	if err != nil {
+	if err != nil { // io.EOF between packets, as pkg/sftp expects of a client gone
 		c.unqueue()
-		c.rerr = eofAsIs(err, n)
+		c.rerr = err
 		return
 	}
 	// A length of 0 is malformed: the type byte read is the next packet's, and pkg/sftp
@@ -171,8 +171,11 @@ func (c *limitsConn) nextPacket() {
 	c.rem = 0
 	c.rbuf = c.sniff[:5+n]
 	if err != nil {
+		if errors.Is(err, io.EOF) { // inside a packet: its header was read
+			err = io.ErrUnexpectedEOF
+		}
 		c.unqueue()
-		c.rerr = eofAsIs(err, 1)
+		c.rerr = err
 		return
 	}
 	if id, ok := limitsQuery(body); ok {
@@ -180,15 +183,6 @@ func (c *limitsConn) nextPacket() {
 		c.unqueue()
 		c.reply(limitsReply(id))
 	}
-}
-
-// eofAsIs keeps io.EOF for a stream that ended between packets, as pkg/sftp expects of a client
-// that went away; inside a packet it is an unexpected EOF.
-func eofAsIs(err error, n int) error {
-	if errors.Is(err, io.ErrUnexpectedEOF) || (errors.Is(err, io.EOF) && n > 0) {
-		return io.ErrUnexpectedEOF
-	}
-	return err
 }
 
 // limitsQuery reports whether an extended request's body (after the type) is a limits query,
