@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrygw/ferry/gateway/ferryproc"
 )
 
 // SFTP packet types and the extension, as the protocol numbers them.
@@ -159,7 +161,7 @@ func TestOpenSSHUsesLimits(t *testing.T) {
 	out := o.mustRun(t, "put f.bin /f.bin\nget /f.bin back.bin\n", "-vvv")
 	want := fmt.Sprintf("using %d / %d", limitsData, limitsData)
 	if !strings.Contains(out, want) {
-		t.Fatalf("sftp -vvv does not say %q:\n%s", want, lastLines(out, 40))
+		t.Fatalf("sftp -vvv does not say %q:\n%s", want, ferryproc.Tail(out, 4000))
 	}
 	stored, err := e.mem.ReadFile("/f.bin")
 	if err != nil || sha(stored) != sha(data) {
@@ -168,9 +170,4 @@ func TestOpenSSHUsesLimits(t *testing.T) {
 	if got := o.readLocal(t, "back.bin"); sha(got) != sha(data) {
 		t.Fatalf("downloaded %d bytes, want %d with the same SHA-256", len(got), len(data))
 	}
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
