@@ -95,13 +95,6 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], " / ")
 }
 
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
-
 // sftpSession is OpenSSH sftp logged in as bench with a key, in batch mode (it stops at the
 // first failing command), with extra options (e.g. -o Ciphers=…).
 type sftpSession struct {
