@@ -201,14 +201,21 @@ func newValidateCSV(o *Options) (Transform, error) {
 
 func (t *validateCSV) Apply(ctx context.Context, in File, emit func(File) error) error {
 	r := &validateReader{t: t, want: t.columns}
-	r.p = newCSVParser(io.TeeReader(in.Body, (*appender)(&r.out)), t.d, false)
+	r.p = newCSVParser(io.TeeReader(in.Body, &appender{buf: &r.out, limit: t.d.maxRecord + parserBuffer}), t.d, false)
 	return emitOne(ctx, in.Name, r, emit)
 }
 
-// appender collects what the parser's bufio.Reader pulls from the input, to be passed on.
-type appender []byte
+// appender collects what the parser's bufio.Reader pulls from the input, to be passed on: at
+// most one record and the parser's read-ahead, which limit is sized for.
+type appender struct {
+	buf   *[]byte
+	limit int
+}
 
-func (a *appender) Write(p []byte) (int, error) { *a = append(*a, p...); return len(p), nil }
+func (a *appender) Write(p []byte) (int, error) {
+	*a.buf = appendDoubling(*a.buf, p, a.limit)
+	return len(p), nil
+}
 
 type validateReader struct {
 	t       *validateCSV
