@@ -141,8 +141,11 @@ func (p *csvParser) next() error {
 		}
 	}
 	p.recLine = p.line
-	p.buf, p.ends = p.buf[:0], p.ends[:0]
 	d := p.d
+	// A line's fields and the newline a quoted field keeps take at most len(line)+1 bytes of
+	// buf: reserved here and for each further line of the record, so the appends below never
+	// grow it in append's small steps.
+	p.buf, p.ends = reserve(p.buf[:0], len(line)+1, d.maxRecord), p.ends[:0]
 	pos := 0
 	for {
 		if d.quote != 0 && pos < len(line) && line[pos] == d.quote {
@@ -161,6 +164,7 @@ func (p *csvParser) next() error {
 					} else if err != nil {
 						return err
 					}
+					p.buf = reserve(p.buf, len(line)+1, d.maxRecord)
 					pos = 0
 					continue
 				}
@@ -210,16 +214,21 @@ func (p *csvParser) next() error {
 	}
 }
 
-// appendDoubling appends b to dst, doubling dst's capacity when it is full, but not past limit
-// unless the bytes need it. append grows a large slice by only 1.25x, so reaching a 16 MiB line
+// reserve makes room in b for n more bytes, doubling b's capacity when it is full, but not past
+// limit unless n needs it. append grows a large slice by only 1.25x, so reaching a 16 MiB line
 // left about 64 MiB of earlier copies for the collector; doubling leaves 16.
-func appendDoubling(dst, b []byte, limit int) []byte {
-	if need := len(dst) + len(b); need > cap(dst) {
-		grown := make([]byte, len(dst), max(min(2*cap(dst), limit), need))
-		copy(grown, dst)
-		dst = grown
+func reserve(b []byte, n, limit int) []byte {
+	if need := len(b) + n; need > cap(b) {
+		grown := make([]byte, len(b), max(min(2*cap(b), limit), need))
+		copy(grown, b)
+		return grown
 	}
-	return append(dst, b...)
+	return b
+}
+
+// appendDoubling appends b to dst, growing dst as reserve does.
+func appendDoubling(dst, b []byte, limit int) []byte {
+	return append(reserve(dst, len(b), limit), b...)
 }
 
 func (p *csvParser) tooManyColumns() error {
