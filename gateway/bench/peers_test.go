@@ -213,20 +213,16 @@ func runPeers(tb testing.TB, cfg peersConfig) *peersTable {
 		samples[i] = make([][]sample, len(peers))
 	}
 	start := time.Now()
-	var passes [][]int // indexes into ws: the single transfers, then the heavy rows
-	for _, heavy := range []bool{false, true} {
-		var pass []int
+	for _, heavy := range []bool{false, true} { // the single transfers, then the heavy rows
+		var pass []int // indexes into ws
 		for wi, w := range ws {
 			if w.heavy == heavy {
 				pass = append(pass, wi)
 			}
 		}
 		if len(pass) > 0 {
-			passes = append(passes, pass)
+			runPass(tb, e, cfg, ws, pass, peers, samples, start)
 		}
-	}
-	for _, pass := range passes {
-		runPass(tb, e, cfg, ws, pass, peers, samples, start)
 	}
 	for wi, w := range ws {
 		r := peersRow{name: w.name, unit: w.unit, bytes: w.bytes}
